@@ -1,0 +1,76 @@
+"""What a metric receives: the built model, its input, and how to run one step.
+
+The runner builds one :class:`MeasureContext` per benchmark and hands it to each metric
+in turn. Metrics never build models or inputs themselves, so every metric of a
+benchmark measures the same thing, and a third-party metric gets device, dtype,
+memory format and train/eval mode handled for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from benchbench.suite import BenchmarkSpec
+
+
+@dataclass
+class MeasureContext:
+    model: torch.nn.Module
+    """The model, on ``device``, in ``dtype``, in eval or train mode as ``mode`` says."""
+    inputs: Any
+    """One batch of input (usually a tensor of shape ``(batch_size, *input_shape)``)."""
+    device: torch.device
+    batch_size: int
+    mode: str
+    """``"eval"``: forward under ``torch.inference_mode()``; ``"train"``: forward + backward."""
+    benchmark: BenchmarkSpec
+    options: dict[str, Any] = field(default_factory=dict)
+    """This metric's options: its registered defaults updated by the suite's ``metric_options``."""
+    make_sample: Callable[[], Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def step(self) -> Any:
+        """Run the benchmarked work once: one forward (eval) or forward + backward (train)."""
+        if self.mode == "train":
+            output = self.model(self.inputs)
+            loss = sum(t.float().sum() for t in _tensors(output))
+            loss.backward()
+            self.model.zero_grad(set_to_none=True)
+            return output
+        with torch.inference_mode():
+            return self.model(self.inputs)
+
+    def sample_input(self) -> Any:
+        """One sample (batch of 1) of the same input, for per-sample counts such as FLOPs."""
+        if self.make_sample is not None:
+            return self.make_sample()
+        return self.inputs[:1]
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op on CPU)."""
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+
+    def warn(self, message: str) -> None:
+        """Attach a warning to this benchmark's record (shown under the table)."""
+        self.warnings.append(message)
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """The floating-point tensors in a model output (a tensor, or nested tuples/lists/dicts)."""
+    if isinstance(output, torch.Tensor):
+        return [output] if output.is_floating_point() else []
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    return []

@@ -1,0 +1,125 @@
+"""Every hook benchbench calls, in one place.
+
+A plugin is any module (or object) with functions named like the hooks below and
+decorated with ``@benchbench.hookimpl``. A plugin implements only the hooks it needs,
+and may accept only some of a hook's arguments (pluggy passes them by name).
+
+Two kinds of hooks:
+
+* **Registration hooks** (``benchbench_register_*``) are called once when the plugin
+  manager is built. Each receives a ``register`` callable; a plugin calls it once per
+  thing it provides. benchbench records which plugin registered what, so that
+  ``benchbench list`` can say where a model comes from and a name registered twice is
+  an error that names both plugins.
+* **Run-lifecycle hooks** (``benchbench_run_start`` ... ``benchbench_run_end``) are
+  called while a suite runs, so that a plugin can show progress, stream results
+  elsewhere or add to the run file, without the runner knowing about it.
+
+The built-in metrics, reporters and progress display are plugins written on these same
+hooks (see ``benchbench/builtin_plugins.py``): what they can do, a third party can do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from benchbench.registry import (
+        DatasetRegistrar,
+        MetricRegistrar,
+        ModelRegistrar,
+        ReporterRegistrar,
+    )
+    from benchbench.results import Record, RunResult
+    from benchbench.suite import BenchmarkSpec, Suite
+
+hookspec = pluggy.HookspecMarker("benchbench")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@hookspec
+def benchbench_register_models(register: ModelRegistrar) -> None:
+    """Register models that suites can name in ``model:``.
+
+    ``register(name, factory, *, family=None, input_shape=None, description=None, **meta)``
+
+    * ``factory(**args)`` returns a ``torch.nn.Module``; ``args`` come from the suite's
+      ``args:`` mapping, so torch-style keyword names make suites read naturally.
+    * ``input_shape`` is the per-sample input shape used when the suite gives none; it
+      may also be a callable ``input_shape(args) -> shape`` for layers whose input
+      depends on their arguments (``lambda a: (a["in_channels"], 32, 32)``).
+    * ``family`` groups related models in tables (``conv``, ``efficient``, ``network``...).
+    * ``description`` is the one line ``benchbench list models`` shows.
+    * ``meta`` is kept with the entry. One key is understood by the core:
+      ``make_input(batch_size, input_shape, device, dtype) -> Tensor`` for models whose
+      input is not a float tensor from ``torch.randn`` (token ids, for instance).
+    """
+
+
+@hookspec
+def benchbench_register_metrics(register: MetricRegistrar) -> None:
+    """Register metrics that suites can list in ``metrics:``.
+
+    ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
+    formats=None)``
+
+    * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
+      called once per benchmark with the model already built, on its device, in its mode.
+      Raising marks the benchmark ``failed`` but keeps the other metrics' fields.
+    * ``fields``: the fields ``measure`` returns that belong in tables; anything else it
+      returns (raw samples, per-operator breakdowns) is kept in the run file only.
+    * ``ratio_fields``: fields that get a ``<field>_ratio`` column against a baseline row.
+    * ``options``: the per-metric options a suite may set under ``metric_options.<name>``,
+      with their defaults; unknown option names are rejected when the suite is validated.
+    * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
+    """
+
+
+@hookspec
+def benchbench_register_datasets(register: DatasetRegistrar) -> None:
+    """Register datasets that benchmarks can name in ``dataset:``.
+
+    ``register(name, loader, *, task="classification", description=None, **meta)``;
+    ``loader(**args)`` returns the dataset. Metrics that train (accuracy) consume them.
+    """
+
+
+@hookspec
+def benchbench_register_reporters(register: ReporterRegistrar) -> None:
+    """Register reporters: ways to render a finished run (``--format NAME``).
+
+    ``register(name, render, *, description=None)`` where
+    ``render(run: RunResult, options: dict) -> str`` returns the text to print.
+    """
+
+
+# --------------------------------------------------------------------------- run lifecycle
+
+
+@hookspec
+def benchbench_run_start(suite: Suite, benchmarks: list[BenchmarkSpec]) -> None:
+    """A suite is about to run ``benchmarks`` (already validated and expanded)."""
+
+
+@hookspec
+def benchbench_benchmark_start(benchmark: BenchmarkSpec, index: int, total: int) -> None:
+    """Benchmark number ``index`` (0-based) of ``total`` is starting."""
+
+
+@hookspec
+def benchbench_result_ready(record: Record, index: int, total: int) -> None:
+    """A benchmark finished (``record["status"]`` says how); its record is final."""
+
+
+@hookspec
+def benchbench_run_end(run: RunResult) -> None:
+    """The run finished (or was interrupted: ``run.complete`` is then False)."""
+
+
+@hookspec
+def benchbench_environment() -> dict[str, Any] | None:
+    """Return extra facts to store in the run file's ``environment`` (merged by key)."""
