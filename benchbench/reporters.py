@@ -1,0 +1,109 @@
+"""Built-in reporters: the comparative table, CSV and JSON, registered like any plugin's.
+
+``--format`` takes a reporter name (``table``, ``csv``, ``json``, or one a plugin adds)
+or any tabulate table format (``github``, ``grid``, ``simple``, ``markdown``...), which
+means the ``table`` reporter in that format.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+from tabulate import tabulate, tabulate_formats
+
+import benchbench
+from benchbench import formatting
+from benchbench.results import RunResult
+
+TABLE_ALIASES = {"markdown": "github", "md": "github"}
+IDENTITY = ("benchmark", "model", "family", "output_shape")
+FOOTNOTES = {
+    "flops": "flops: fvcore's count for ONE sample; 1 fused multiply-add = 1 FLOP (i.e. MACs).",
+    "latency_ms": "latency_ms: median time of one batch; latency_iqr_ms its interquartile range.",
+    "peak_memory_bytes": "peak_memory_bytes: high-water mark of memory allocated during one step (memory_method).",
+}
+
+
+def table_formats() -> list[str]:
+    return sorted({*tabulate_formats, *TABLE_ALIASES})
+
+
+def render_table(run: RunResult, options: dict[str, Any]) -> str:
+    """Title, one row per benchmark, then notes: failures, warnings, what the numbers mean."""
+    tablefmt = TABLE_ALIASES.get(options.get("tablefmt", "simple"), options.get("tablefmt", "simple"))
+    records = run.records
+    shared = _shared_settings(records)
+    columns = [c for c in IDENTITY if c != "model" or any(r["model"] != r["benchmark"] for r in records)]
+    columns += [c for c in ("device", "batch_size", "dtype", "mode") if c not in shared]
+    columns += [f for f in run.fields if any(r.get(f) is not None for r in records)]
+    if any(r.get("baseline") for r in records):
+        columns.append("baseline")
+    columns.append("status")
+    rows = [[_cell(run.formats, c, r.get(c)) for c in columns] for r in records]
+    colalign = ["left" if c in IDENTITY or c in ("baseline", "status", "device", "dtype", "mode") else "right" for c in columns]
+    title = f"suite {run.suite}" + (f": {run.description}" if run.description else "")
+    if shared:
+        title += "\n" + ", ".join(f"{k} {v}" for k, v in shared.items())
+    if not run.complete:
+        title += "\n(INCOMPLETE run: interrupted)"
+    body = tabulate(rows, headers=columns, tablefmt=tablefmt, colalign=colalign, disable_numparse=True)
+    notes = [f"{r['benchmark']}: {r['status']}: {r['error']}" for r in records if r.get("error")]
+    notes += [f"{r['benchmark']}: warning: {w}" for r in records for w in r.get("warnings") or []]
+    notes += run.notes
+    notes += [text for field, text in FOOTNOTES.items() if field in columns]
+    if any(c.endswith("_ratio") for c in columns):
+        notes.append("*_ratio: this row's value divided by its baseline row's value (0.5x = half).")
+    return "\n".join([title, "", body, *([""] + notes if notes else [])])
+
+
+def render_csv(run: RunResult, options: dict[str, Any]) -> str:
+    """Every scalar field of every record, unformatted, for spreadsheets and pandas."""
+    frame = run.to_dataframe()
+    keep = [c for c in frame.columns if not frame[c].map(lambda v: isinstance(v, (dict, list))).any() or c.endswith("shape")]
+    out = io.StringIO()
+    frame[keep].to_csv(out, index=False)
+    return out.getvalue()
+
+
+def render_json(run: RunResult, options: dict[str, Any]) -> str:
+    """The run file's contents (records, environment, raw samples)."""
+    return run.to_json()
+
+
+@benchbench.hookimpl
+def benchbench_register_reporters(register: Callable[..., None]) -> None:
+    register("table", render_table, description="comparative table (tabulate; --format github|grid|simple|markdown|...)")
+    register("csv", render_csv, description="all scalar fields as CSV")
+    register("json", render_json, description="the full run file as JSON, raw samples included")
+
+
+def _shared_settings(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Settings every row has in common go in the title instead of a repeated column."""
+    shared = {}
+    for key in ("device", "batch_size", "dtype", "mode"):
+        values = {str(r.get(key)) for r in records}
+        if len(values) == 1 and records:
+            shared[key] = values.pop()
+    if records and "batch_size" in shared:
+        threads = {r.get("threads") for r in records}
+        if len(threads) == 1 and None not in threads and shared.get("device") == "cpu":
+            shared["threads"] = threads.pop()
+    return shared
+
+
+def _cell(formats: dict[str, Callable[[Any], str]], column: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if column in formats:
+        return formats[column](value)
+    if column.endswith("_ratio"):
+        return formatting.ratio(value)
+    if column.endswith("shape"):
+        return formatting.shape(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}:{v}" for k, v in value.items()) or "-"
+    return str(value)

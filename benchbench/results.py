@@ -1,0 +1,153 @@
+"""Run results: one record per benchmark, the environment, and the run file (JSON).
+
+A record is a plain ``dict`` (a row of the DataFrame): the fields DESIGN.md lists plus
+whatever metrics add. The run file keeps everything, raw timing samples included, so a
+later comparison can use statistics rather than two medians.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchbench.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Record = dict[str, Any]
+RUN_FILE_FORMAT = 1
+
+STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass
+class RunResult:
+    """A finished (or interrupted) run: records in suite order plus the environment."""
+
+    suite: str
+    records: list[Record] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    suite_source: str | None = None
+    suite_text: str | None = None
+    description: str | None = None
+    complete: bool = True
+    fields: list[str] = field(default_factory=list)
+    """Metric fields worth a table column, in metric order (``<f>_ratio`` follows ``f``)."""
+    formats: dict[str, Callable[[Any], str]] = field(default_factory=dict, repr=False)
+    """Table formatters by field, from the metric registrations (not stored in the file)."""
+    notes: list[str] = field(default_factory=list)
+    """Run-level remarks for the user (device fallback, batch scaled for CPU...)."""
+
+    @property
+    def failed(self) -> list[Record]:
+        return [r for r in self.records if r.get("status") == STATUS_FAILED]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per benchmark; lists (shapes, raw samples) stay Python lists."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.records)
+
+    # ------------------------------------------------------------------ run file
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RUN_FILE_FORMAT,
+            "suite": self.suite,
+            "description": self.description,
+            "complete": self.complete,
+            "suite_source": self.suite_source,
+            "suite_text": self.suite_text,
+            "fields": self.fields,
+            "notes": self.notes,
+            "environment": self.environment,
+            "records": self.records,
+        }
+
+    def to_json(self) -> str:
+        """The run file's text: JSON-safe (NaN -> null, tuples -> lists, tensors -> numbers)."""
+        return json.dumps(_jsonable(self.to_dict()), indent=1, allow_nan=False)
+
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run file atomically (temp file, then rename): never half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = self.to_json()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def read_json(cls, path: str | os.PathLike[str]) -> RunResult:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"run file {str(path)!r} not found") from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"run file {str(path)!r} is not a readable JSON run file: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list) or "suite" not in data:
+            raise UsageError(f"{path}: not a benchbench run file (needs 'suite' and a 'records' list)")
+        return cls(
+            suite=data["suite"],
+            records=data["records"],
+            environment=data.get("environment", {}),
+            suite_source=data.get("suite_source"),
+            suite_text=data.get("suite_text"),
+            description=data.get("description"),
+            complete=bool(data.get("complete", True)),
+            fields=list(data.get("fields", [])),
+            notes=list(data.get("notes", [])),
+        )
+
+
+def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
+    """Give each record with a ``baseline`` a ``<field>_ratio`` = value / baseline's value."""
+    records = list(records)
+    by_name = {r["benchmark"]: r for r in records}
+    fields = list(ratio_fields)
+    for record in records:
+        base = by_name.get(record.get("baseline") or "")
+        if base is None:
+            continue
+        for name in fields:
+            value, reference = record.get(name), base.get(name)
+            if _number(value) and _number(reference) and reference != 0:
+                record[f"{name}_ratio"] = value / reference
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Make metric outputs JSON-safe: tuples to lists, numpy/torch scalars to numbers, NaN to null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    return str(value)

@@ -1,0 +1,147 @@
+"""The command line end to end: run, list, formats, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchbench.cli import main
+from tests.helpers import tiny_suite, write_plugin
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_suite(tmp_path: Path, data: dict, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_run_prints_the_table_and_writes_the_run_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, tiny_suite())
+    out = tmp_path / "run.json"
+    assert main(["run", str(suite), "--json", str(out), "--format", "github"]) == 0
+    captured = capsys.readouterr()
+    table = captured.out
+    for text in ("| benchmark", "std", "sep", "flops_ratio", "latency_ms", "peak_memory_bytes", "8x8x8", "1 fused multiply-add = 1 FLOP"):
+        assert text in table
+    assert "[2/2] sep" in captured.err and "run file written to" in captured.err
+    data = json.loads(out.read_text())
+    assert data["suite"] == "tiny" and data["complete"] is True
+    env = data["environment"]
+    for key in ("benchbench", "torch", "cuda", "cudnn", "cpu", "torch_threads", "host", "time", "git", "gpus", "plugins"):
+        assert key in env
+    assert any(p["name"] == "layers" for p in env["plugins"])
+    std, sep = data["records"]
+    assert std["status"] == "ok" and std["output_shape"] == [8, 8, 8]
+    assert len(std["latency_samples_ms"]) == std["latency_runs"] >= 3
+    assert sep["flops_ratio"] == pytest.approx(sep["flops"] / std["flops"])
+
+
+def test_run_without_json_writes_into_the_out_folder(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, tiny_suite())
+    assert main(["run", str(suite), "--out", str(tmp_path / "res"), "-q", "--only", "std"]) == 0
+    [run_file] = (tmp_path / "res").glob("tiny-*.json")
+    assert [r["benchmark"] for r in json.loads(run_file.read_text())["records"]] == ["std"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "grid", "markdown"])
+def test_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    suite = write_suite(tmp_path, tiny_suite(metrics=["params"]))
+    assert main(["run", str(suite), "--json", str(tmp_path / "r.json"), "--format", fmt, "-q"]) == 0
+    out = capsys.readouterr().out
+    if fmt == "csv":
+        header = out.splitlines()[0].split(",")
+        assert {"benchmark", "params", "params_ratio", "status"} <= set(header)
+    elif fmt == "json":
+        assert json.loads(out)["records"][1]["params_ratio"] < 1
+    elif fmt == "grid":
+        assert "+====" in out or "+=" in out
+    else:
+        assert "|:" in out or "| benchmark" in out
+
+
+def test_a_failing_benchmark_exits_1_and_keeps_the_others(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_plugin(tmp_path / "plug", "toys", prefix="toy_")
+    data = tiny_suite(metrics=["params", "flops"])
+    data["benchmarks"].insert(1, {"model": "toy_broken"})
+    suite = write_suite(tmp_path, data)
+    out = tmp_path / "r.json"
+    code = main(["run", str(suite), "--json", str(out), "--plugins-dir", str(tmp_path / "plug"), "-q"])
+    assert code == 1
+    records = json.loads(out.read_text())["records"]
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    assert "RuntimeError: this model always fails" in records[1]["error"]
+    assert "toy_broken: failed: the first forward pass raised RuntimeError" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_suite()
+    data["benchmarks"][0]["model"] = "convv"
+    suite = write_suite(tmp_path, data)
+    assert main(["run", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.yaml" in err and "unknown model 'convv' (did you mean 'conv'?)" in err
+    assert "Traceback" not in err
+
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+    assert main(["run", str(suite), "--format", "githb"]) == 2
+    assert "did you mean 'github'?" in capsys.readouterr().err
+
+    assert main(["run", str(suite), "--device", "tpu"]) == 2
+    assert "must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_a_gpu_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, tiny_suite())
+    assert main(["run", str(suite), "--device", "cuda"]) == 2
+    assert "torch sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_list_models_shows_family_plugin_and_description(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
+    for name in ("conv", "depthwise_separable", "dilated", "bottleneck", "inverted_residual", "transposed", "pixel_shuffle"):
+        assert name in lines and "layers" in lines[name]
+    assert "depthwise-separable" in lines["depthwise_separable"]
+
+
+@pytest.mark.parametrize("kind", ["metrics", "reporters", "plugins", "datasets"])
+def test_list_other_kinds(capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    assert main(["list", kind]) == 0
+    out = capsys.readouterr().out
+    expected = {"metrics": "latency_ms", "reporters": "csv", "plugins": "benchbench.metrics.flops", "datasets": "no datasets"}
+    assert expected[kind] in out
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchbench", *args], capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=120
+    )
+
+
+def test_help_does_not_import_torch() -> None:
+    probe = "import sys; from benchbench.cli import main; code = main(['--help']); print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "benchbench run" in done.stdout or "run" in done.stdout
+    assert done.stdout.strip().endswith("NO-TORCH")
+
+
+def test_console_entry_and_usage_errors_in_a_real_process(tmp_path: Path) -> None:
+    done = run_cli("run")  # missing SUITE: argparse usage error
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    done = run_cli("run", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 2 and "not found" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("run", "suites/efficiency.yaml", "-p", "no_such_module_xyz")
+    assert done.returncode == 2 and "could not import plugin 'no_such_module_xyz'" in done.stderr

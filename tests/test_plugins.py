@@ -1,0 +1,128 @@
+"""The plugin manager: built-ins, entry points, -p, --plugins-dir, clashes and failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchbench.errors import PluginError
+from benchbench.plugins import AUTOLOAD_ENV, BUILTIN_PLUGINS, PluginManager
+from tests.helpers import fake_distribution, write_plugin
+
+
+def test_builtins_register_the_four_cost_metrics_and_reporters() -> None:
+    manager = PluginManager(autoload=False)
+    registry = manager.registry
+    assert {"params", "flops", "latency", "memory"} <= set(registry.names("metrics"))
+    assert {"table", "csv", "json"} <= set(registry.names("reporters"))
+    assert all(registry.metrics[m].plugin.startswith("benchbench.metrics.") for m in ("params", "flops"))
+    assert [p.name for p in manager.plugins] == list(BUILTIN_PLUGINS)
+
+
+def test_first_party_layers_load_through_the_entry_point_group() -> None:
+    models = PluginManager().registry.models
+    assert models["conv"].plugin == "layers"
+    assert models["conv"].family == "standard"
+
+
+def test_autoload_env_var_leaves_entry_points_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    manager = PluginManager()
+    assert "conv" not in manager.registry.names("models")
+    message = manager.unknown("models", "conv")
+    assert AUTOLOAD_ENV in message and "-p" in message
+    # ... and -p brings the first-party plugin back explicitly
+    assert "conv" in PluginManager(["benchbench_plugins.layers"]).registry.names("models")
+
+
+def test_third_party_entry_point_from_an_installed_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_plugin(tmp_path, "acme_models", prefix="acme_")
+    fake_distribution(tmp_path, "acme-bench", {"acme": "acme_models"}, version="2.3")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manager = PluginManager()
+    entry = manager.registry.models["acme_scale"]
+    assert entry.plugin == "acme" and entry.family == "toy"
+    info = next(p for p in manager.plugins if p.name == "acme")
+    assert (info.source, info.distribution, info.version) == ("entry point", "acme-bench", "2.3")
+
+
+def test_plugin_that_fails_to_import_is_reported_and_the_rest_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_plugin.py").write_text("import not_a_real_module_xyz\n")
+    write_plugin(tmp_path, "good_plugin", prefix="good_")
+    fake_distribution(tmp_path, "broken-dist", {"broken": "broken_plugin"})
+    fake_distribution(tmp_path, "good-dist", {"good": "good_plugin"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manager = PluginManager()
+    assert "good_scale" in manager.registry.names("models")
+    [failure] = manager.failures
+    assert failure.name == "broken" and failure.distribution == "broken-dist"
+    assert "not_a_real_module_xyz" in failure.error
+    # when a suite needs something that plugin might have provided, the error says why it is missing
+    assert "broken" in manager.unknown("models", "broken_model")
+
+
+def test_same_model_name_from_two_plugins_is_an_error_naming_both(tmp_path: Path) -> None:
+    write_plugin(tmp_path, "first", prefix="dup_")
+    write_plugin(tmp_path / "other", "second", prefix="dup_")
+    manager = PluginManager([str(tmp_path / "first.py"), str(tmp_path / "other" / "second.py")], autoload=False)
+    with pytest.raises(PluginError) as error:
+        manager.registry
+    message = str(error.value)
+    assert "'dup_scale'" in message and "first.py" in message and "second.py" in message
+
+
+def test_clash_with_a_first_party_name_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text(
+        "import benchbench, torch\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_models(register):\n"
+        "    register('conv', torch.nn.Identity)\n"
+    )
+    with pytest.raises(PluginError, match=r"'conv' is registered twice: by plugin 'layers' and by plugin 'mine'"):
+        PluginManager(plugins_dir=tmp_path).registry
+
+
+def test_dash_p_accepts_module_names_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_plugin(tmp_path, "by_name", prefix="n_")
+    write_plugin(tmp_path / "files", "by_file", prefix="f_")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manager = PluginManager(["by_name", str(tmp_path / "files" / "by_file.py")], autoload=False)
+    assert {"n_scale", "f_scale"} <= set(manager.registry.names("models"))
+    assert manager.registry.models["n_scale"].plugin == "by_name"
+
+
+def test_dash_p_that_cannot_import_is_a_usage_error() -> None:
+    with pytest.raises(PluginError, match="could not import plugin 'no_such_plugin_mod'"):
+        PluginManager(["no_such_plugin_mod"], autoload=False)
+
+
+def test_dash_p_naming_an_autoloaded_plugin_is_not_a_clash() -> None:
+    manager = PluginManager(["benchbench_plugins.layers"])
+    assert manager.registry.models["conv"].plugin == "layers"
+
+
+def test_plugins_dir_loads_every_py_file_and_reports_broken_ones(tmp_path: Path) -> None:
+    write_plugin(tmp_path, "alpha", prefix="a_")
+    (tmp_path / "beta.py").write_text("raise ValueError('beta is broken')\n")
+    (tmp_path / "_private.py").write_text("raise AssertionError('never imported')\n")
+    manager = PluginManager(plugins_dir=tmp_path, autoload=False)
+    assert "a_scale" in manager.registry.names("models")
+    assert [(f.name, f.source) for f in manager.failures] == [("beta", "plugins-dir")]
+    assert "ValueError: beta is broken" in manager.failures[0].error
+
+
+def test_plugins_dir_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(PluginError, match="is not a folder"):
+        PluginManager(plugins_dir=tmp_path / "nope", autoload=False)
+
+
+def test_registration_hook_that_raises_names_the_plugin(tmp_path: Path) -> None:
+    (tmp_path / "oops.py").write_text(
+        "import benchbench\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_metrics(register):\n"
+        "    raise KeyError('boom')\n"
+    )
+    with pytest.raises(PluginError, match=r"plugin 'oops' raised in benchbench_register_metrics: KeyError"):
+        PluginManager(plugins_dir=tmp_path, autoload=False).registry

@@ -1,0 +1,139 @@
+"""The runner and the Python API: records, failures, modes, ratios, interruption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import benchbench
+from benchbench.plugins import PluginManager
+from benchbench.results import RunResult
+from tests.helpers import tiny_suite, write_plugin
+
+DESIGN_FIELDS = (
+    "suite", "benchmark", "model", "family", "device", "batch_size", "input_shape", "output_shape", "status", "error",
+    "params", "trainable_params", "flops", "flops_unsupported", "latency_ms", "latency_iqr_ms", "latency_runs",
+    "throughput", "peak_memory_bytes",
+)
+
+
+def test_run_suite_api_returns_a_result_with_a_dataframe() -> None:
+    run = benchbench.run_suite(tiny_suite())
+    frame = run.to_dataframe()
+    assert list(frame["benchmark"]) == ["std", "sep"]
+    for field in DESIGN_FIELDS:
+        assert field in frame.columns, field
+    std, sep = run.records
+    assert std["params"] == 8 * 8 * 9 + 8
+    assert sep["params_ratio"] == pytest.approx(sep["params"] / std["params"])
+    assert sep["flops_ratio"] == pytest.approx(1 / 8 + 1 / 9)
+    assert "params_ratio" not in std  # no baseline named for it
+    assert std["threads"] == torch.get_num_threads()
+    assert run.fields[:2] == ["params", "params_ratio"]
+
+
+def test_cpu_batch_size_applies_only_on_cpu_and_is_recorded() -> None:
+    run = benchbench.run_suite(tiny_suite(batch_size=64, cpu_batch_size=3, metrics=["params"]))
+    assert {(r["batch_size"], r["suite_batch_size"]) for r in run.records} == {(3, 64)}
+    assert any("batch size 3 used on the CPU instead of the suite's 64" in n for n in run.notes)
+    run = benchbench.run_suite(tiny_suite(batch_size=64, cpu_batch_size=3, metrics=["params"]), batch_size=5)
+    assert {r["batch_size"] for r in run.records} == {5}
+
+
+def test_failures_are_isolated_per_benchmark_and_per_metric(tmp_path: Path) -> None:
+    write_plugin(tmp_path, "toys", prefix="t_")
+    (tmp_path / "badmetric.py").write_text(
+        "import benchbench\n"
+        "def measure(ctx):\n"
+        "    raise ValueError('metric exploded')\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_metrics(register):\n"
+        "    register('explodes', measure, fields=['nothing'])\n"
+    )
+    data = tiny_suite(metrics=["params", "explodes", "flops"])
+    data["benchmarks"].append({"model": "t_broken", "metrics": ["params"]})
+    data["benchmarks"].append({"name": "bad_args", "model": "t_scale", "args": {"features": -3}, "metrics": ["params"]})
+    run = benchbench.run_suite(data, plugins_dir=tmp_path)
+    std, sep, broken, bad_args = run.records
+    assert std["status"] == "failed" and "metric 'explodes' raised ValueError: metric exploded" in std["error"]
+    assert std["params"] == 8 * 8 * 9 + 8 and std["flops"] > 0  # the other metrics still ran
+    assert broken["status"] == "failed" and "first forward pass" in broken["error"]
+    assert bad_args["status"] == "failed" and "building the model" in bad_args["error"]
+    assert len(run.failed) == 4
+
+
+def test_skip_train_mode_dtype_and_channels_last() -> None:
+    data = tiny_suite(metrics=["params", "latency", "memory"])
+    data["benchmarks"][0].update(skip="not today")
+    data["benchmarks"][1].update(mode="train", dtype="float64", channels_last=True)
+    run = benchbench.run_suite(data)
+    std, sep = run.records
+    assert (std["status"], std["error"]) == ("skipped", "not today")
+    assert sep["status"] == "ok", sep["error"]
+    assert (sep["mode"], sep["dtype"], sep["channels_last"]) == ("train", "float64", True)
+    assert sep["latency_ms"] > 0 and sep["peak_memory_bytes"] > 0
+
+
+def test_model_input_hook_make_input(tmp_path: Path) -> None:
+    (tmp_path / "tokens.py").write_text(
+        "import torch, benchbench\n"
+        "def make_input(batch_size, input_shape, device, dtype):\n"
+        "    return torch.randint(0, 10, (batch_size, *input_shape), device=device)\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_models(register):\n"
+        "    register('embed', lambda: torch.nn.Embedding(10, 3), input_shape=(5,), make_input=make_input)\n"
+    )
+    run = benchbench.run_suite({"defaults": {"device": "cpu"}, "benchmarks": [{"model": "embed", "metrics": ["params", "flops"]}]}, plugins_dir=tmp_path)
+    [record] = run.records
+    assert record["status"] == "ok", record["error"]
+    assert record["output_shape"] == [5, 3]
+
+
+def test_interrupted_run_keeps_finished_records(tmp_path: Path) -> None:
+    (tmp_path / "stopper.py").write_text(
+        "import benchbench\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_result_ready(record, index, total):\n"
+        "    raise KeyboardInterrupt\n"
+    )
+    run = benchbench.run_suite(tiny_suite(metrics=["params"]), plugins_dir=tmp_path)
+    assert not run.complete and [r["benchmark"] for r in run.records] == ["std"]
+    path = run.write_json(tmp_path / "run.json")
+    assert RunResult.read_json(path).complete is False
+
+
+def test_lifecycle_hooks_see_every_benchmark(tmp_path: Path) -> None:
+    (tmp_path / "spy.py").write_text(
+        "import benchbench\n"
+        "SEEN = []\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_run_start(suite, benchmarks):\n"
+        "    SEEN.append(('start', suite.name, len(benchmarks)))\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_result_ready(record, index, total):\n"
+        "    SEEN.append(('result', record['benchmark'], index, total))\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_run_end(run):\n"
+        "    SEEN.append(('end', len(run.records)))\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_environment():\n"
+        "    return {'lab': 'rack 7'}\n"
+    )
+    manager = PluginManager(plugins_dir=tmp_path)
+    run = benchbench.run_suite(tiny_suite(metrics=["params"]), manager=manager)
+    spy = manager.pm.get_plugin("spy")
+    assert spy.SEEN == [("start", "tiny", 2), ("result", "std", 0, 2), ("result", "sep", 1, 2), ("end", 2)]
+    assert run.environment["lab"] == "rack 7"
+
+
+def test_run_file_round_trip_is_valid_json(tmp_path: Path) -> None:
+    run = benchbench.run_suite(tiny_suite(metrics=["params", "flops"]))
+    path = run.write_json(tmp_path / "deep" / "run.json")
+    data = json.loads(path.read_text())
+    assert data["records"][1]["flops_unsupported"] == {}
+    again = RunResult.read_json(path)
+    assert again.records == data["records"] and again.fields == run.fields
+    assert not list(path.parent.glob(".*.tmp"))

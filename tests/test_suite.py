@@ -1,0 +1,162 @@
+"""Suite files: defaults, overrides, and every problem reported at once with a suggestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchbench.errors import SuiteError, UsageError
+from benchbench.plugins import PluginManager
+from benchbench.suite import DEFAULT_METRICS, load_suite, read_suite_file
+from tests.helpers import tiny_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def manager() -> PluginManager:
+    return PluginManager()
+
+
+def problems_of(data: dict, manager: PluginManager, **kwargs) -> list[str]:
+    with pytest.raises(SuiteError) as error:
+        load_suite(data, manager, **kwargs)
+    return error.value.problems
+
+
+def test_defaults_merge_and_benchmark_values_win(manager: PluginManager) -> None:
+    suite = load_suite(tiny_suite(), manager)
+    std, sep = suite.benchmarks
+    assert suite.name == "tiny" and std.name == "std" and sep.baseline == "std"
+    assert (std.device, std.batch_size, std.metrics) == ("cpu", 2, DEFAULT_METRICS)
+    assert std.input_shape == (8, 8, 8)
+    assert std.metric_options["latency"]["min_runs"] == 3
+
+
+def test_name_defaults_to_model_and_input_shape_to_the_registered_rule(manager: PluginManager) -> None:
+    suite = load_suite({"benchmarks": [{"model": "conv", "args": {"in_channels": 16, "out_channels": 4, "kernel_size": 1}}]}, manager)
+    [spec] = suite.benchmarks
+    assert spec.name == "conv" and suite.name == "suite"
+    assert spec.input_shape[0] == 16
+
+
+def test_overrides_win_over_the_file(manager: PluginManager) -> None:
+    suite = load_suite(tiny_suite(batch_size=64, cpu_batch_size=8), manager, overrides={"batch_size": 4, "cpu_batch_size": None})
+    assert {(b.batch_size, b.cpu_batch_size) for b in suite.benchmarks} == {(4, None)}
+
+
+def test_only_selects_benchmarks_and_rejects_unknown_names(manager: PluginManager) -> None:
+    assert [b.name for b in load_suite(tiny_suite(), manager, only=["sep"]).benchmarks] == ["sep"]
+    assert problems_of(tiny_suite(), manager, only=["spe"]) == ["--only 'spe': no such benchmark (did you mean 'sep'?)"]
+
+
+def test_every_problem_is_reported_at_once_with_suggestions(manager: PluginManager) -> None:
+    data = tiny_suite()
+    data["benchmark"] = []  # typo of a top-level key
+    data["defaults"]["batchsize"] = 4
+    data["benchmarks"][0]["model"] = "conv2d"
+    data["benchmarks"][1]["metrics"] = ["params", "flop"]
+    data["benchmarks"][1]["batch_size"] = "big"
+    problems = problems_of(data, manager)
+    assert "unknown top-level key 'benchmark' (did you mean 'benchmarks'?)" in problems
+    assert "defaults: unknown key 'batchsize' (did you mean 'batch_size'?)" in problems
+    joined = "\n".join(problems)
+    assert "benchmark 'std' (#1): key 'model': unknown model 'conv2d' (did you mean 'conv'?)" in joined
+    assert "benchmark 'sep' (#2): key 'metrics': unknown metric 'flop' (did you mean 'flops'?)" in joined
+    assert "benchmark 'sep' (#2): key 'batch_size' must be a positive whole number, got 'big'" in joined
+    assert len(problems) == 5
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("batch_size", 0, "must be a positive whole number"),
+        ("batch_size", True, "must be a positive whole number"),
+        ("input_shape", [3, -1], "must be a list of positive whole numbers"),
+        ("device", "gpu", "must be auto, cpu, cuda or cuda:N"),
+        ("dtype", "float33", "(did you mean 'float32'?)"),
+        ("mode", "training", "must be one of eval, train"),
+        ("channels_last", "yes", "must be true or false"),
+        ("args", [1, 2], "must be a mapping"),
+        ("metrics", 3, "must be a list of names"),
+    ],
+)
+def test_wrong_types_name_the_benchmark_and_key(manager: PluginManager, key: str, value: object, expected: str) -> None:
+    data = tiny_suite()
+    data["benchmarks"][0][key] = value
+    [problem] = problems_of(data, manager)
+    assert problem.startswith(f"benchmark 'std' (#1): key '{key}'") and expected in problem
+
+
+def test_model_arguments_are_checked_against_the_factory(manager: PluginManager) -> None:
+    data = tiny_suite()
+    data["benchmarks"][0]["args"] = {"in_channel": 8, "out_channels": 8, "kernel_size": 3}
+    [unknown, missing] = problems_of(data, manager)
+    assert "unknown argument 'in_channel' (did you mean 'in_channels'?)" in unknown
+    assert "missing required argument(s): in_channels" in missing
+
+
+def test_duplicate_names_and_dangling_baselines(manager: PluginManager) -> None:
+    data = tiny_suite()
+    data["benchmarks"][1]["name"] = "std"
+    data["benchmarks"][1]["baseline"] = "stdd"
+    problems = problems_of(data, manager)
+    assert any("duplicate name, also used by benchmark #1" in p for p in problems)
+    assert any("'baseline' names no benchmark of this suite: 'stdd' (did you mean 'std'?)" in p for p in problems)
+
+
+def test_metric_options_are_checked(manager: PluginManager) -> None:
+    data = tiny_suite()
+    data["defaults"]["metric_options"] = {"latency": {"min_runz": 3}, "flopz": {}}
+    joined = "\n".join(problems_of(data, manager))
+    assert "unknown option 'min_runz' (did you mean 'min_runs'?)" in joined
+    assert "unknown metric 'flopz' (did you mean 'flops'?)" in joined
+
+
+def test_missing_input_shape_without_a_default_is_reported(manager: PluginManager, tmp_path: Path) -> None:
+    plugin = tmp_path / "noshape.py"
+    plugin.write_text(
+        "import benchbench, torch\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_models(register):\n"
+        "    register('shapeless', torch.nn.Identity)\n"
+    )
+    own = PluginManager([str(plugin)])
+    [problem] = problems_of({"benchmarks": [{"model": "shapeless"}]}, own)
+    assert "key 'input_shape' is needed" in problem
+
+
+def test_structural_errors(manager: PluginManager) -> None:
+    assert "non-empty list" in problems_of({"benchmarks": []}, manager)[0]
+    assert "must be a mapping with at least 'model'" in problems_of({"benchmarks": ["conv"]}, manager)[0]
+    assert "missing key 'model'" in problems_of({"benchmarks": [{"name": "x"}]}, manager)[0]
+
+
+def test_file_errors_name_the_file_and_the_line(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found"):
+        read_suite_file(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("benchmarks:\n  - model: conv\n    args: {in_channels: 3\n")
+    with pytest.raises(UsageError, match=r"bad.yaml: YAML syntax error at line \d+, column \d+"):
+        read_suite_file(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- model: conv\n")
+    with pytest.raises(UsageError, match="must be a mapping with a 'benchmarks' list, got list"):
+        read_suite_file(listy)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_suites_are_valid(manager: PluginManager, path: Path) -> None:
+    suite = load_suite(path, manager)
+    assert suite.name == path.stem and suite.benchmarks and suite.text
+
+
+def test_efficiency_suite_states_the_real_configuration(manager: PluginManager) -> None:
+    suite = load_suite(REPO / "suites" / "efficiency.yaml", manager)
+    by_name = {b.name: b for b in suite.benchmarks}
+    standard, separable = by_name["standard_3x3"], by_name["separable_3x3"]
+    assert (standard.batch_size, standard.input_shape, standard.args["in_channels"]) == (64, (512, 32, 32), 512)
+    assert separable.baseline == "standard_3x3"
+    families = {PluginManager().registry.models[b.model].family for b in suite.benchmarks}
+    assert families == {"standard", "depthwise-separable", "dilated", "bottleneck", "inverted-residual", "transposed", "pixel-shuffle"}
