@@ -16,7 +16,8 @@ Two kinds of hooks:
   elsewhere or add to the run file, without the runner knowing about it.
 
 The built-in metrics, reporters and progress display are plugins written on these same
-hooks (see ``benchbench/builtin_plugins.py``): what they can do, a third party can do.
+hooks (``benchbench/metrics/``, ``reporters.py``, ``progress.py``, listed in
+``benchbench.plugins.BUILTIN_PLUGINS``): what they can do, a third party can do.
 """
 
 from __future__ import annotations

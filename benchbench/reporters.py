@@ -18,7 +18,7 @@ from benchbench import formatting
 from benchbench.results import RunResult
 
 TABLE_ALIASES = {"markdown": "github", "md": "github"}
-IDENTITY = ("benchmark", "model", "family", "output_shape")
+IDENTITY = ("benchmark", "model", "output_shape")  # family is in `benchbench list models` and the CSV
 FOOTNOTES = {
     "flops": "flops: fvcore's count for ONE sample; 1 fused multiply-add = 1 FLOP (i.e. MACs).",
     "latency_ms": "latency_ms: median time of one batch; latency_iqr_ms its interquartile range.",

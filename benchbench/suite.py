@@ -248,8 +248,11 @@ def load_suite(
             )
         seen.setdefault(spec.name, i)
         specs.append(spec)
-    for i, spec in enumerate(specs, start=1):
-        if spec.baseline is not None and spec.baseline not in seen:
+    # Names of benchmarks that failed validation still count: a baseline naming one is
+    # not a second problem.
+    declared = {n for item in raw if isinstance(item, Mapping) for n in [item.get("name") or item.get("model")] if isinstance(n, str)}
+    for spec in specs:
+        if spec.baseline is not None and spec.baseline not in declared:
             problems.append(
                 f"benchmark {spec.name!r}: key 'baseline' names no benchmark of this suite: "
                 f"{spec.baseline!r}{did_you_mean(spec.baseline, seen)}"
@@ -378,12 +381,30 @@ def _check_metric_options(
             problems.append(f"{label}: key 'metric_options.{metric}' must be a mapping, got {values!r}")
             continue
         known = registry.get("metrics", metric).options
-        for key in values:
+        for key, value in values.items():
             if key not in known:
                 choices = ", ".join(known) or "none"
                 problems.append(
                     f"{label}: key 'metric_options.{metric}': unknown option {key!r}"
                     f"{did_you_mean(key, known)}; options of {metric}: {choices}"
                 )
+            elif not _same_kind(value, known[key]):
+                problems.append(
+                    f"{label}: key 'metric_options.{metric}.{key}' must be like its default "
+                    f"{known[key]!r} ({type(known[key]).__name__}), got {value!r}"
+                )
         checked[metric] = dict(values)
     return checked
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether an option value has the type of its registered default (ints pass for floats)."""
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (int, str)):
+        return isinstance(value, type(default))
+    return True

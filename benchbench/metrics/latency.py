@@ -1,0 +1,79 @@
+"""``latency``: how long one step (one batch) takes, as a median over many timed runs.
+
+A step is ``ctx.step()``: a forward pass under ``torch.inference_mode()`` in eval mode,
+forward + backward in train mode. The timers live in :mod:`benchbench.timing` (CPU:
+calibrated blocks as ``torch.utils.benchmark``; CUDA: events per step with an L2 flush
+as triton's ``do_bench``). The table shows the median and the interquartile range; the
+run file keeps every raw sample for statistical comparisons between runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import benchbench
+from benchbench import formatting, timing
+from benchbench.context import MeasureContext
+
+OPTIONS: dict[str, Any] = {
+    "warmup_s": 0.2,
+    "min_run_time_s": 1.0,
+    "min_runs": 10,
+    "max_runs": 10_000,
+    "max_run_time_s": 60.0,
+    "min_block_s": 0.01,
+    "flush_l2": True,
+    "noise_threshold": 0.10,
+}
+"""Defaults; a suite overrides them under ``metric_options: {latency: {...}}``.
+
+``min_block_s`` applies to the CPU timer, ``flush_l2`` to the CUDA timer; the other
+budgets to both. ``noise_threshold``: warn when IQR / median exceeds it."""
+
+
+def measure(ctx: MeasureContext) -> dict[str, Any]:
+    opts = ctx.options
+    budget = {k: opts[k] for k in ("warmup_s", "min_run_time_s", "min_runs", "max_runs")}
+    if ctx.is_cuda:
+        result = timing.time_cuda(ctx.step, ctx.device, flush_l2=bool(opts["flush_l2"]), **budget)
+    else:
+        result = timing.time_cpu(
+            ctx.step, min_block_s=opts["min_block_s"], max_run_time_s=opts["max_run_time_s"], **budget
+        )
+    stats = timing.summarize(result.samples_ms)
+    for note in result.notes:
+        ctx.warn(note)
+    if stats.median > 0 and stats.iqr / stats.median > opts["noise_threshold"]:
+        ctx.warn(
+            f"latency is noisy: IQR {stats.iqr:.3g} ms is {stats.iqr / stats.median:.0%} of the median "
+            f"{stats.median:.3g} ms (> {opts['noise_threshold']:.0%}); other load on the machine? "
+            "Close it, pin threads, or raise min_run_time_s"
+        )
+    return {
+        "latency_ms": stats.median,
+        "latency_iqr_ms": stats.iqr,
+        "latency_runs": stats.runs,
+        "throughput": ctx.batch_size / (stats.median / 1e3) if stats.median > 0 else None,
+        "latency_mean_ms": stats.mean,
+        "latency_samples_ms": result.samples_ms,
+        "latency_block_size": result.block_size,
+        "latency_warmup_runs": result.warmup_runs,
+        "latency_timer": result.timer,
+    }
+
+
+@benchbench.hookimpl
+def benchbench_register_metrics(register: Any) -> None:
+    register(
+        "latency",
+        measure,
+        fields=["latency_ms", "latency_iqr_ms", "latency_runs", "throughput"],
+        ratio_fields=["latency_ms"],
+        options=OPTIONS,
+        description="median time of one batch (CPU: blocked perf_counter; CUDA: events), IQR, samples/s",
+        formats={
+            "latency_ms": formatting.ms,
+            "latency_iqr_ms": formatting.ms,
+            "throughput": lambda v: formatting.si(v, 4),
+        },
+    )
