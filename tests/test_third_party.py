@@ -1,0 +1,65 @@
+"""A real third-party plugin, pip-installed as the README says, runs in a suite.
+
+``examples/third_party_plugin`` is a separate distribution with its own pyproject and an
+entry point in the ``benchbench`` group. This test installs it with pip (into a temp
+folder, no network: ``--no-deps --no-build-isolation``) and uses it from a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "third_party_plugin"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    pytest.importorskip("setuptools")
+    target = tmp_path_factory.mktemp("site")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(EXAMPLE)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    path = os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def benchbench(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "benchbench", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_installed_plugin_is_listed_with_its_distribution(installed: dict[str, str]) -> None:
+    models = benchbench(installed, "list", "models")
+    assert models.returncode == 0, models.stderr
+    line = next(l for l in models.stdout.splitlines() if l.startswith("squeeze_excite"))
+    assert "attention" in line and "se_blocks" in line
+    plugins = benchbench(installed, "list", "plugins").stdout
+    assert any("se_blocks" in l and "benchbench-se-blocks" in l and "0.1.0" in l for l in plugins.splitlines())
+
+
+def test_installed_plugin_runs_in_a_suite(installed: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    done = benchbench(
+        installed, "run", str(EXAMPLE / "se_suite.yaml"), "--json", str(out), "-q",
+    )
+    assert done.returncode == 0, done.stderr
+    conv, se = json.loads(out.read_text())["records"]
+    assert se["model"] == "squeeze_excite" and se["plugin"] == "se_blocks" and se["status"] == "ok"
+    assert se["params"] == (64 * 4 + 4) + (4 * 64 + 64)
+    assert se["output_shape"] == [64, 32, 32]
+    assert se["params_ratio"] == pytest.approx(se["params"] / conv["params"])
+
+
+def test_autoload_off_leaves_it_out_until_named(installed: dict[str, str]) -> None:
+    env = {**installed, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    assert "squeeze_excite" not in benchbench(env, "list", "models").stdout
+    assert "squeeze_excite" in benchbench(env, "list", "models", "-p", "se_blocks").stdout
