@@ -15,10 +15,19 @@ def si(value: Any, digits: int = 3) -> str:
     if _missing(value):
         return "-"
     value = float(value)
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g}{unit}"
-    return f"{value:.{digits}g}" if value != int(value) else str(int(value))
+    if value == int(value) and abs(value) < 1e3:
+        return str(int(value))
+    return _scaled(value, digits, 1e3, ("", "k", "M", "G", "T"))
+
+
+def _scaled(value: float, digits: int, base: float, units: tuple[str, ...]) -> str:
+    """``value`` in the largest unit that keeps it below ``base`` *after* rounding."""
+    for power, unit in enumerate(units):
+        scaled = value / base**power
+        text = f"{scaled:.{digits}g}"
+        if abs(float(text)) < base or power == len(units) - 1:
+            return f"{text}{unit}"
+    raise AssertionError("unreachable")
 
 
 def nbytes(value: Any) -> str:
@@ -26,10 +35,13 @@ def nbytes(value: Any) -> str:
     if _missing(value):
         return "-"
     value = float(value)
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{int(value)} B"
+    if abs(value) < 1024:
+        return f"{int(value)} B"
+    for power, unit in enumerate(("KiB", "MiB", "GiB", "TiB"), start=1):
+        text = f"{value / 1024**power:.2f}"
+        if abs(float(text)) < 1024 or unit == "TiB":
+            return f"{text} {unit}"
+    raise AssertionError("unreachable")
 
 
 def ms(value: Any) -> str:

@@ -53,7 +53,8 @@ def benchbench_register_models(register: ModelRegistrar) -> None:
     * ``input_shape`` is the per-sample input shape used when the suite gives none; it
       may also be a callable ``input_shape(args) -> shape`` for layers whose input
       depends on their arguments (``lambda a: (a["in_channels"], 32, 32)``).
-    * ``family`` groups related models in tables (``conv``, ``efficient``, ``network``...).
+    * ``family`` groups related models (``standard``, ``depthwise-separable``...); it is a
+      field of every record and a column of ``benchbench list models``.
     * ``description`` is the one line ``benchbench list models`` shows.
     * ``meta`` is kept with the entry. One key is understood by the core:
       ``make_input(batch_size, input_shape, device, dtype) -> Tensor`` for models whose
@@ -66,7 +67,7 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
     """Register metrics that suites can list in ``metrics:``.
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
-    formats=None)``
+    formats=None, check_options=None)``
 
     * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
       called once per benchmark with the model already built, on its device, in its mode.
@@ -75,14 +76,17 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
       returns (raw samples, per-operator breakdowns) is kept in the run file only.
     * ``ratio_fields``: fields that get a ``<field>_ratio`` column against a baseline row.
     * ``options``: the per-metric options a suite may set under ``metric_options.<name>``,
-      with their defaults; unknown option names are rejected when the suite is validated.
+      with their defaults; unknown option names, and values of another type than the
+      default, are rejected when the suite is validated.
+    * ``check_options``: optional ``check(options) -> list[str]`` of problems with the
+      values (ranges, consistency), called on the defaults updated by the suite's values.
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
     """
 
 
 @hookspec
 def benchbench_register_datasets(register: DatasetRegistrar) -> None:
-    """Register datasets that benchmarks can name in ``dataset:``.
+    """Register datasets, for metrics that train and evaluate a model (accuracy).
 
     ``register(name, loader, *, task="classification", description=None, **meta)``;
     ``loader(**args)`` returns the dataset. Metrics that train (accuracy) consume them.

@@ -15,12 +15,14 @@ run goes on without it; a plugin the user named with ``-p`` that fails is an err
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +31,7 @@ from typing import Any
 import pluggy
 
 from benchbench import hookspecs
-from benchbench.errors import PluginError
+from benchbench.errors import PluginError, did_you_mean
 from benchbench.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "benchbench"
@@ -87,44 +89,62 @@ class PluginManager:
     # ------------------------------------------------------------------ discovery
 
     def _register(self, module: ModuleType, info: PluginInfo) -> None:
+        """Register a loaded module; PluginError when it is not a valid plugin."""
         if self.pm.is_registered(module):  # e.g. -p naming a module autoload already loaded
             return
+        problems = _hook_name_problems(module)
+        if problems:
+            raise PluginError(f"plugin {info.name!r} ({info.module}): " + "; ".join(problems))
         name = info.name
         if self.pm.get_plugin(name) is not None:  # two distributions using one entry-point name
             name = f"{info.distribution}:{info.name}"
-            info = PluginInfo(name, info.source, info.module, info.distribution, info.version)
-        self.pm.register(module, name=name)
+            info = replace(info, name=name)
+        try:
+            self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:  # e.g. a hook argument pluggy does not know
+            raise PluginError(f"plugin {name!r} ({info.module}): {exc}") from None
         self.plugins.append(info)
+
+    def _fail(self, info: PluginInfo, exc: BaseException) -> None:
+        """A discovered (not explicitly named) plugin that cannot be used: report it, go on."""
+        error = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+        self.failures.append(replace(info, error=error))
 
     def _load_entry_points(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
+            info = PluginInfo(ep.name, "entry point", ep.value, dist, version)
             try:
-                module = ep.load()
+                self._register(ep.load(), info)
             except Exception as exc:  # a broken third-party plugin must not stop the run
-                self.failures.append(
-                    PluginInfo(ep.name, "entry point", ep.value, dist, version, f"{type(exc).__name__}: {exc}")
-                )
-                continue
-            self._register(module, PluginInfo(ep.name, "entry point", ep.value, dist, version))
+                self._fail(info, exc)
 
     def _load_named(self, spec: str) -> None:
+        """``-p MODULE`` or ``-p FILE.py``: the user asked for it, so any failure is an error."""
         path = Path(spec)
         try:
             if spec.endswith(".py"):
                 if not path.is_file():
                     raise PluginError(f"plugin file {spec!r} given with -p does not exist")
+                if any(_same_file(plugin, path) for plugin in self.pm.get_plugins()):
+                    return  # the same file named twice (my_blocks.py and ./my_blocks.py)
                 module = _import_file(path, prefix="benchbench_p_plugins")
             else:
-                module = importlib.import_module(spec)
+                with _current_folder_importable():  # as `python -m` would: -p my_blocks finds ./my_blocks.py
+                    module = importlib.import_module(spec)
         except PluginError:
             raise
-        except Exception as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name != spec.split(".")[0]:
+                raise PluginError(f"plugin {spec!r} given with -p failed to import: ModuleNotFoundError: {exc}") from exc
             raise PluginError(
-                f"could not import plugin {spec!r} given with -p/--plugin: {type(exc).__name__}: {exc}. "
-                "Check that it is installed (or on PYTHONPATH) and that its name is spelled as in `import`."
+                f"could not import plugin {spec!r} given with -p/--plugin: no module named {spec!r} in the current "
+                "folder, on PYTHONPATH or among installed packages. Check the spelling (as in `import`), or give "
+                "the path to the file (-p path/to/plugin.py)."
             ) from exc
+        except Exception as exc:
+            raise PluginError(f"plugin {spec!r} given with -p failed to import: {type(exc).__name__}: {exc}") from exc
         self._register(module, PluginInfo(spec, "-p", module.__name__))
 
     def _load_dir(self, directory: Path) -> None:
@@ -133,14 +153,11 @@ class PluginManager:
         for path in sorted(directory.glob("*.py")):
             if path.name.startswith("_"):
                 continue
+            info = PluginInfo(path.stem, "plugins-dir", str(path))
             try:
-                module = _import_file(path, prefix="benchbench_dir_plugins")
+                self._register(_import_file(path, prefix="benchbench_dir_plugins"), info)
             except Exception as exc:
-                self.failures.append(
-                    PluginInfo(path.stem, "plugins-dir", str(path), error=f"{type(exc).__name__}: {exc}")
-                )
-                continue
-            self._register(module, PluginInfo(path.stem, "plugins-dir", str(path)))
+                self._fail(info, exc)
 
     # ------------------------------------------------------------------ use
 
@@ -150,21 +167,33 @@ class PluginManager:
 
     @cached_property
     def registry(self) -> Registry:
-        """Call every registration hook, one plugin at a time so that entries know their plugin."""
+        """Call every registration hook, one plugin at a time, so that entries know their plugin.
+
+        A plugin whose registration hook raises is left out as a whole (none of its entries,
+        none of its lifecycle hooks) and reported like one that failed to import; a plugin
+        named with ``-p`` that raises is an error. Two plugins registering one name is
+        always an error, naming both.
+        """
         registry = Registry()
-        for kind in KINDS:
-            caller = getattr(self.pm.hook, f"benchbench_register_{kind}")
-            for impl in caller.get_hookimpls():  # registration order: built-ins first
-                register = registry.registrar(kind, impl.plugin_name)
-                try:
-                    impl.function(*[register for _ in impl.argnames])
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} raised in benchbench_register_{kind}: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
+        for info in list(self.plugins):
+            staged = Registry()
+            try:
+                for kind in KINDS:
+                    caller = getattr(self.pm.hook, f"benchbench_register_{kind}")
+                    for impl in caller.get_hookimpls():
+                        if impl.plugin_name == info.name:
+                            impl.function(*[staged.registrar(kind, info.name) for _ in impl.argnames])
+            except Exception as exc:
+                error = PluginError(
+                    f"plugin {info.name!r} raised in benchbench_register_{kind}: {type(exc).__name__}: {exc}"
+                )
+                if info.source in ("builtin", "-p"):
+                    raise error from exc
+                self.pm.unregister(name=info.name)
+                self.plugins.remove(info)
+                self._fail(info, error)
+                continue
+            registry.merge(staged)
         return registry
 
     def failure_notes(self) -> list[str]:
@@ -186,9 +215,49 @@ class PluginManager:
         return message
 
 
+def _same_file(module: Any, path: Path) -> bool:
+    file = getattr(module, "__file__", None)
+    return file is not None and Path(file).resolve() == path.resolve()
+
+
+HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("benchbench_"))
+
+
+def _hook_name_problems(module: ModuleType) -> list[str]:
+    """Hooks that would be silently ignored: misspelled names, or a missing ``@benchbench.hookimpl``."""
+    problems = []
+    for attr in dir(module):
+        value = getattr(module, attr, None)
+        if not attr.startswith("benchbench_") or not callable(value):
+            continue
+        marked = hasattr(value, "benchbench_impl")
+        if attr not in HOOK_NAMES:
+            if marked:
+                problems.append(f"{attr} is not a benchbench hook{did_you_mean(attr, HOOK_NAMES)}")
+        elif not marked:
+            problems.append(f"{attr} lacks the @benchbench.hookimpl decorator, so benchbench would ignore it")
+    return problems
+
+
+@contextlib.contextmanager
+def _current_folder_importable() -> Iterator[None]:
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def _import_file(path: Path, prefix: str) -> ModuleType:
-    """Import a .py file as ``<prefix>.<stem>`` so that two folders' ``a.py`` do not clash."""
-    name = f"{prefix}.{path.stem}"
+    """Import a .py file as ``<prefix>.<stem>`` (``<stem>_2``... when two folders have one)."""
+    name, n = f"{prefix}.{path.stem}", 1
+    while name in sys.modules and Path(getattr(sys.modules[name], "__file__", "")).resolve() != path.resolve():
+        n += 1
+        name = f"{prefix}.{path.stem}_{n}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")

@@ -35,6 +35,7 @@ class MetricEntry:
     ratio_fields: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     formats: Mapping[str, Callable[[Any], str]] = field(default_factory=dict)
+    check_options: Callable[[dict[str, Any]], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class MetricRegistrar(Protocol):
         ratio_fields: Sequence[str] = (),
         options: Mapping[str, Any] | None = None,
         formats: Mapping[str, Callable[[Any], str]] | None = None,
+        check_options: Callable[[dict[str, Any]], list[str]] | None = None,
     ) -> None: ...
 
 
@@ -125,6 +127,12 @@ class Registry:
             )
         table[entry.name] = entry
 
+    def merge(self, other: Registry) -> None:
+        """Add every entry of ``other`` (a plugin's staged registrations), checking for clashes."""
+        for kind in KINDS:
+            for entry in other._entries[kind].values():
+                self.add(kind, entry)
+
     def registrar(self, kind: str, plugin: str) -> Callable[..., None]:
         """The ``register`` callable handed to one plugin's registration hook."""
 
@@ -138,7 +146,8 @@ class Registry:
             self.add("models", ModelEntry(name, factory, plugin, family, shape, description, dict(meta)))
 
         def register_metric(
-            name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None
+            name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None,
+            check_options=None,
         ):
             if not callable(measure):
                 raise PluginError(f"plugin {plugin!r}: metric {name!r} needs a callable, got {measure!r}")
@@ -153,6 +162,7 @@ class Registry:
                     tuple(ratio_fields),
                     dict(options or {}),
                     dict(formats or {}),
+                    check_options,
                 ),
             )
 

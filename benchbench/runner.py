@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from benchbench import environment
+from benchbench.allocator import pin_malloc_thresholds
 from benchbench.context import MeasureContext
 from benchbench.errors import UsageError
 from benchbench.plugins import PluginManager
@@ -85,6 +86,7 @@ class Runner:
             description=suite.description,
             environment=environment.collect(self.manager),
         )
+        run.environment["cpu_allocator"] = pin_malloc_thresholds()
         run.fields, run.formats = self._columns(specs)
         if any(s.device == "auto" for s in specs) and not torch.cuda.is_available():
             run.notes.append("device auto: no CUDA GPU visible, running on the CPU")

@@ -10,6 +10,7 @@ This module does not import torch: a bad suite is reported in a fraction of a se
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ SUITE_KEYS = ("name", "description", "defaults", "benchmarks")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 MODES = ("eval", "train")
 DEFAULT_METRICS = ("params", "flops", "latency", "memory")
+MAX_THREADS = 1024  # beyond this OpenMP fails to start threads, or crashes
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -62,6 +64,8 @@ class Suite:
     description: str | None = None
     text: str | None = None
     """The suite file's contents, stored in the run file for reproducibility."""
+    notes: tuple[str, ...] = ()
+    """Remarks for the user about how the suite was read (baselines added to --only...)."""
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -73,10 +77,6 @@ def _positive_int(value: Any) -> tuple[Any, str | None]:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         return value, f"must be a positive whole number, got {value!r}"
     return value, None
-
-
-def _optional_positive_int(value: Any) -> tuple[Any, str | None]:
-    return (None, None) if value is None else _positive_int(value)
 
 
 def _shape(value: Any) -> tuple[Any, str | None]:
@@ -108,18 +108,21 @@ def _bool(value: Any) -> tuple[Any, str | None]:
     return (value, None) if isinstance(value, bool) else (value, f"must be true or false, got {value!r}")
 
 
-def _int(value: Any) -> tuple[Any, str | None]:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return value, f"must be a whole number, got {value!r}"
-    return value, None
+def _int_between(low: int, high: int) -> Callable[[Any], tuple[Any, str | None]]:
+    def check(value: Any) -> tuple[Any, str | None]:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return value, f"must be a whole number from {low} to {high}, got {value!r}"
+        return value, None
+
+    return check
+
+
+def _optional(check: Callable[[Any], tuple[Any, str | None]]) -> Callable[[Any], tuple[Any, str | None]]:
+    return lambda value: (None, None) if value is None else check(value)
 
 
 def _str(value: Any) -> tuple[Any, str | None]:
     return (value, None) if isinstance(value, str) and value else (value, f"must be a non-empty string, got {value!r}")
-
-
-def _optional_str(value: Any) -> tuple[Any, str | None]:
-    return (None, None) if value is None else _str(value)
 
 
 def _mapping(value: Any) -> tuple[Any, str | None]:
@@ -153,17 +156,17 @@ FIELD_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "input_shape": _shape,
     "device": _device,
     "batch_size": _positive_int,
-    "cpu_batch_size": _optional_positive_int,
+    "cpu_batch_size": _optional(_positive_int),
     "metrics": _str_list,
     "metric_options": _mapping,
     "dtype": _choice(DTYPES),
     "channels_last": _bool,
     "mode": _choice(MODES),
-    "threads": _optional_positive_int,
-    "seed": _int,
-    "baseline": _optional_str,
+    "threads": _optional(_int_between(1, MAX_THREADS)),
+    "seed": _int_between(0, 2**63 - 1),
+    "baseline": _optional(_str),
     "skip": _skip,
-    "description": _optional_str,
+    "description": _optional(_str),
 }
 BENCHMARK_ONLY = ("name",)
 
@@ -171,8 +174,37 @@ BENCHMARK_ONLY = ("name",)
 # ----------------------------------------------------------------------------- loading
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects a key written twice in one mapping.
+
+    Plain YAML keeps the last value silently, so ``{in_channels: 3, in_channels: 64}``
+    would benchmark a different layer than its author read.
+    """
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)):
+            continue  # unhashable or exotic keys: the suite checks report them
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark, f"key {key!r} appears twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def read_suite_file(path: str | Path) -> tuple[dict[str, Any], str]:
-    """Read and parse a suite file; every failure is a UsageError naming the file."""
+    """Read and parse a suite file; every failure is a UsageError naming the file.
+
+    Cheap (no torch, no plugins), so the CLI calls it first: a typo in a path or a YAML
+    error is reported in a fraction of a second.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -183,12 +215,17 @@ def read_suite_file(path: str | Path) -> tuple[dict[str, Any], str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"suite file {str(path)!r} cannot be read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise UsageError(f"{path}: YAML syntax error{where}: {problem}") from None
+        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise UsageError(f"{path}: {kind}{where}: {problem}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: YAML nested too deeply to read; a suite needs only a few levels") from None
+    if data is None:
+        raise UsageError(f"{path}: the file is empty; a suite needs at least a 'benchmarks' list (see suites/)")
     if not isinstance(data, dict):
         raise UsageError(
             f"{path}: a suite file must be a mapping with a 'benchmarks' list, got {type(data).__name__}"
@@ -206,7 +243,8 @@ def load_suite(
     """Read (if a path), merge defaults and ``overrides``, and validate against the registry.
 
     ``overrides`` (from the command line, e.g. ``{"device": "cpu"}``) win over the file.
-    ``only`` keeps the benchmarks with those names (validated too).
+    ``only`` keeps the benchmarks with those names (validated too), plus the baselines
+    they name, so that their ratio columns still mean something.
     """
     if isinstance(source, Mapping):
         data, text, origin, stem = dict(source), None, "<dict>", "suite"
@@ -220,7 +258,7 @@ def load_suite(
     name, problem = _str(data.get("name", stem))
     if problem:
         problems.append(f"key 'name' {problem}")
-    description, problem = _optional_str(data.get("description"))
+    description, problem = _optional(_str)(data.get("description"))
     if problem:
         problems.append(f"key 'description' {problem}")
 
@@ -229,42 +267,63 @@ def load_suite(
         problems.append(f"key 'defaults' {problem}")
         defaults = {}
     defaults = _check_fields(defaults, "defaults", problems, allowed=set(FIELD_CHECKS) - set(BENCHMARK_ONLY))
+    _check_registered(defaults, "defaults", manager, problems)  # once, not once per benchmark
     cli = _check_fields(dict(overrides or {}), "command-line option", problems, allowed=set(FIELD_CHECKS))
 
     raw = data.get("benchmarks")
     if not isinstance(raw, list) or not raw:
         problems.append("key 'benchmarks' must be a non-empty list of benchmarks (each with at least 'model')")
         raw = []
-    specs: list[BenchmarkSpec] = []
-    seen: dict[str, int] = {}
+    # Names come from the raw items, so that a benchmark with other problems still takes
+    # part in the duplicate and baseline checks (every problem is reported at once).
+    declared: dict[str, int] = {}
     for i, item in enumerate(raw, start=1):
-        spec = _benchmark(item, i, defaults, cli, manager, problems)
-        if spec is None:
+        called = _called(item)
+        if called is None:
             continue
-        if spec.name in seen:
+        if called in declared:
             problems.append(
-                f"benchmark {spec.name!r} (#{i}): duplicate name, also used by benchmark #{seen[spec.name]}; "
+                f"benchmark {called!r} (#{i}): duplicate name, also used by benchmark #{declared[called]}; "
                 "give each benchmark a unique 'name'"
             )
-        seen.setdefault(spec.name, i)
-        specs.append(spec)
-    # Names of benchmarks that failed validation still count: a baseline naming one is
-    # not a second problem.
-    declared = {n for item in raw if isinstance(item, Mapping) for n in [item.get("name") or item.get("model")] if isinstance(n, str)}
+        declared.setdefault(called, i)
+    specs = [spec for i, item in enumerate(raw, start=1) if (spec := _benchmark(item, i, defaults, cli, manager, problems))]
     for spec in specs:
         if spec.baseline is not None and spec.baseline not in declared:
             problems.append(
-                f"benchmark {spec.name!r}: key 'baseline' names no benchmark of this suite: "
-                f"{spec.baseline!r}{did_you_mean(spec.baseline, seen)}"
+                f"benchmark {spec.name!r} (#{declared.get(spec.name, '?')}): key 'baseline' names no benchmark "
+                f"of this suite: {spec.baseline!r}{did_you_mean(spec.baseline, declared)}"
             )
+    notes: list[str] = []
     if only:
         for wanted in only:
-            if wanted not in seen:
-                problems.append(f"--only {wanted!r}: no such benchmark{did_you_mean(wanted, seen)}")
-        specs = [s for s in specs if s.name in only]
+            if wanted not in declared:
+                problems.append(f"--only {wanted!r}: no such benchmark{did_you_mean(wanted, declared)}")
+        specs, notes = _select(specs, only)
     if problems:
         raise SuiteError(origin, problems)
-    return Suite(name=name, source=origin, benchmarks=tuple(specs), description=description, text=text)
+    return Suite(name=name, source=origin, benchmarks=tuple(specs), description=description, text=text, notes=tuple(notes))
+
+
+def _called(item: Any) -> str | None:
+    """The name a raw benchmark item goes by (its ``name``, else its ``model``), if any."""
+    if not isinstance(item, Mapping):
+        return None
+    called = item.get("name") or item.get("model")
+    return called if isinstance(called, str) else None
+
+
+def _select(specs: list[BenchmarkSpec], only: list[str]) -> tuple[list[BenchmarkSpec], list[str]]:
+    """The benchmarks named by --only, plus the baselines they need, in suite order."""
+    by_name = {s.name: s for s in specs}
+    wanted = {n for n in only if n in by_name}
+    added: list[str] = []
+    for name in list(wanted):
+        baseline = by_name[name].baseline
+        if baseline in by_name and baseline not in wanted:
+            wanted.add(baseline)
+            added.append(f"baseline {baseline!r} also runs, for the ratio columns of {name!r} (--only)")
+    return [s for s in specs if s.name in wanted], added
 
 
 def _check_fields(
@@ -283,6 +342,49 @@ def _check_fields(
     return checked
 
 
+def _check_registered(values: dict[str, Any], where: str, manager: PluginManager, problems: list[str]) -> None:
+    """Names in ``metrics`` and ``metric_options`` that no plugin registered, and bad option values.
+
+    Unknown names are dropped from ``values`` so that they are not reported again.
+    """
+    registry = manager.registry
+    if "metrics" in values:
+        for metric in values["metrics"]:
+            if not registry.has("metrics", metric):
+                problems.append(f"{where}: key 'metrics': {manager.unknown('metrics', metric)}")
+        values["metrics"] = tuple(m for m in values["metrics"] if registry.has("metrics", m))
+    checked: dict[str, dict[str, Any]] = {}
+    for metric, given in values.get("metric_options", {}).items():
+        if not registry.has("metrics", metric):
+            problems.append(f"{where}: key 'metric_options': {manager.unknown('metrics', metric)}")
+            continue
+        if not isinstance(given, Mapping):
+            problems.append(f"{where}: key 'metric_options.{metric}' must be a mapping of option: value, got {given!r}")
+            continue
+        entry = registry.get("metrics", metric)
+        known = entry.options
+        good: dict[str, Any] = {}
+        for key, value in given.items():
+            if key not in known:
+                choices = ", ".join(known) or "none"
+                problems.append(
+                    f"{where}: key 'metric_options.{metric}': unknown option {key!r}"
+                    f"{did_you_mean(key, known)}; options of {metric}: {choices}"
+                )
+            elif not _same_kind(value, known[key]):
+                problems.append(
+                    f"{where}: key 'metric_options.{metric}.{key}' must be like its default "
+                    f"{known[key]!r} ({type(known[key]).__name__}), got {value!r}"
+                )
+            else:
+                good[key] = value
+        if entry.check_options is not None and len(good) == len(given):
+            problems.extend(f"{where}: key 'metric_options.{metric}': {p}" for p in entry.check_options({**known, **good}))
+        checked[metric] = good
+    if "metric_options" in values:
+        values["metric_options"] = checked
+
+
 def _benchmark(
     item: Any,
     index: int,
@@ -294,13 +396,18 @@ def _benchmark(
     if not isinstance(item, Mapping):
         problems.append(f"benchmark #{index}: must be a mapping with at least 'model', got {item!r}")
         return None
-    called = item.get("name") or item.get("model")
-    label = f"benchmark {called!r} (#{index})" if isinstance(called, str) else f"benchmark #{index}"
+    called = _called(item)
+    label = f"benchmark {called!r} (#{index})" if called else f"benchmark #{index}"
     own = _check_fields(dict(item), label, problems, allowed=set(FIELD_CHECKS))
+    _check_registered(own, label, manager, problems)
     if "model" not in item:
         problems.append(f"{label}: missing key 'model' (the registered model to build; `benchbench list models`)")
         return None
     merged = {**defaults, **own, **cli}
+    merged["metric_options"] = {
+        metric: {**defaults.get("metric_options", {}).get(metric, {}), **own.get("metric_options", {}).get(metric, {})}
+        for metric in {*defaults.get("metric_options", {}), *own.get("metric_options", {})}
+    }
     if "model" not in merged:
         return None  # its type problem is already reported
     merged.setdefault("name", merged["model"])
@@ -311,21 +418,15 @@ def _benchmark(
         return None
     entry = registry.get("models", model)
     args = merged.get("args", {})
-    if "args" in own or "args" not in item:  # a rejected 'args' is reported once, not as missing ones
-        problems.extend(f"{label}: key 'args': {p}" for p in _check_args(entry.factory, args))
+    arg_problems = _check_args(entry.factory, args) if "args" in own or "args" not in item else ["reported"]
+    problems.extend(f"{label}: key 'args': {p}" for p in arg_problems if p != "reported")
     if "input_shape" not in merged:
-        shape = _default_shape(entry, args)
+        shape, problem = _default_shape(entry, args)
+        if problem and not arg_problems:
+            problems.append(f"{label}: key 'input_shape' is needed: {problem}")
         if shape is None:
-            problems.append(
-                f"{label}: key 'input_shape' is needed: model {model!r} registers no default input shape "
-                "(give the per-sample shape, e.g. input_shape: [3, 224, 224])"
-            )
             return None
         merged["input_shape"] = shape
-    for metric in merged.get("metrics", DEFAULT_METRICS):
-        if not registry.has("metrics", metric):
-            problems.append(f"{label}: key 'metrics': {manager.unknown('metrics', metric)}")
-    merged["metric_options"] = _check_metric_options(merged.get("metric_options", {}), manager, label, problems)
     try:
         return replace(BenchmarkSpec(name=merged["name"], model=model), **merged)
     except TypeError as exc:  # a check above let a wrong type through: report, don't crash
@@ -333,14 +434,24 @@ def _benchmark(
         return None
 
 
-def _default_shape(entry: Any, args: dict[str, Any]) -> tuple[int, ...] | None:
+def _default_shape(entry: Any, args: dict[str, Any]) -> tuple[tuple[int, ...] | None, str | None]:
+    """The model's registered per-sample input shape for these args, or why there is none."""
+    example = "give the per-sample shape, e.g. input_shape: [3, 224, 224]"
     shape = entry.input_shape
+    if shape is None:
+        return None, f"model {entry.name!r} registers no default input shape ({example})"
     if callable(shape):
         try:
             shape = shape(args)
-        except Exception:  # noqa: BLE001 - a shape rule that cannot apply means "no default"
-            return None
-    return tuple(int(d) for d in shape) if shape is not None else None
+        except Exception as exc:  # noqa: BLE001 - a plugin's rule failing is the user's to fix
+            return None, (
+                f"model {entry.name!r} (plugin {entry.plugin!r}) could not derive its input shape from these args "
+                f"({type(exc).__name__}: {exc}); {example}"
+            )
+    checked, problem = _shape(list(shape) if isinstance(shape, (list, tuple)) else shape)
+    if problem:
+        return None, f"model {entry.name!r} (plugin {entry.plugin!r}) gave an invalid default input shape: {problem}"
+    return checked, None
 
 
 def _check_args(factory: Callable[..., Any], args: dict[str, Any]) -> list[str]:
@@ -368,43 +479,19 @@ def _check_args(factory: Callable[..., Any], args: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _check_metric_options(
-    options: dict[str, Any], manager: PluginManager, label: str, problems: list[str]
-) -> dict[str, dict[str, Any]]:
-    registry = manager.registry
-    checked: dict[str, dict[str, Any]] = {}
-    for metric, values in options.items():
-        if not registry.has("metrics", metric):
-            problems.append(f"{label}: key 'metric_options': {manager.unknown('metrics', metric)}")
-            continue
-        if not isinstance(values, Mapping):
-            problems.append(f"{label}: key 'metric_options.{metric}' must be a mapping, got {values!r}")
-            continue
-        known = registry.get("metrics", metric).options
-        for key, value in values.items():
-            if key not in known:
-                choices = ", ".join(known) or "none"
-                problems.append(
-                    f"{label}: key 'metric_options.{metric}': unknown option {key!r}"
-                    f"{did_you_mean(key, known)}; options of {metric}: {choices}"
-                )
-            elif not _same_kind(value, known[key]):
-                problems.append(
-                    f"{label}: key 'metric_options.{metric}.{key}' must be like its default "
-                    f"{known[key]!r} ({type(known[key]).__name__}), got {value!r}"
-                )
-        checked[metric] = dict(values)
-    return checked
-
-
 def _same_kind(value: Any, default: Any) -> bool:
-    """Whether an option value has the type of its registered default (ints pass for floats)."""
-    if default is None or value is None:
+    """Whether an option value has the type of its registered default (ints pass for floats).
+
+    Numbers must also be finite; ``null`` is accepted only where the default is ``null``.
+    """
+    if default is None:
         return True
+    if value is None:
+        return False
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
-        return isinstance(value, (int, float))
+        return isinstance(value, (int, float)) and math.isfinite(value)
     if isinstance(default, (int, str)):
         return isinstance(value, type(default))
     return True

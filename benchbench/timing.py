@@ -12,8 +12,10 @@ Two timers, each following the practice of the tool people trust for that device
   pair of CUDA events around *each* step, an optional write to a buffer larger than the
   L2 cache between steps (so every step starts with a cold cache, as in a real network
   where the previous layer evicted this one's weights), and one
-  ``torch.cuda.synchronize`` at the end. Events measure device time, not the CPU's
-  launch time.
+  ``torch.cuda.synchronize`` at the end. Events measure the device time between the two
+  records; while the CPU keeps ahead of the GPU (the flush gives it time to) that is the
+  kernels' time, but for steps so short that Python cannot launch them as fast as the GPU
+  runs them, the launch gaps are included, which is what such a step really costs.
 
 Both return :class:`Timing` with every raw sample, so that a comparison between runs
 can use statistics (a rank test) rather than two medians.
@@ -76,12 +78,13 @@ def _time_block(step: Callable[[], Any], steps: int) -> float:
     return (time.perf_counter_ns() - start) / 1e9
 
 
-def _warm_up(run_once: Callable[[], float], budget_s: float) -> tuple[int, list[float]]:
-    """Run at least once, then until ``budget_s`` of steps has passed; return (runs, seconds each)."""
-    times = [run_once()]
-    while sum(times) < budget_s:
-        times.append(run_once())
-    return len(times), times
+def _short_note(runs: int, min_runs: int, max_run_time_s: float) -> list[str]:
+    if runs >= min_runs:
+        return []
+    return [
+        f"latency: only {runs} samples (min_runs {min_runs}) within max_run_time_s {max_run_time_s:g}; "
+        "raise it for steadier numbers"
+    ]
 
 
 def time_cpu(
@@ -95,8 +98,13 @@ def time_cpu(
     min_block_s: float = 0.01,
 ) -> Timing:
     """Time ``step`` on the CPU in calibrated blocks (see the module docstring)."""
-    warmup_runs, warm_times = _warm_up(lambda: _time_block(step, 1), warmup_s)
-    per_step = float(np.median(warm_times[-5:]))
+    warm_start = time.perf_counter()
+    count = 0
+    recent: list[float] = []
+    while count == 0 or time.perf_counter() - warm_start < warmup_s:
+        recent = [*recent[-4:], _time_block(step, 1)]
+        count += 1
+    per_step = float(np.median(recent))
     block = max(1, math.ceil(min_block_s / per_step)) if per_step > 0 else 1000
     # The estimate came from single steps, which carry the timer's overhead: check a real
     # block and grow it until it lasts min_block_s (at most a few rounds).
@@ -107,25 +115,38 @@ def time_cpu(
         block = max(block + 1, math.ceil(block * min_block_s / max(took, 1e-9)))
     samples: list[float] = []
     total = 0.0
-    notes: list[str] = []
     while len(samples) < max_runs:
         took = _time_block(step, block)
         samples.append(took / block * 1e3)
         total += took
-        if total >= min_run_time_s and len(samples) >= min_runs:
+        if (total >= min_run_time_s and len(samples) >= min_runs) or total >= max_run_time_s:
             break
-        if total >= max_run_time_s:
-            if len(samples) < min_runs:
-                notes.append(
-                    f"latency: only {len(samples)} samples (min_runs {min_runs}) within max_run_time_s "
-                    f"{max_run_time_s:g}; raise it for steadier numbers"
-                )
-            break
-    timer = f"cpu: time.perf_counter_ns over blocks of {block} step(s), after {warmup_runs} warm-up step(s)"
-    return Timing(samples, block, timer, warmup_runs, notes)
+    timer = f"cpu: time.perf_counter_ns over blocks of {block} step(s), after {count} warm-up step(s)"
+    return Timing(samples, block, timer, count, _short_note(len(samples), min_runs, max_run_time_s))
 
 
 # ----------------------------------------------------------------------------- CUDA
+
+
+def plan_cuda_runs(
+    iteration_ms: float,
+    *,
+    warmup_s: float,
+    min_run_time_s: float,
+    min_runs: int,
+    max_runs: int,
+    max_run_time_s: float,
+) -> tuple[int, int]:
+    """(warm-up steps, timed steps) for an estimated ``iteration_ms`` (flush + step).
+
+    Warm-up fills ``warmup_s``; timed steps fill ``min_run_time_s`` but are at least
+    ``min_runs``; both are capped by ``max_runs`` and the timed ones by ``max_run_time_s``.
+    """
+    per = max(iteration_ms, 1e-3)
+    warmup = min(max_runs, max(1, math.ceil(warmup_s * 1e3 / per)))
+    runs = max(min_runs, math.ceil(min_run_time_s * 1e3 / per))
+    runs = max(1, min(runs, max_runs, math.floor(max_run_time_s * 1e3 / per)))
+    return warmup, runs
 
 
 def time_cuda(
@@ -136,38 +157,47 @@ def time_cuda(
     min_run_time_s: float = 1.0,
     min_runs: int = 10,
     max_runs: int = 10_000,
+    max_run_time_s: float = 60.0,
     flush_l2: bool = True,
 ) -> Timing:
     """Time ``step`` on a CUDA device with events around each step (see the module docstring)."""
     import torch
 
-    def event() -> torch.cuda.Event:
-        return torch.cuda.Event(enable_timing=True)
-
     with torch.cuda.device(device):
         flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device) if flush_l2 else None
 
-        def timed(steps: int) -> list[float]:
-            starts = [event() for _ in range(steps)]
-            ends = [event() for _ in range(steps)]
-            torch.cuda.synchronize(device)
-            for start, end in zip(starts, ends):
-                if flush is not None:
-                    flush.zero_()
-                start.record()
-                step()
-                end.record()
-            torch.cuda.synchronize(device)
-            return [s.elapsed_time(e) for s, e in zip(starts, ends)]  # milliseconds
+        def iteration() -> None:
+            if flush is not None:
+                flush.zero_()
+            step()
 
-        # Estimate the step time (also the first warm-up), then warm up for warmup_s.
-        estimate_ms = float(np.median(timed(5)))
-        warmup_runs = 5 + max(0, math.ceil(warmup_s * 1e3 / max(estimate_ms, 1e-3)) - 5)
-        if warmup_runs > 5:
-            timed(warmup_runs - 5)
-        runs = min(max_runs, max(min_runs, math.ceil(min_run_time_s * 1e3 / max(estimate_ms, 1e-3))))
-        samples = timed(runs)
+        # Estimate one iteration (flush + step) from five, with one pair of events around
+        # them all, as triton's do_bench does; this also warms up.
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        begin.record()
+        for _ in range(5):
+            iteration()
+        end.record()
+        torch.cuda.synchronize(device)
+        warmup, runs = plan_cuda_runs(
+            begin.elapsed_time(end) / 5, warmup_s=warmup_s, min_run_time_s=min_run_time_s,
+            min_runs=min_runs, max_runs=max_runs, max_run_time_s=max_run_time_s,
+        )
+        for _ in range(warmup):  # no events: nothing to read back
+            iteration()
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
+        torch.cuda.synchronize(device)
+        for start, stop in zip(starts, ends):
+            if flush is not None:
+                flush.zero_()  # outside the events: only the step is timed
+            start.record()
+            step()
+            stop.record()
+        torch.cuda.synchronize(device)
+        samples = [s.elapsed_time(e) for s, e in zip(starts, ends)]  # milliseconds
         del flush
     flushed = f", {L2_FLUSH_BYTES // 2**20} MiB written between steps to flush L2" if flush_l2 else ""
-    timer = f"cuda: CUDA events around each step{flushed}, after {warmup_runs} warm-up step(s)"
-    return Timing(samples, 1, timer, warmup_runs)
+    timer = f"cuda: CUDA events around each step{flushed}, after {warmup + 5} warm-up step(s)"
+    return Timing(samples, 1, timer, warmup + 5, _short_note(len(samples), min_runs, max_run_time_s))

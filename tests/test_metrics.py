@@ -228,10 +228,42 @@ def test_metric_option_values_are_type_checked() -> None:
     data["defaults"]["metric_options"] = {"latency": {"min_runs": "many", "flush_l2": 1, "min_run_time_s": 2}}
     with pytest.raises(SuiteError) as error:
         benchbench.run_suite(data)
-    problems = error.value.problems
-    assert len(problems) == 4  # two bad values, in each of the two benchmarks
-    assert "metric_options.latency.min_runs' must be like its default 10 (int), got 'many'" in problems[0]
-    assert "flush_l2' must be like its default True (bool), got 1" in problems[1]
+    assert error.value.problems == [  # once, under defaults, not once per benchmark
+        "defaults: key 'metric_options.latency.min_runs' must be like its default 10 (int), got 'many'",
+        "defaults: key 'metric_options.latency.flush_l2' must be like its default True (bool), got 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"min_runs": None}, "min_runs' must be like its default 10 (int), got None"),
+        ({"min_block_s": float("nan")}, "min_block_s' must be like its default 0.01 (float), got nan"),
+        ({"max_runs": 0}, "max_runs must be at least 1, got 0"),
+        ({"warmup_s": -1}, "warmup_s must not be negative, got -1"),
+        ({"noise_threshold": 0}, "noise_threshold must be above 0"),
+        ({"min_runs": 20, "max_runs": 5}, "max_runs (5) is below min_runs (20)"),
+    ],
+)
+def test_latency_option_ranges(options: dict[str, Any], expected: str) -> None:
+    from benchbench.errors import SuiteError
+
+    data = tiny_suite()
+    data["benchmarks"][1]["metric_options"] = {"latency": options}
+    with pytest.raises(SuiteError) as error:
+        benchbench.run_suite(data)
+    [problem] = error.value.problems
+    assert problem.startswith("benchmark 'sep' (#2): key 'metric_options.latency") and expected in problem
+
+
+def test_benchmark_metric_options_add_to_the_defaults_rather_than_replace_them() -> None:
+    from benchbench.plugins import PluginManager
+    from benchbench.suite import load_suite
+
+    data = tiny_suite()
+    data["benchmarks"][1]["metric_options"] = {"latency": {"min_runs": 7}}
+    sep = load_suite(data, PluginManager()).benchmarks[1]
+    assert sep.metric_options["latency"] == {**TINY_LATENCY, "min_runs": 7}
 
 
 # --------------------------------------------------------------------------- CUDA

@@ -117,12 +117,72 @@ def test_plugins_dir_must_exist(tmp_path: Path) -> None:
         PluginManager(plugins_dir=tmp_path / "nope", autoload=False)
 
 
-def test_registration_hook_that_raises_names_the_plugin(tmp_path: Path) -> None:
+def test_registration_hook_that_raises_leaves_that_plugin_out(tmp_path: Path) -> None:
+    write_plugin(tmp_path, "good", prefix="g_")
     (tmp_path / "oops.py").write_text(
-        "import benchbench\n"
+        "import benchbench, torch\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_models(register):\n"
+        "    register('half_done', torch.nn.Identity)\n"
         "@benchbench.hookimpl\n"
         "def benchbench_register_metrics(register):\n"
         "    raise KeyError('boom')\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_run_start(suite, benchmarks):\n"
+        "    raise AssertionError('a failed plugin must not run')\n"
     )
-    with pytest.raises(PluginError, match=r"plugin 'oops' raised in benchbench_register_metrics: KeyError"):
-        PluginManager(plugins_dir=tmp_path, autoload=False).registry
+    manager = PluginManager(plugins_dir=tmp_path, autoload=False)
+    names = manager.registry.names("models")
+    assert "g_scale" in names and "half_done" not in names  # none of the failed plugin's entries
+    [failure] = manager.failures
+    assert failure.name == "oops" and "raised in benchbench_register_metrics: KeyError: 'boom'" in failure.error
+    assert "oops" not in [p.name for p in manager.plugins]
+    manager.pm.unregister(name="benchbench.progress")
+    manager.hook.benchbench_run_start(suite=None, benchmarks=[])  # its lifecycle hooks are gone too
+    # named explicitly with -p, the same plugin is an error
+    with pytest.raises(PluginError, match=r"plugin '.*oops.py' raised in benchbench_register_metrics: KeyError"):
+        PluginManager([str(tmp_path / "oops.py")], autoload=False).registry
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("@benchbench.hookimpl\ndef benchbench_register_model(register):\n    pass\n",
+         "benchbench_register_model is not a benchbench hook (did you mean 'benchbench_register_models'?)"),
+        ("def benchbench_register_models(register):\n    pass\n",
+         "benchbench_register_models lacks the @benchbench.hookimpl decorator"),
+        ("@benchbench.hookimpl\ndef benchbench_register_models(reg):\n    pass\n",
+         "Argument(s) {'reg'} are declared in the hookimpl but can not be found in the hookspec"),
+    ],
+    ids=["misspelled", "undecorated", "wrong-argument"],
+)
+def test_hooks_that_would_be_ignored_are_errors(tmp_path: Path, source: str, expected: str) -> None:
+    (tmp_path / "mistake.py").write_text("import benchbench\n" + source)
+    with pytest.raises(PluginError) as error:
+        PluginManager([str(tmp_path / "mistake.py")], autoload=False)
+    assert expected in str(error.value) and "mistake" in str(error.value)
+    manager = PluginManager(plugins_dir=tmp_path, autoload=False)  # discovered: reported, not fatal
+    assert [f.name for f in manager.failures] == ["mistake"] and expected in manager.failures[0].error
+
+
+def test_dash_p_finds_modules_in_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_plugin(tmp_path, "here_blocks", prefix="here_")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    assert "here_scale" in PluginManager(["here_blocks"], autoload=False).registry.names("models")
+
+
+def test_dash_p_errors_say_what_went_wrong(tmp_path: Path) -> None:
+    (tmp_path / "syntax.py").write_text("def broken(:\n")
+    with pytest.raises(PluginError, match=r"failed to import: SyntaxError") as error:
+        PluginManager([str(tmp_path / "syntax.py")], autoload=False)
+    assert "PYTHONPATH" not in str(error.value)
+    with pytest.raises(PluginError, match="no module named 'nope_not_here'"):
+        PluginManager(["nope_not_here"], autoload=False)
+
+
+def test_the_same_file_named_twice_is_loaded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_plugin(tmp_path, "twice", prefix="t_")
+    monkeypatch.chdir(tmp_path)
+    manager = PluginManager(["twice.py", "./twice.py", str(tmp_path / "twice.py")], autoload=False)
+    assert manager.registry.names("models").count("t_scale") == 1

@@ -47,7 +47,10 @@ def test_overrides_win_over_the_file(manager: PluginManager) -> None:
 
 
 def test_only_selects_benchmarks_and_rejects_unknown_names(manager: PluginManager) -> None:
-    assert [b.name for b in load_suite(tiny_suite(), manager, only=["sep"]).benchmarks] == ["sep"]
+    assert [b.name for b in load_suite(tiny_suite(), manager, only=["std"]).benchmarks] == ["std"]
+    suite = load_suite(tiny_suite(), manager, only=["sep"])  # its baseline comes along, with a note
+    assert [b.name for b in suite.benchmarks] == ["std", "sep"]
+    assert suite.notes == ("baseline 'std' also runs, for the ratio columns of 'sep' (--only)",)
     assert problems_of(tiny_suite(), manager, only=["spe"]) == ["--only 'spe': no such benchmark (did you mean 'sep'?)"]
 
 
@@ -160,3 +163,70 @@ def test_efficiency_suite_states_the_real_configuration(manager: PluginManager) 
     assert separable.baseline == "standard_3x3"
     families = {PluginManager().registry.models[b.model].family for b in suite.benchmarks}
     assert families == {"standard", "depthwise-separable", "dilated", "bottleneck", "inverted-residual", "transposed", "pixel-shuffle"}
+
+
+def test_a_key_written_twice_is_an_error_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("benchmarks:\n  - model: conv\n    args: {in_channels: 3, out_channels: 4, kernel_size: 3, in_channels: 64}\n")
+    with pytest.raises(UsageError, match=r"dup.yaml: YAML error at line 3, column \d+: key 'in_channels' appears twice"):
+        read_suite_file(path)
+
+
+def test_empty_and_absurdly_nested_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(UsageError, match="the file is empty"):
+        read_suite_file(empty)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("benchmarks: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(UsageError, match="nested too deeply"):
+        read_suite_file(deep)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("threads", 65536, "must be a whole number from 1 to 1024"),
+        ("threads", 0, "must be a whole number from 1 to 1024"),
+        ("seed", 10**23, "must be a whole number from 0 to"),
+        ("seed", -1, "must be a whole number from 0 to"),
+    ],
+)
+def test_bounded_numbers(manager: PluginManager, key: str, value: int, expected: str) -> None:
+    data = tiny_suite()
+    data["benchmarks"][0][key] = value
+    [problem] = problems_of(data, manager)
+    assert expected in problem
+
+
+def test_every_problem_at_once_includes_duplicates_and_defaults_once(manager: PluginManager) -> None:
+    data = {
+        "defaults": {"metrics": ["params", "flop"]},
+        "benchmarks": [
+            {"model": "conv", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": 1}, "batch_size": -1},
+            {"model": "conv", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": 1}},
+        ],
+    }
+    problems = problems_of(data, manager)
+    assert problems[0].startswith("defaults: key 'metrics': unknown metric 'flop' (did you mean 'flops'?)")
+    assert sum("unknown metric 'flop'" in p for p in problems) == 1
+    assert any("benchmark 'conv' (#2): duplicate name, also used by benchmark #1" in p for p in problems)
+    assert any("benchmark 'conv' (#1): key 'batch_size' must be a positive whole number" in p for p in problems)
+
+
+def test_input_shape_problems_name_the_real_cause(manager: PluginManager, tmp_path: Path) -> None:
+    # args missing in_channels: one problem about args, not a false "no default input shape"
+    [problem] = problems_of({"benchmarks": [{"model": "conv", "args": {"out_channels": 4, "kernel_size": 1}}]}, manager)
+    assert "missing required argument(s): in_channels" in problem
+    (tmp_path / "weird.py").write_text(
+        "import benchbench, torch\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_models(register):\n"
+        "    register('weird', torch.nn.Identity, input_shape=lambda args: 'abc')\n"
+        "    register('picky', torch.nn.Identity, input_shape=lambda args: (args['size'],))\n"
+    )
+    own = PluginManager(plugins_dir=tmp_path)
+    [weird] = problems_of({"benchmarks": [{"model": "weird"}]}, own)
+    assert "model 'weird' (plugin 'weird') gave an invalid default input shape" in weird
+    [picky] = problems_of({"benchmarks": [{"model": "picky"}]}, own)
+    assert "could not derive its input shape from these args (KeyError: 'size')" in picky

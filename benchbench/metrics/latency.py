@@ -28,18 +28,32 @@ OPTIONS: dict[str, Any] = {
 """Defaults; a suite overrides them under ``metric_options: {latency: {...}}``.
 
 ``min_block_s`` applies to the CPU timer, ``flush_l2`` to the CUDA timer; the other
-budgets to both. ``noise_threshold``: warn when IQR / median exceeds it."""
+budgets to both (``max_run_time_s`` caps the timed part; on CUDA it is planned from the
+estimated step time). ``noise_threshold``: warn when IQR / median exceeds it."""
+
+
+def check_options(options: dict[str, Any]) -> list[str]:
+    """Ranges the suite validator cannot know from the defaults' types alone."""
+    problems = [f"{k} must be at least 1, got {options[k]}" for k in ("min_runs", "max_runs") if options[k] < 1]
+    problems += [
+        f"{k} must not be negative, got {options[k]}"
+        for k in ("warmup_s", "min_run_time_s", "max_run_time_s", "min_block_s")
+        if options[k] < 0
+    ]
+    if options["noise_threshold"] <= 0:
+        problems.append(f"noise_threshold must be above 0, got {options['noise_threshold']}")
+    if not problems and options["max_runs"] < options["min_runs"]:
+        problems.append(f"max_runs ({options['max_runs']}) is below min_runs ({options['min_runs']})")
+    return problems
 
 
 def measure(ctx: MeasureContext) -> dict[str, Any]:
     opts = ctx.options
-    budget = {k: opts[k] for k in ("warmup_s", "min_run_time_s", "min_runs", "max_runs")}
+    budget = {k: opts[k] for k in ("warmup_s", "min_run_time_s", "min_runs", "max_runs", "max_run_time_s")}
     if ctx.is_cuda:
-        result = timing.time_cuda(ctx.step, ctx.device, flush_l2=bool(opts["flush_l2"]), **budget)
+        result = timing.time_cuda(ctx.step, ctx.device, flush_l2=opts["flush_l2"], **budget)
     else:
-        result = timing.time_cpu(
-            ctx.step, min_block_s=opts["min_block_s"], max_run_time_s=opts["max_run_time_s"], **budget
-        )
+        result = timing.time_cpu(ctx.step, min_block_s=opts["min_block_s"], **budget)
     stats = timing.summarize(result.samples_ms)
     for note in result.notes:
         ctx.warn(note)
@@ -70,6 +84,7 @@ def benchbench_register_metrics(register: Any) -> None:
         fields=["latency_ms", "latency_iqr_ms", "latency_runs", "throughput"],
         ratio_fields=["latency_ms"],
         options=OPTIONS,
+        check_options=check_options,
         description="median time of one batch (CPU: blocked perf_counter; CUDA: events), IQR, samples/s",
         formats={
             "latency_ms": formatting.ms,
