@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -28,6 +29,9 @@ EXIT_INTERRUPTED = 130
 
 def build_parser() -> argparse.ArgumentParser:
     plugin_options = argparse.ArgumentParser(add_help=False)
+    plugin_options.add_argument(  # also after the command: `benchbench run --debug s.yaml`
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors"
+    )
     group = plugin_options.add_argument_group("plugins")
     group.add_argument(
         "-p", "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
@@ -59,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", default="simple", metavar="FMT",
         help="table, csv, json, a plugin's reporter, or a tabulate format: simple (default), github, "
         "markdown, grid, ...",
+    )
+    run.add_argument(
+        "--columns", metavar="F1,F2,...",
+        help="table columns to show after the benchmark name (default: every metric field); see the fields in README",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -127,32 +135,64 @@ def _reporter(manager: Any, fmt: str) -> tuple[Any, dict[str, Any]]:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive whole number, got {args.batch_size}")
-    if not Path(args.suite).exists():  # before importing torch: a typo costs a fraction of a second
-        raise UsageError(f"suite file {args.suite!r} not found (check the path; suites/ holds the ready ones)")
+    from benchbench.suite import read_suite_file
+
+    data, _ = read_suite_file(args.suite)  # before importing torch: a typo costs a fraction of a second
     manager = _manager(args)
     reporter, options = _reporter(manager, args.format)
-    if args.quiet:
-        manager.pm.unregister(name="benchbench.progress")
-
-    from benchbench.runner import Runner
-    from benchbench.suite import load_suite
-
-    overrides: dict[str, Any] = {}
-    if args.device:
-        overrides["device"] = args.device
-    if args.batch_size:
-        overrides.update(batch_size=args.batch_size, cpu_batch_size=None)
-    suite = load_suite(args.suite, manager, overrides=overrides, only=args.only)
-    run = Runner(manager).run(suite)
-
+    if args.columns:
+        options["columns"] = _columns(args.columns, manager)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(args.json) if args.json else Path(args.out) / f"{run.suite}-{stamp}.json"
-    run.write_json(path)
+    suite_name = data.get("name") if isinstance(data.get("name"), str) else Path(args.suite).stem
+    path = Path(args.json) if args.json else Path(args.out) / f"{safe_filename(suite_name)}-{stamp}.json"
+    check_writable(path)
+
+    from benchbench.runner import run_suite
+
+    run = run_suite(
+        args.suite, device=args.device, batch_size=args.batch_size, only=args.only, manager=manager, quiet=args.quiet
+    )
     print(reporter.render(run, options))
+    run.write_json(path)
     print(f"benchbench: run file written to {path}", file=sys.stderr)
     if not run.complete:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if run.failed else EXIT_OK
+
+
+def _columns(text: str, manager: Any) -> list[str]:
+    """``--columns a,b``: record fields or registered metric fields (and their ``_ratio``)."""
+    from benchbench.results import CORE_FIELDS
+
+    known = set(CORE_FIELDS)
+    for entry in manager.registry.entries("metrics"):
+        known.update(entry.fields)
+        known.update(f"{f}_ratio" for f in entry.ratio_fields)
+    columns = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in columns if c not in known]
+    if unknown or not columns:
+        bad = unknown[0] if unknown else text
+        raise UsageError(
+            f"--columns: {bad!r} is not a table field{did_you_mean(bad, known)}; fields: {', '.join(sorted(known))}"
+        )
+    return columns
+
+
+def safe_filename(name: str) -> str:
+    """A suite name as a file name: no folders, nothing a shell or Windows would trip on."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "suite"
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the run, not after an hour of it, when the run file cannot be written."""
+    if path.is_dir():
+        raise UsageError(f"run file {str(path)!r} is a folder; give a file name (--json FILE) or use --out DIR")
+    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise UsageError(f"cannot write the run file {str(path)!r}: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the run file {str(path)!r}: folder {str(folder)!r} is not writable")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ means the ``table`` reporter in that format.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,11 @@ from benchbench.results import RunResult
 TABLE_ALIASES = {"markdown": "github", "md": "github"}
 IDENTITY = ("benchmark", "model", "output_shape")  # family is in `benchbench list models` and the CSV
 FOOTNOTES = {
-    "flops": "flops: fvcore's count for ONE sample; 1 fused multiply-add = 1 FLOP (i.e. MACs).",
+    "flops": "flops: fvcore's count for ONE sample, forward pass; 1 fused multiply-add = 1 FLOP (i.e. MACs).",
     "latency_ms": "latency_ms: median time of one batch; latency_iqr_ms its interquartile range.",
-    "peak_memory_bytes": "peak_memory_bytes: high-water mark of memory allocated during one step (memory_method).",
+    "throughput": "throughput: samples per second (batch_size / latency).",
+    "peak_memory_bytes": "peak_memory_bytes: high-water mark of memory allocated during one step beyond weights "
+    "and input, shown in KiB/MiB/GiB (the CSV and run file have bytes).",
 }
 
 
@@ -35,12 +38,15 @@ def render_table(run: RunResult, options: dict[str, Any]) -> str:
     tablefmt = TABLE_ALIASES.get(options.get("tablefmt", "simple"), options.get("tablefmt", "simple"))
     records = run.records
     shared = _shared_settings(records)
-    columns = [c for c in IDENTITY if c != "model" or any(r["model"] != r["benchmark"] for r in records)]
-    columns += [c for c in ("device", "batch_size", "dtype", "mode") if c not in shared]
-    columns += [f for f in run.fields if any(r.get(f) is not None for r in records)]
-    if any(r.get("baseline") for r in records):
-        columns.append("baseline")
-    columns.append("status")
+    if options.get("columns"):
+        columns = ["benchmark", *[c for c in options["columns"] if c != "benchmark"]]
+    else:
+        columns = [c for c in IDENTITY if c != "model" or any(r["model"] != r["benchmark"] for r in records)]
+        columns += [c for c in ("device", "batch_size", "dtype", "mode") if c not in shared]
+        columns += [f for f in run.fields if any(r.get(f) is not None for r in records)]
+        if any(r.get("baseline") for r in records):
+            columns.append("baseline")
+        columns.append("status")
     rows = [[_cell(run.formats, c, r.get(c)) for c in columns] for r in records]
     colalign = ["left" if c in IDENTITY or c in ("baseline", "status", "device", "dtype", "mode") else "right" for c in columns]
     title = f"suite {run.suite}" + (f": {run.description}" if run.description else "")
@@ -59,11 +65,18 @@ def render_table(run: RunResult, options: dict[str, Any]) -> str:
 
 
 def render_csv(run: RunResult, options: dict[str, Any]) -> str:
-    """Every scalar field of every record, unformatted, for spreadsheets and pandas."""
+    """Every field of every record, unformatted, for spreadsheets and pandas.
+
+    Lists and mappings (args, shapes, flops_unsupported, warnings) are JSON text in their
+    cell; the raw latency samples are left to the run file.
+    """
     frame = run.to_dataframe()
-    keep = [c for c in frame.columns if not frame[c].map(lambda v: isinstance(v, (dict, list))).any() or c.endswith("shape")]
+    frame = frame[[c for c in frame.columns if "_samples_" not in c]]
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, (dict, list, tuple))).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v)
     out = io.StringIO()
-    frame[keep].to_csv(out, index=False)
+    frame.to_csv(out, index=False)
     return out.getvalue()
 
 
@@ -86,10 +99,9 @@ def _shared_settings(records: list[dict[str, Any]]) -> dict[str, Any]:
         values = {str(r.get(key)) for r in records}
         if len(values) == 1 and records:
             shared[key] = values.pop()
-    if records and "batch_size" in shared:
-        threads = {r.get("threads") for r in records}
-        if len(threads) == 1 and None not in threads and shared.get("device") == "cpu":
-            shared["threads"] = threads.pop()
+    threads = {r.get("threads") for r in records if r.get("threads") is not None}  # skipped rows have none
+    if len(threads) == 1 and shared.get("device") == "cpu":
+        shared["threads"] = threads.pop()
     return shared
 
 

@@ -26,6 +26,16 @@ RUN_FILE_FORMAT = 1
 
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
 
+CORE_FIELDS = (
+    "suite", "benchmark", "model", "family", "plugin", "args", "device", "batch_size", "suite_batch_size",
+    "input_shape", "output_shape", "dtype", "mode", "channels_last", "threads", "baseline", "status", "error",
+    "warnings", "wall_time_s",
+)
+"""The fields the runner writes in every record; metrics add theirs beside them."""
+
+COMPARABLE_SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads")
+"""Settings a row and its baseline should share for a ratio to compare like with like."""
+
 
 @dataclass
 class RunResult:
@@ -44,6 +54,13 @@ class RunResult:
     """Table formatters by field, from the metric registrations (not stored in the file)."""
     notes: list[str] = field(default_factory=list)
     """Run-level remarks for the user (device fallback, batch scaled for CPU...)."""
+
+    def __repr__(self) -> str:  # the records and raw samples would fill a notebook cell
+        state = "complete" if self.complete else "INCOMPLETE"
+        return (
+            f"<RunResult suite={self.suite!r}: {len(self.records)} benchmark(s), {len(self.failed)} failed, "
+            f"{state}; .to_dataframe() for the table>"
+        )
 
     @property
     def failed(self) -> list[Record]:
@@ -123,10 +140,18 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
         base = by_name.get(record.get("baseline") or "")
         if base is None:
             continue
+        computed = False
         for name in fields:
             value, reference = record.get(name), base.get(name)
             if _number(value) and _number(reference) and reference != 0:
                 record[f"{name}_ratio"] = value / reference
+                computed = True
+        differ = [f"{k} {base.get(k)} vs {record.get(k)}" for k in COMPARABLE_SETTINGS if base.get(k) != record.get(k)]
+        if computed and differ:
+            record.setdefault("warnings", []).append(
+                f"its baseline {base['benchmark']!r} ran with other settings ({'; '.join(differ)}): "
+                "the ratios compare more than the model"
+            )
 
 
 def _number(value: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import time
 from collections.abc import Iterator, Mapping
 from functools import partial
@@ -23,7 +24,7 @@ from benchbench.allocator import pin_malloc_thresholds
 from benchbench.context import MeasureContext
 from benchbench.errors import UsageError
 from benchbench.plugins import PluginManager
-from benchbench.results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, Record, RunResult, add_ratios
+from benchbench.results import CORE_FIELDS, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, Record, RunResult, add_ratios
 from benchbench.suite import BenchmarkSpec, Suite, load_suite
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -38,13 +39,18 @@ def run_suite(
     plugins: list[str] | tuple[str, ...] = (),
     plugins_dir: str | Path | None = None,
     manager: PluginManager | None = None,
+    quiet: bool = False,
 ) -> RunResult:
     """Load, validate and run a suite; the Python API behind ``benchbench run``.
 
     ``device`` and ``batch_size`` override every benchmark (``batch_size`` also turns off
-    ``cpu_batch_size``); ``only`` keeps the named benchmarks.
+    ``cpu_batch_size``); ``only`` keeps the named benchmarks (and their baselines);
+    ``quiet`` turns the progress lines on stderr off. Nothing is written to disk: call
+    ``.write_json(path)`` on the result to keep a run file.
     """
     manager = manager or PluginManager(list(plugins), plugins_dir)
+    if quiet and manager.pm.get_plugin("benchbench.progress") is not None:
+        manager.pm.unregister(name="benchbench.progress")
     overrides: dict[str, Any] = {}
     if device is not None:
         overrides["device"] = device
@@ -88,6 +94,7 @@ class Runner:
         )
         run.environment["cpu_allocator"] = pin_malloc_thresholds()
         run.fields, run.formats = self._columns(specs)
+        run.notes.extend(suite.notes)
         if any(s.device == "auto" for s in specs) and not torch.cuda.is_available():
             run.notes.append("device auto: no CUDA GPU visible, running on the CPU")
         hook = self.manager.hook
@@ -145,6 +152,11 @@ class Runner:
         errors: list[str] = []
         with _threads(spec.threads if device.type == "cpu" else None):
             record["threads"] = torch.get_num_threads()
+            cores = os.cpu_count() or 1
+            if device.type == "cpu" and record["threads"] > cores:
+                record["warnings"].append(
+                    f"{record['threads']} threads on {cores} CPU(s): oversubscribed, timings mostly measure contention"
+                )
             try:
                 ctx = self._context(spec, entry, device, batch)
             except Exception as exc:  # noqa: BLE001 - a broken model is a failed benchmark, not a crash
@@ -158,7 +170,7 @@ class Runner:
                 else:
                     for metric in spec.metrics:
                         errors.extend(self._measure(metric, ctx, spec, record))
-                record["warnings"] = ctx.warnings
+                record["warnings"] += ctx.warnings
             finally:
                 ctx = None  # noqa: F841 - free the model before the next benchmark
                 gc.collect()
@@ -201,8 +213,11 @@ class Runner:
             ctx.synchronize()
         except Exception as exc:  # noqa: BLE001 - one metric failing keeps the others' fields
             return [_describe(f"metric {metric!r}", exc)]
-        if fields:
-            record.update(fields)
+        fields = dict(fields or {})
+        reserved = sorted(set(fields) & set(CORE_FIELDS))
+        if reserved:  # a metric must not overwrite the runner's fields (status, benchmark, ...)
+            return [f"metric {metric!r} returned field(s) the runner owns: {', '.join(reserved)}; rename them"]
+        record.update(fields)
         return []
 
     # ------------------------------------------------------------------ columns

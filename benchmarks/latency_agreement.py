@@ -22,6 +22,7 @@ import sys
 import torch
 from torch.utils.benchmark import Timer
 
+from benchbench.allocator import pin_malloc_thresholds
 from benchbench.context import MeasureContext
 from benchbench.metrics import latency
 from benchbench.suite import BenchmarkSpec
@@ -42,6 +43,7 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=0.05)
     args = parser.parse_args()
     threads = torch.get_num_threads()
+    pin_malloc_thresholds()  # as a benchbench run does; both tools then see the same allocator
     print(f"torch {torch.__version__}, {threads} threads, {args.rounds} alternating rounds of {args.min_run_time:g} s each")
     print(f"{'layer':44} {'benchbench ms':>14} {'torch.utils ms':>15} {'ratio':>7}")
     worst = 0.0

@@ -134,7 +134,7 @@ def test_help_does_not_import_torch() -> None:
     probe = "import sys; from benchbench.cli import main; code = main(['--help']); print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "benchbench run" in done.stdout or "run" in done.stdout
+    assert done.stdout.startswith("usage: benchbench")
     assert done.stdout.strip().endswith("NO-TORCH")
 
 
@@ -145,3 +145,53 @@ def test_console_entry_and_usage_errors_in_a_real_process(tmp_path: Path) -> Non
     assert done.returncode == 2 and "not found" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("run", "suites/efficiency.yaml", "-p", "no_such_module_xyz")
     assert done.returncode == 2 and "could not import plugin 'no_such_module_xyz'" in done.stderr
+
+
+def test_columns_pick_the_table_and_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, tiny_suite(metrics=["params", "flops"]))
+    args = ["run", str(suite), "--json", str(tmp_path / "r.json"), "-q", "--format", "github"]
+    assert main([*args, "--columns", "flops,flops_ratio"]) == 0
+    header = capsys.readouterr().out.splitlines()[3]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["benchmark", "flops", "flops_ratio"]
+    assert main([*args, "--columns", "flop"]) == 2
+    assert "--columns: 'flop' is not a table field (did you mean 'flops'?)" in capsys.readouterr().err
+
+
+def test_unwritable_run_file_is_refused_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, tiny_suite(metrics=["params"]))
+    assert main(["run", str(suite), "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["run", str(suite), "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "[1/2]" not in err  # nothing ran
+
+
+def test_suite_name_cannot_escape_the_out_folder(tmp_path: Path) -> None:
+    data = tiny_suite(metrics=["params"])
+    data["name"] = "../../escape me"
+    suite = write_suite(tmp_path, data)
+    assert main(["run", str(suite), "--out", str(tmp_path / "res"), "-q"]) == 0
+    [written] = (tmp_path / "res").iterdir()
+    assert written.name.startswith("escape_me-")
+
+
+def test_debug_works_after_the_command_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--debug", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "not found" in err
+
+
+def test_csv_keeps_lists_and_mappings_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    data = tiny_suite(metrics=["params", "flops"])
+    data["benchmarks"][0] = {"name": "up", "model": "pixel_shuffle", "args": {"in_channels": 4, "out_channels": 2, "upscale_factor": 2}}
+    data["benchmarks"][1]["baseline"] = "up"
+    suite = write_suite(tmp_path, data)
+    assert main(["run", str(suite), "--json", str(tmp_path / "r.json"), "--format", "csv", "-q"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert json.loads(rows[0]["flops_unsupported"]) == {"pixel_shuffle": 1}
+    assert json.loads(rows[0]["args"])["upscale_factor"] == 2
+    assert json.loads(rows[0]["output_shape"]) == [2, 32, 32]

@@ -137,3 +137,48 @@ def test_run_file_round_trip_is_valid_json(tmp_path: Path) -> None:
     again = RunResult.read_json(path)
     assert again.records == data["records"] and again.fields == run.fields
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_result_repr_is_short_and_quiet_api_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    run = benchbench.run_suite(tiny_suite(metrics=["params"]), quiet=True)
+    assert repr(run) == "<RunResult suite='tiny': 2 benchmark(s), 0 failed, complete; .to_dataframe() for the table>"
+    assert capsys.readouterr().err == ""
+
+
+def test_ratios_against_a_baseline_with_other_settings_carry_a_warning() -> None:
+    data = tiny_suite(metrics=["params"])
+    data["benchmarks"][1]["mode"] = "train"
+    std, sep = benchbench.run_suite(data, quiet=True).records
+    assert "params_ratio" in sep
+    assert any("ran with other settings (mode eval vs train)" in w for w in sep["warnings"])
+    assert not std["warnings"]
+
+
+def test_oversubscribed_threads_are_flagged() -> None:
+    import os
+
+    data = tiny_suite(metrics=["params"], threads=(os.cpu_count() or 1) + 1)
+    record = benchbench.run_suite(data, quiet=True).records[0]
+    assert record["threads"] == (os.cpu_count() or 1) + 1
+    assert any("oversubscribed" in w for w in record["warnings"])
+
+
+def test_a_metric_cannot_overwrite_the_runners_fields(tmp_path: Path) -> None:
+    (tmp_path / "sneaky.py").write_text(
+        "import benchbench\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_metrics(register):\n"
+        "    register('sneaky', lambda ctx: {'status': 'ok', 'score': 1}, fields=['score'])\n"
+    )
+    data = tiny_suite(metrics=["params", "sneaky"])
+    data["benchmarks"][0]["skip"] = False
+    record = benchbench.run_suite(data, plugins_dir=tmp_path, quiet=True).records[0]
+    assert record["status"] == "failed" and "returned field(s) the runner owns: status" in record["error"]
+    assert "score" not in record
+
+
+def test_core_fields_are_the_records_fields() -> None:
+    from benchbench.results import CORE_FIELDS
+
+    record = benchbench.run_suite(tiny_suite(metrics=[]), quiet=True).records[0]
+    assert set(record) == set(CORE_FIELDS)
