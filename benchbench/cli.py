@@ -23,7 +23,7 @@ from typing import Any
 from benchbench import __version__
 from benchbench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BenchbenchError, UsageError, did_you_mean
 
-LIST_KINDS = ("models", "metrics", "datasets", "reporters", "plugins")
+LIST_KINDS = ("models", "metrics", "datasets", "reporters", "executors", "plugins")
 EXIT_INTERRUPTED = 130
 
 
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", parents=[plugin_options], help="run a suite file and print the comparative table",
         description="Run every benchmark of a suite file, print a table, and save the run file (JSON).",
     )
-    run.add_argument("suite", metavar="SUITE.yaml", help="suite file (see suites/)")
+    run.add_argument("suite", metavar="SUITE.yaml", nargs="?", help="suite file (see suites/); optional with --resume")
     run.add_argument("--device", help="override every benchmark's device: auto, cpu, cuda or cuda:N")
     run.add_argument("--batch-size", type=int, metavar="N", help="override every benchmark's batch size (and cpu_batch_size)")
     run.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark; repeatable")
@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--columns", metavar="F1,F2,...",
         help="table columns to show after the benchmark name (default: every metric field); see the fields in README",
+    )
+    run.add_argument("--timeout", type=float, metavar="S", help="seconds each benchmark may take (default 600; suite key 'timeout')")
+    run.add_argument(
+        "--executor", metavar="NAME",
+        help="where benchmarks run: inline (default), subprocess, or a plugin's (benchbench list executors)",
+    )
+    run.add_argument(
+        "--isolate", dest="executor", action="store_const", const="subprocess",
+        help="each benchmark in its own process (--executor subprocess): a crash or hang costs only it",
+    )
+    run.add_argument(
+        "--resume", metavar="RUN.json",
+        help="finish an interrupted run: keep its records, run the missing benchmarks, update the file",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -135,27 +148,50 @@ def _reporter(manager: Any, fmt: str) -> tuple[Any, dict[str, Any]]:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive whole number, got {args.batch_size}")
-    from benchbench.suite import read_suite_file
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a number of seconds above 0, got {args.timeout}")
+    from benchbench.results import RunResult
+    from benchbench.suite import SuiteText, read_suite_file
 
-    data, _ = read_suite_file(args.suite)  # before importing torch: a typo costs a fraction of a second
+    # Before importing torch: a typo in a path or the YAML costs a fraction of a second.
+    resume = RunResult.read_json(args.resume) if args.resume else None
+    if args.suite is not None:
+        data, _ = read_suite_file(args.suite)
+        source: Any = args.suite
+        suite_name = data.get("name") if isinstance(data.get("name"), str) else Path(args.suite).stem
+    elif resume is not None:
+        if not resume.suite_text:
+            raise UsageError(f"{args.resume}: the run file keeps no suite text (it ran from a dict); give SUITE.yaml too")
+        source, suite_name = SuiteText(resume.suite_text, f"{args.resume} (its suite)", resume.suite), resume.suite
+    else:
+        raise UsageError("benchbench run needs a SUITE.yaml (or --resume RUN.json); the ready ones are in suites/")
+    if resume is not None and resume.complete:
+        raise UsageError(f"--resume {args.resume}: that run is complete; nothing is missing")
     manager = _manager(args)
     reporter, options = _reporter(manager, args.format)
     if args.columns:
         options["columns"] = _columns(args.columns, manager)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    suite_name = data.get("name") if isinstance(data.get("name"), str) else Path(args.suite).stem
-    path = Path(args.json) if args.json else Path(args.out) / f"{safe_filename(suite_name)}-{stamp}.json"
+    if args.json:
+        path = Path(args.json)
+    elif args.resume:
+        path = Path(args.resume)
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(args.out) / f"{safe_filename(suite_name)}-{stamp}.json"
     check_writable(path)
+    given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
+             "executor": args.executor}
+    replayed = {k: v for k, v in (resume.options if resume else {}).items() if given.get(k) is None and k in given}
 
     from benchbench.runner import run_suite
 
     run = run_suite(
-        args.suite, device=args.device, batch_size=args.batch_size, only=args.only, manager=manager, quiet=args.quiet
+        source, **{**given, **replayed}, manager=manager, quiet=args.quiet, out=path, resume=resume,
     )
     print(reporter.render(run, options))
-    run.write_json(path)
     print(f"benchbench: run file written to {path}", file=sys.stderr)
     if not run.complete:
+        print(f"benchbench: interrupted; `benchbench run --resume {path}` runs the rest", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if run.failed else EXIT_OK
 
@@ -218,9 +254,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.kind == "datasets":
         rows = [[e.name, e.task, e.plugin, e.description or "-"] for e in registry.entries("datasets")]
         headers = ["dataset", "task", "plugin", "description"]
-    else:
-        rows = [[e.name, e.plugin, e.description or "-"] for e in registry.entries("reporters")]
-        headers = ["reporter", "plugin", "description"]
+    else:  # reporters, executors: name, plugin, description
+        singular = args.kind[:-1]
+        rows = [[e.name, e.plugin, e.description or "-"] for e in registry.entries(args.kind)]
+        headers = [singular, "plugin", "description"]
     if rows:
         print(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
     else:

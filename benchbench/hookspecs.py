@@ -29,6 +29,7 @@ import pluggy
 if TYPE_CHECKING:
     from benchbench.registry import (
         DatasetRegistrar,
+        ExecutorRegistrar,
         MetricRegistrar,
         ModelRegistrar,
         ReporterRegistrar,
@@ -99,6 +100,21 @@ def benchbench_register_reporters(register: ReporterRegistrar) -> None:
 
     ``register(name, render, *, description=None)`` where
     ``render(run: RunResult, options: dict) -> str`` returns the text to print.
+    """
+
+
+@hookspec
+def benchbench_register_executors(register: ExecutorRegistrar) -> None:
+    """Register executors: where the benchmarks of a run execute (``--executor NAME``).
+
+    ``register(name, factory, *, description=None)``; ``factory()`` returns an object
+    with ``run(jobs, session) -> Iterator[(job, record)]`` (see
+    :mod:`benchbench.executors`, whose ``inline`` and ``subprocess`` executors are
+    registered through this hook). An executor may run jobs anywhere and in any order:
+    it calls ``session.started(job)`` when one starts, and gets a record either from
+    ``session.run_here(job)`` in this process or by running
+    ``python -m benchbench.worker`` elsewhere; ``session.failed(job, error)`` makes the
+    record of a job that produced none.
     """
 
 

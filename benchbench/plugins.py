@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = (
     "benchbench.metrics.latency",
     "benchbench.metrics.memory",
     "benchbench.reporters",
+    "benchbench.executors",
     "benchbench.progress",
 )
 
@@ -75,6 +76,12 @@ class PluginManager:
     ) -> None:
         self.pm = pluggy.PluginManager("benchbench")
         self.pm.add_hookspecs(hookspecs)
+        self.config: dict[str, Any] = {
+            "plugins": list(plugins),
+            "plugins_dir": None if plugins_dir is None else str(plugins_dir),
+            "autoload": autoload,
+        }
+        """The arguments, so that a worker process can build the same manager."""
         self.plugins: list[PluginInfo] = []
         self.failures: list[PluginInfo] = []
         for module_name in BUILTIN_PLUGINS:

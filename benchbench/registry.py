@@ -56,6 +56,14 @@ class ReporterEntry:
     description: str | None = None
 
 
+@dataclass(frozen=True)
+class ExecutorEntry:
+    name: str
+    factory: Callable[[], Any]
+    plugin: str
+    description: str | None = None
+
+
 class ModelRegistrar(Protocol):
     def __call__(
         self,
@@ -102,8 +110,12 @@ class ReporterRegistrar(Protocol):
     ) -> None: ...
 
 
-KINDS = ("models", "metrics", "datasets", "reporters")
-_SINGULAR = {"models": "model", "metrics": "metric", "datasets": "dataset", "reporters": "reporter"}
+class ExecutorRegistrar(Protocol):
+    def __call__(self, name: str, factory: Callable[[], Any], *, description: str | None = None) -> None: ...
+
+
+KINDS = ("models", "metrics", "datasets", "reporters", "executors")
+_SINGULAR = {"models": "model", "metrics": "metric", "datasets": "dataset", "reporters": "reporter", "executors": "executor"}
 
 
 class Registry:
@@ -172,11 +184,17 @@ class Registry:
         def register_reporter(name, render, *, description=None):
             self.add("reporters", ReporterEntry(name, render, plugin, description))
 
+        def register_executor(name, factory, *, description=None):
+            if not callable(factory):
+                raise PluginError(f"plugin {plugin!r}: executor {name!r} needs a callable factory, got {factory!r}")
+            self.add("executors", ExecutorEntry(name, factory, plugin, description))
+
         return {
             "models": register_model,
             "metrics": register_metric,
             "datasets": register_dataset,
             "reporters": register_reporter,
+            "executors": register_executor,
         }[kind]
 
     # ---- reading
@@ -218,3 +236,7 @@ class Registry:
     @property
     def reporters(self) -> dict[str, ReporterEntry]:
         return dict(self._entries["reporters"])
+
+    @property
+    def executors(self) -> dict[str, ExecutorEntry]:
+        return dict(self._entries["executors"])

@@ -54,6 +54,8 @@ class RunResult:
     """Table formatters by field, from the metric registrations (not stored in the file)."""
     notes: list[str] = field(default_factory=list)
     """Run-level remarks for the user (device fallback, batch scaled for CPU...)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The command-line overrides (device, batch_size, only...), replayed by ``--resume``."""
 
     def __repr__(self) -> str:  # the records and raw samples would fill a notebook cell
         state = "complete" if self.complete else "INCOMPLETE"
@@ -84,13 +86,14 @@ class RunResult:
             "suite_text": self.suite_text,
             "fields": self.fields,
             "notes": self.notes,
+            "options": self.options,
             "environment": self.environment,
             "records": self.records,
         }
 
     def to_json(self) -> str:
         """The run file's text: JSON-safe (NaN -> null, tuples -> lists, tensors -> numbers)."""
-        return json.dumps(_jsonable(self.to_dict()), indent=1, allow_nan=False)
+        return json.dumps(jsonable(self.to_dict()), indent=1, allow_nan=False)
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the run file atomically (temp file, then rename): never half a file."""
@@ -116,8 +119,10 @@ class RunResult:
             raise UsageError(f"run file {str(path)!r} not found") from None
         except (OSError, ValueError) as exc:
             raise UsageError(f"run file {str(path)!r} is not a readable JSON run file: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("records"), list) or "suite" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list) or not isinstance(data.get("suite"), str):
             raise UsageError(f"{path}: not a benchbench run file (needs 'suite' and a 'records' list)")
+        if not all(isinstance(r, dict) and isinstance(r.get("benchmark"), str) for r in data["records"]):
+            raise UsageError(f"{path}: not a benchbench run file (every record needs a 'benchmark' name)")
         return cls(
             suite=data["suite"],
             records=data["records"],
@@ -128,6 +133,7 @@ class RunResult:
             complete=bool(data.get("complete", True)),
             fields=list(data.get("fields", [])),
             notes=list(data.get("notes", [])),
+            options=dict(data.get("options") or {}),
         )
 
 
@@ -158,21 +164,21 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Make metric outputs JSON-safe: tuples to lists, numpy/torch scalars to numbers, NaN to null."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (str, int, bool)) or value is None:
         return value
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         try:
-            return _jsonable(value.item())
+            return jsonable(value.item())
         except (TypeError, ValueError):
             pass
     if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     return str(value)

@@ -1,19 +1,27 @@
-"""Run a validated suite: build each model, hand it to each metric, collect records.
+"""Run a validated suite: hand each benchmark to an executor, collect and save the records.
 
 The runner knows nothing about convolutions or about any particular metric: models come
-from the registry, measurements from metric plugins, and progress from lifecycle hooks.
-One benchmark failing (construction, forward pass, a metric) is recorded with its error
-and the others still run; Ctrl-C keeps what finished and marks the run incomplete.
+from the registry, measurements from metric plugins, progress from lifecycle hooks and
+*where* a benchmark runs from an executor plugin (:mod:`benchbench.executors`).
+
+Nothing is lost along the way:
+
+* a benchmark that raises (building, forward, a metric), runs out of memory or passes
+  its ``timeout`` is recorded as ``failed`` with its error, and the others still run;
+* with a run file path, the file is rewritten atomically after every benchmark (marked
+  ``complete: false`` until the end), so a crash or a kill leaves what finished;
+* Ctrl-C keeps what finished and marks the run incomplete; ``resume=`` runs only the
+  benchmarks a previous, incomplete run file has no record of.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import gc
 import os
 import time
 from collections.abc import Iterator, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +29,24 @@ import torch
 
 from benchbench import environment
 from benchbench.allocator import pin_malloc_thresholds
+from benchbench.build import build_context, per_sample_shape
 from benchbench.context import MeasureContext
+from benchbench.deadline import DeadlineExceeded, deadline
 from benchbench.errors import UsageError
+from benchbench.executors import Job
 from benchbench.plugins import PluginManager
-from benchbench.results import CORE_FIELDS, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, Record, RunResult, add_ratios
+from benchbench.results import (
+    CORE_FIELDS,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    Record,
+    RunResult,
+    add_ratios,
+)
 from benchbench.suite import BenchmarkSpec, Suite, load_suite
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+DEFAULT_EXECUTOR = "inline"
 
 
 def run_suite(
@@ -35,18 +54,25 @@ def run_suite(
     *,
     device: str | None = None,
     batch_size: int | None = None,
+    timeout: float | None = None,
     only: list[str] | None = None,
     plugins: list[str] | tuple[str, ...] = (),
     plugins_dir: str | Path | None = None,
     manager: PluginManager | None = None,
+    executor: str | None = None,
+    out: str | Path | None = None,
+    resume: RunResult | None = None,
     quiet: bool = False,
 ) -> RunResult:
     """Load, validate and run a suite; the Python API behind ``benchbench run``.
 
-    ``device`` and ``batch_size`` override every benchmark (``batch_size`` also turns off
-    ``cpu_batch_size``); ``only`` keeps the named benchmarks (and their baselines);
-    ``quiet`` turns the progress lines on stderr off. Nothing is written to disk: call
-    ``.write_json(path)`` on the result to keep a run file.
+    ``device``, ``batch_size`` and ``timeout`` override every benchmark (``batch_size``
+    also turns off ``cpu_batch_size``); ``only`` keeps the named benchmarks (and their
+    baselines); ``executor`` picks where they run (``inline``, ``subprocess``...; default:
+    the suite's ``executor:``, else inline); ``quiet`` turns the progress lines on stderr
+    off. With ``out``, the run file is written there after every benchmark; otherwise
+    nothing is written (call ``.write_json(path)`` on the result). ``resume`` (a run
+    file read with ``RunResult.read_json``) keeps its records and runs the rest.
     """
     manager = manager or PluginManager(list(plugins), plugins_dir)
     if quiet and manager.pm.get_plugin("benchbench.progress") is not None:
@@ -56,8 +82,15 @@ def run_suite(
         overrides["device"] = device
     if batch_size is not None:
         overrides.update(batch_size=batch_size, cpu_batch_size=None)
+    if timeout is not None:
+        overrides["timeout"] = timeout
     loaded = load_suite(suite, manager, overrides=overrides, only=only)
-    return Runner(manager).run(loaded)
+    if executor is not None and not manager.registry.has("executors", executor):
+        raise UsageError(f"--executor: {manager.unknown('executors', executor)}")
+    options = {"device": device, "batch_size": batch_size, "timeout": timeout, "only": only, "executor": executor}
+    return Runner(manager).run(
+        loaded, executor=executor or loaded.executor or DEFAULT_EXECUTOR, out=out, resume=resume, options=options
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,51 +114,107 @@ class Runner:
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
         self.registry = manager.registry
+        self.plugin_config = manager.config
 
-    def run(self, suite: Suite) -> RunResult:
+    def run(
+        self,
+        suite: Suite,
+        *,
+        executor: str = DEFAULT_EXECUTOR,
+        out: str | Path | None = None,
+        resume: RunResult | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> RunResult:
         specs = list(suite.benchmarks)
-        devices = {spec.name: resolve_device(spec.device) for spec in specs}  # fail before any work
-        run = RunResult(
-            suite=suite.name,
-            suite_source=suite.source,
-            suite_text=suite.text,
-            description=suite.description,
-            environment=environment.collect(self.manager),
-        )
-        run.environment["cpu_allocator"] = pin_malloc_thresholds()
-        run.fields, run.formats = self._columns(specs)
-        run.notes.extend(suite.notes)
-        if any(s.device == "auto" for s in specs) and not torch.cuda.is_available():
-            run.notes.append("device auto: no CUDA GPU visible, running on the CPU")
+        devices = {spec.name: str(resolve_device(spec.device)) for spec in specs}  # fail before any work
+        run = self._start(suite, specs, resume, options or {})
+        done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices}
+        jobs = [
+            Job(index, len(specs), spec, suite.name, devices[spec.name])
+            for index, spec in enumerate(specs)
+            if spec.name not in done
+        ]
+        path = Path(out) if out is not None else None
+        save = (lambda: run.write_json(path)) if path is not None else (lambda: None)
+        run.complete = False
+        save()
         hook = self.manager.hook
         hook.benchbench_run_start(suite=suite, benchmarks=specs)
         try:
-            for index, spec in enumerate(specs):
-                hook.benchbench_benchmark_start(benchmark=spec, index=index, total=len(specs))
-                record = self.run_benchmark(spec, suite.name, devices[spec.name])
-                run.records.append(record)
-                hook.benchbench_result_ready(record=record, index=index, total=len(specs))
+            runner = self.registry.executors[executor].factory()
+            for job, record in runner.run(jobs, self):
+                done[job.spec.name] = record
+                run.records = [done[s.name] for s in specs if s.name in done]
+                hook.benchbench_result_ready(record=record, index=job.index, total=job.total)
+                save()
+            run.complete = True
         except KeyboardInterrupt:
-            run.complete = False
-            run.notes.append(f"interrupted: {len(run.records)} of {len(specs)} benchmarks finished")
+            run.notes.append(f"interrupted: {len(done)} of {len(specs)} benchmarks finished")
         finally:
-            add_ratios(run.records, self._ratio_fields(specs))
-            scaled = sorted({(r["suite_batch_size"], r["batch_size"]) for r in run.records if r["batch_size"] != r["suite_batch_size"]})
-            for requested, used in scaled:
-                run.notes.append(
-                    f"batch size {used} used on the CPU instead of the suite's {requested} (cpu_batch_size); "
-                    "pass --batch-size to choose"
-                )
+            self._finish(run, specs)
+            save()
             hook.benchbench_run_end(run=run)
         return run
 
+    def _start(self, suite: Suite, specs: list[BenchmarkSpec], resume: RunResult | None, options: dict[str, Any]) -> RunResult:
+        if resume is not None:
+            if resume.suite != suite.name:
+                raise UsageError(f"--resume: the run file is of suite {resume.suite!r}, not {suite.name!r}")
+            run = resume
+            kept = [r for r in run.records if r.get("benchmark") in {s.name for s in specs}]
+            run.records = kept
+            run.notes = [n for n in run.notes if not n.startswith("interrupted:")]
+            stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            run.notes.append(f"resumed at {stamp}: {len(specs) - len(kept)} of {len(specs)} benchmarks run then")
+        else:
+            run = RunResult(
+                suite=suite.name,
+                suite_source=suite.source,
+                suite_text=suite.text,
+                description=suite.description,
+                environment=environment.collect(self.manager),
+                options={k: v for k, v in options.items() if v is not None},
+            )
+            run.notes.extend(suite.notes)
+            if any(s.device == "auto" for s in specs) and not torch.cuda.is_available():
+                run.notes.append("device auto: no CUDA GPU visible, running on the CPU")
+        run.environment["cpu_allocator"] = pin_malloc_thresholds()
+        run.fields, run.formats = self._columns(specs)
+        return run
+
+    def _finish(self, run: RunResult, specs: list[BenchmarkSpec]) -> None:
+        add_ratios(run.records, self._ratio_fields(specs))
+        scaled = sorted({(r["suite_batch_size"], r["batch_size"]) for r in run.records if r["batch_size"] != r["suite_batch_size"]})
+        for requested, used in scaled:
+            note = (
+                f"batch size {used} used on the CPU instead of the suite's {requested} (cpu_batch_size); "
+                "pass --batch-size to choose"
+            )
+            if note not in run.notes:
+                run.notes.append(note)
+
+    # ------------------------------------------------------------------ the executor's session
+
+    def started(self, job: Job) -> None:
+        self.manager.hook.benchbench_benchmark_start(benchmark=job.spec, index=job.index, total=job.total)
+
+    def run_here(self, job: Job) -> Record:
+        return self.run_job(job)
+
+    def failed(self, job: Job, error: str) -> Record:
+        record = self.base_record(job)
+        record.update(status=STATUS_FAILED, error=error)
+        return record
+
     # ------------------------------------------------------------------ one benchmark
 
-    def run_benchmark(self, spec: BenchmarkSpec, suite: str, device: torch.device) -> Record:
+    def base_record(self, job: Job) -> Record:
+        """The record's fields known before anything runs."""
+        spec, device = job.spec, torch.device(job.device)
         entry = self.registry.get("models", spec.model)
         batch = spec.cpu_batch_size if device.type == "cpu" and spec.cpu_batch_size else spec.batch_size
-        record: Record = {
-            "suite": suite,
+        return {
+            "suite": job.suite,
             "benchmark": spec.name,
             "model": spec.model,
             "family": entry.family,
@@ -144,12 +233,19 @@ class Runner:
             "status": STATUS_OK,
             "error": None,
             "warnings": [],
+            "wall_time_s": None,
         }
+
+    def run_job(self, job: Job) -> Record:
+        """Build the model, run each metric, and return the record; never raises for the model's faults."""
+        record = self.base_record(job)
+        spec, device = job.spec, torch.device(job.device)
         if spec.skip:
             record.update(status=STATUS_SKIPPED, error=spec.skip)
             return record
         started = time.perf_counter()
         errors: list[str] = []
+        ctx: MeasureContext | None = None
         with _threads(spec.threads if device.type == "cpu" else None):
             record["threads"] = torch.get_num_threads()
             cores = os.cpu_count() or 1
@@ -158,21 +254,26 @@ class Runner:
                     f"{record['threads']} threads on {cores} CPU(s): oversubscribed, timings mostly measure contention"
                 )
             try:
-                ctx = self._context(spec, entry, device, batch)
-            except Exception as exc:  # noqa: BLE001 - a broken model is a failed benchmark, not a crash
-                errors.append(_describe("building the model and its input", exc))
-            else:
-                try:
-                    record["output_shape"] = _per_sample_shape(ctx.step())
-                    ctx.synchronize()
-                except Exception as exc:  # noqa: BLE001
-                    errors.append(_describe("the first forward pass", exc))
-                else:
-                    for metric in spec.metrics:
-                        errors.extend(self._measure(metric, ctx, spec, record))
-                record["warnings"] += ctx.warnings
+                with deadline(spec.timeout):
+                    try:
+                        ctx = build_context(spec, self.registry.get("models", spec.model), device, record["batch_size"])
+                    except Exception as exc:  # noqa: BLE001 - a broken model is a failed benchmark, not a crash
+                        errors.append(_describe("building the model and its input", exc))
+                    else:
+                        try:
+                            record["output_shape"] = per_sample_shape(ctx.step())
+                            ctx.synchronize()
+                        except Exception as exc:  # noqa: BLE001
+                            errors.append(_describe("the first forward pass", exc))
+                        else:
+                            for metric in spec.metrics:
+                                errors.extend(self._measure(metric, ctx, spec, record))
+            except DeadlineExceeded:
+                errors.append(f"timed out after {spec.timeout:g} s (the fields measured before are kept)")
             finally:
-                ctx = None  # noqa: F841 - free the model before the next benchmark
+                if ctx is not None:
+                    record["warnings"] += ctx.warnings
+                ctx = None  # free the model before the next benchmark
                 gc.collect()
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -180,30 +281,6 @@ class Runner:
         if errors:
             record.update(status=STATUS_FAILED, error="; ".join(errors))
         return record
-
-    def _context(self, spec: BenchmarkSpec, entry: Any, device: torch.device, batch: int) -> MeasureContext:
-        torch.manual_seed(spec.seed)
-        dtype = _DTYPES[spec.dtype]
-        model = entry.factory(**spec.args)
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"factory of model {spec.model!r} returned {type(model).__name__}, not a torch.nn.Module")
-        model = model.to(device=device, dtype=dtype)
-        if spec.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        model.train(spec.mode == "train")
-        make_input = partial(entry.meta.get("make_input", default_input), input_shape=spec.input_shape, device=device, dtype=dtype)
-        inputs = make_input(batch)
-        if spec.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return MeasureContext(
-            model=model,
-            inputs=inputs,
-            device=device,
-            batch_size=batch,
-            mode=spec.mode,
-            benchmark=spec,
-            make_sample=partial(make_input, 1),
-        )
 
     def _measure(self, metric: str, ctx: MeasureContext, spec: BenchmarkSpec, record: Record) -> list[str]:
         entry = self.registry.get("metrics", metric)
@@ -240,22 +317,9 @@ class Runner:
         return [f for n in names for f in self.registry.get("metrics", n).ratio_fields]
 
 
-def default_input(batch_size: int, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Standard-normal input, the usual stand-in for normalised images or features."""
-    return torch.randn(batch_size, *input_shape, device=device, dtype=dtype)
-
-
-def _per_sample_shape(output: Any) -> Any:
-    if isinstance(output, torch.Tensor):
-        return list(output.shape[1:])
-    if isinstance(output, (list, tuple)):
-        return [_per_sample_shape(o) for o in output]
-    if isinstance(output, dict):
-        return {k: _per_sample_shape(v) for k, v in output.items()}
-    return None
-
-
 def _describe(stage: str, exc: BaseException) -> str:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return f"{stage} ran out of GPU memory (CUDA out of memory); try a smaller batch_size"
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{stage} raised {type(exc).__name__}" + (f": {message}" if message else "")
 

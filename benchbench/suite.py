@@ -24,7 +24,8 @@ from benchbench.errors import SuiteError, UsageError, did_you_mean
 if TYPE_CHECKING:
     from benchbench.plugins import PluginManager
 
-SUITE_KEYS = ("name", "description", "defaults", "benchmarks")
+SUITE_KEYS = ("name", "description", "executor", "defaults", "benchmarks")
+DEFAULT_TIMEOUT_S = 600.0
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 MODES = ("eval", "train")
 DEFAULT_METRICS = ("params", "flops", "latency", "memory")
@@ -53,6 +54,10 @@ class BenchmarkSpec:
     baseline: str | None = None
     skip: str | None = None
     description: str | None = None
+    timeout: float | None = DEFAULT_TIMEOUT_S
+    """Seconds the benchmark may take (building, measuring); ``None``: no limit."""
+    dry_run: bool = True
+    """Check args and input shape on the meta device while validating (see build.dry_run)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class Suite:
     """The suite file's contents, stored in the run file for reproducibility."""
     notes: tuple[str, ...] = ()
     """Remarks for the user about how the suite was read (baselines added to --only...)."""
+    executor: str | None = None
+    """The suite's ``executor:`` (``inline``, ``subprocess``, a plugin's); the command line wins."""
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -141,6 +148,14 @@ def _str_list(value: Any) -> tuple[Any, str | None]:
     return tuple(value), None
 
 
+def _timeout(value: Any) -> tuple[Any, str | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return value, f"must be a number of seconds above 0, or null for no limit, got {value!r}"
+    return float(value), None
+
+
 def _skip(value: Any) -> tuple[Any, str | None]:
     if value is None or value is False:
         return None, None
@@ -167,6 +182,8 @@ FIELD_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "baseline": _optional(_str),
     "skip": _skip,
     "description": _optional(_str),
+    "timeout": _timeout,
+    "dry_run": _bool,
 }
 BENCHMARK_ONLY = ("name",)
 
@@ -199,6 +216,37 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+@dataclass(frozen=True)
+class SuiteText:
+    """A suite given as YAML text rather than a file: the copy a run file keeps (``--resume``)."""
+
+    text: str
+    origin: str
+    name: str
+    """The suite's name when the text has no ``name:`` (it came from the file's stem)."""
+
+
+def parse_suite_text(text: str, origin: str | Path) -> dict[str, Any]:
+    """Parse a suite's YAML; every failure is a UsageError naming ``origin``."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise UsageError(f"{origin}: {kind}{where}: {problem}") from None
+    except RecursionError:
+        raise UsageError(f"{origin}: YAML nested too deeply to read; a suite needs only a few levels") from None
+    if data is None:
+        raise UsageError(f"{origin}: the file is empty; a suite needs at least a 'benchmarks' list (see suites/)")
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{origin}: a suite file must be a mapping with a 'benchmarks' list, got {type(data).__name__}"
+        )
+    return data
+
+
 def read_suite_file(path: str | Path) -> tuple[dict[str, Any], str]:
     """Read and parse a suite file; every failure is a UsageError naming the file.
 
@@ -214,27 +262,11 @@ def read_suite_file(path: str | Path) -> tuple[dict[str, Any], str]:
         raise UsageError(f"suite file {str(path)!r} is a folder; give a .yaml file in it") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"suite file {str(path)!r} cannot be read: {exc}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
-        raise UsageError(f"{path}: {kind}{where}: {problem}") from None
-    except RecursionError:
-        raise UsageError(f"{path}: YAML nested too deeply to read; a suite needs only a few levels") from None
-    if data is None:
-        raise UsageError(f"{path}: the file is empty; a suite needs at least a 'benchmarks' list (see suites/)")
-    if not isinstance(data, dict):
-        raise UsageError(
-            f"{path}: a suite file must be a mapping with a 'benchmarks' list, got {type(data).__name__}"
-        )
-    return data, text
+    return parse_suite_text(text, path), text
 
 
 def load_suite(
-    source: str | Path | Mapping[str, Any],
+    source: str | Path | Mapping[str, Any] | SuiteText,
     manager: PluginManager,
     *,
     overrides: Mapping[str, Any] | None = None,
@@ -248,6 +280,8 @@ def load_suite(
     """
     if isinstance(source, Mapping):
         data, text, origin, stem = dict(source), None, "<dict>", "suite"
+    elif isinstance(source, SuiteText):
+        data, text, origin, stem = parse_suite_text(source.text, source.origin), source.text, source.origin, source.name
     else:
         data, text = read_suite_file(source)
         origin, stem = str(source), Path(source).stem
@@ -261,6 +295,11 @@ def load_suite(
     description, problem = _optional(_str)(data.get("description"))
     if problem:
         problems.append(f"key 'description' {problem}")
+    executor, problem = _optional(_str)(data.get("executor"))
+    if problem:
+        problems.append(f"key 'executor' {problem}")
+    elif executor is not None and not manager.registry.has("executors", executor):
+        problems.append(f"key 'executor': {manager.unknown('executors', executor)}")
 
     defaults, problem = _mapping(data.get("defaults"))
     if problem:
@@ -300,9 +339,32 @@ def load_suite(
             if wanted not in declared:
                 problems.append(f"--only {wanted!r}: no such benchmark{did_you_mean(wanted, declared)}")
         specs, notes = _select(specs, only)
+    problems.extend(_dry_run_problems(specs, manager))  # the benchmarks that passed the other checks
     if problems:
         raise SuiteError(origin, problems)
-    return Suite(name=name, source=origin, benchmarks=tuple(specs), description=description, text=text, notes=tuple(notes))
+    return Suite(
+        name=name, source=origin, benchmarks=tuple(specs), description=description, text=text,
+        notes=tuple(notes), executor=executor,
+    )
+
+
+def _dry_run_problems(specs: list[BenchmarkSpec], manager: PluginManager) -> list[str]:
+    """Args a model rejects and input shapes it cannot take, found on the meta device."""
+    wanted = [s for s in specs if s.dry_run and not s.skip]
+    if not wanted:
+        return []
+    from benchbench.build import dry_run  # imports torch: only now that it is needed
+
+    problems = []
+    for spec in wanted:
+        problem = dry_run(spec, manager.registry.get("models", spec.model))
+        if problem:
+            problems.append(
+                f"benchmark {spec.name!r}: model {spec.model!r} cannot run with these 'args' and "
+                f"'input_shape' {list(spec.input_shape)}: {problem} (found by a dry run on the meta device; "
+                "set dry_run: false on the benchmark if that is wrong)"
+            )
+    return problems
 
 
 def _called(item: Any) -> str | None:
@@ -398,6 +460,7 @@ def _benchmark(
         return None
     called = _called(item)
     label = f"benchmark {called!r} (#{index})" if called else f"benchmark #{index}"
+    known_problems = len(problems)
     own = _check_fields(dict(item), label, problems, allowed=set(FIELD_CHECKS))
     _check_registered(own, label, manager, problems)
     if "model" not in item:
@@ -427,6 +490,8 @@ def _benchmark(
         if shape is None:
             return None
         merged["input_shape"] = shape
+    if len(problems) > known_problems:
+        return None  # a benchmark with problems is not dry-run (its errors would repeat them)
     try:
         return replace(BenchmarkSpec(name=merged["name"], model=model), **merged)
     except TypeError as exc:  # a check above let a wrong type through: report, don't crash

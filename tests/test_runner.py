@@ -55,7 +55,8 @@ def test_failures_are_isolated_per_benchmark_and_per_metric(tmp_path: Path) -> N
     )
     data = tiny_suite(metrics=["params", "explodes", "flops"])
     data["benchmarks"].append({"model": "t_broken", "metrics": ["params"]})
-    data["benchmarks"].append({"name": "bad_args", "model": "t_scale", "args": {"features": -3}, "metrics": ["params"]})
+    # dry_run: false lets the bad arguments through validation, to fail while building
+    data["benchmarks"].append({"name": "bad_args", "model": "t_scale", "args": {"features": -3}, "metrics": ["params"], "dry_run": False})
     run = benchbench.run_suite(data, plugins_dir=tmp_path)
     std, sep, broken, bad_args = run.records
     assert std["status"] == "failed" and "metric 'explodes' raised ValueError: metric exploded" in std["error"]

@@ -1,0 +1,140 @@
+"""Build a benchmark's model and input batch; and try them on the meta device first.
+
+One function builds what every metric measures (:func:`build_context`), so the dtype,
+memory format, mode and seed are applied the same way for every benchmark. The same
+function, on PyTorch's ``meta`` device (tensors with shapes but no storage), is the
+*dry run* that suite validation uses to catch arguments a model rejects and input
+shapes it cannot take, in milliseconds and before anything runs (:func:`dry_run`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchbench.context import MeasureContext
+from benchbench.deadline import DeadlineExceeded, deadline
+from benchbench.registry import ModelEntry
+from benchbench.suite import BenchmarkSpec
+
+DRY_RUN_LIMIT_S = 30.0
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+_TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+def default_input(batch_size: int, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Standard-normal input, the usual stand-in for normalised images or features."""
+    return torch.randn(batch_size, *input_shape, device=device, dtype=dtype)
+
+
+def build_context(spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, batch: int) -> MeasureContext:
+    """The model (seeded, on ``device``, in the spec's dtype, memory format and mode) and its input."""
+    torch.manual_seed(spec.seed)
+    dtype = DTYPES[spec.dtype]
+    on_meta = torch.device("meta") if device.type == "meta" else contextlib.nullcontext()
+    with on_meta:  # on meta, the weights are never allocated
+        model = entry.factory(**spec.args)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"factory of model {spec.model!r} returned {type(model).__name__}, not a torch.nn.Module")
+    model = model.to(device=device, dtype=dtype)
+    if spec.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train(spec.mode == "train")
+    make_input = partial(entry.meta.get("make_input", default_input), input_shape=spec.input_shape, device=device, dtype=dtype)
+    inputs = make_input(batch)
+    if spec.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return MeasureContext(
+        model=model,
+        inputs=inputs,
+        device=device,
+        batch_size=batch,
+        mode=spec.mode,
+        benchmark=spec,
+        make_sample=partial(make_input, 1),
+    )
+
+
+def per_sample_shape(output: Any) -> Any:
+    """The shape of one sample of a model's output (nested for tuples and dicts)."""
+    if isinstance(output, torch.Tensor):
+        return list(output.shape[1:])
+    if isinstance(output, (list, tuple)):
+        return [per_sample_shape(o) for o in output]
+    if isinstance(output, dict):
+        return {k: per_sample_shape(v) for k, v in output.items()}
+    return None
+
+
+def dry_run(spec: BenchmarkSpec, entry: ModelEntry) -> str | None:
+    """Build the model and run one forward pass on the meta device; a problem, or None.
+
+    Reported (so that the suite is rejected before anything runs, exit code 2):
+
+    * an error raised inside PyTorch itself: ``Conv2d(in_channels=-3)``, or an input
+      whose shape the layers cannot take (3 channels into a 512-channel conv);
+    * a ``ValueError`` or ``TypeError`` raised by the model's own code, the usual way a
+      model rejects its arguments.
+
+    Not reported, so that the benchmark runs and fails (or works) for real: anything the
+    meta device cannot do (data-dependent code, operators without a meta kernel: their
+    errors say "meta" or are ``NotImplementedError``), and any other error of the
+    model's own code, which is a bug of that model rather than of the suite (it will be
+    recorded as a failed benchmark while the others run).
+    """
+    entered: list[str] = []  # modules whose forward has started and not returned
+    try:
+        with deadline(DRY_RUN_LIMIT_S), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real run shows the model's warnings, once
+            ctx = build_context(spec, entry, torch.device("meta"), 1)
+            with _tracking(ctx.model, entered), torch.no_grad():
+                ctx.model(ctx.inputs)
+    except DeadlineExceeded:
+        return None  # inconclusive (a model that hangs is the real run's to report, under its timeout)
+    except Exception as exc:  # noqa: BLE001 - the classification below decides
+        if isinstance(exc, NotImplementedError) or "meta" in str(exc).lower():
+            return None
+        if not (_raised_in_torch(exc) or isinstance(exc, (ValueError, TypeError))):
+            return None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where = f" (in {entered[-1]})" if entered else ""
+        return f"{type(exc).__name__}: {first_line}{where}"
+    return None
+
+
+@contextlib.contextmanager
+def _tracking(model: torch.nn.Module, entered: list[str]) -> Any:
+    """Keep ``entered`` as the stack of running modules, described with their input shapes."""
+
+    def push(name: str) -> Any:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+            shapes = ", ".join("x".join(map(str, a.shape)) for a in args if isinstance(a, torch.Tensor))
+            where = f"module {name!r}" if name else "the model"
+            entered.append(f"{where}, {type(module).__name__}({module.extra_repr()}), given input {shapes}")
+
+        return hook
+
+    def pop(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        entered.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(push(name)))
+        handles.append(module.register_forward_hook(pop))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _raised_in_torch(exc: BaseException) -> bool:
+    """Whether the innermost Python frame of the traceback belongs to PyTorch."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(_TORCH_DIR)

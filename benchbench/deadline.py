@@ -1,0 +1,47 @@
+"""A time limit for code running in this process: ``with deadline(seconds): ...``.
+
+Used for a benchmark's ``timeout`` by the inline executor (and inside each worker of
+the subprocess executor, whose parent also kills it a little later), and for the dry
+run while a suite is validated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+
+class DeadlineExceeded(BaseException):
+    """Raised in the limited code when its time is up.
+
+    A ``BaseException`` so that the ``except Exception`` of a metric or a model cannot
+    swallow it and carry on past the deadline.
+    """
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`DeadlineExceeded` in this thread after ``seconds`` (``None``: no limit).
+
+    Works with ``SIGALRM``, so only on Unix and in the main thread (elsewhere there is no
+    limit). The signal is handled between Python bytecodes: one long C++ operator
+    finishes first. Killing a worker process (``--isolate``) always works.
+    """
+    usable = bool(seconds) and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise DeadlineExceeded
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

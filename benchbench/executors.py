@@ -1,0 +1,171 @@
+"""Executors: where each benchmark of a run executes. Built-ins: ``inline`` and ``subprocess``.
+
+An executor receives the run's jobs and yields ``(job, record)`` as each finishes; the
+runner keeps suite order, calls the lifecycle hooks and saves the run file after every
+record. Executors are registered through ``benchbench_register_executors``, so a third
+party can add one (a cluster, a queue) without the runner knowing about it.
+
+* ``inline`` (the default): every benchmark in this process, one after the other. Fast
+  to start (torch is imported once) and what the numbers in the README use. A timeout
+  interrupts the benchmark's Python code (``SIGALRM``) but cannot stop one long C++
+  operator, and a segfault takes the whole run with it (the run file written so far
+  survives).
+* ``subprocess`` (``--isolate``): every benchmark in a fresh Python process
+  (``python -m benchbench.worker``). A crash, a hang or an out-of-memory kill costs only
+  that benchmark: the process is killed at the timeout, and its exit signal is recorded.
+  Each benchmark also starts from a fresh allocator and a cold import, so earlier
+  benchmarks cannot change its numbers; the price is the start-up (importing torch:
+  about 2-4 s per benchmark on a small CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import benchbench
+
+if TYPE_CHECKING:
+    from benchbench.results import Record
+    from benchbench.suite import BenchmarkSpec
+
+KILL_GRACE_S = 10.0
+"""Seconds past a benchmark's timeout before a worker process is killed: its own
+(SIGALRM) deadline fires first and keeps the fields measured so far."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One benchmark to run: its validated spec and the device it was resolved to."""
+
+    index: int
+    total: int
+    spec: BenchmarkSpec
+    suite: str
+    device: str
+
+
+class Session(Protocol):
+    """What the runner offers an executor."""
+
+    plugin_config: dict[str, Any]
+    """Arguments that rebuild the same plugin manager in another process."""
+
+    def started(self, job: Job) -> None:
+        """Call when a job starts (progress, lifecycle hooks)."""
+
+    def run_here(self, job: Job) -> Record:
+        """Run the job in this process (with its timeout) and return its record."""
+
+    def failed(self, job: Job, error: str) -> Record:
+        """The record of a job that produced none of its own (crashed, killed)."""
+
+
+class Executor(Protocol):
+    def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]: ...
+
+
+class InlineExecutor:
+    """Each benchmark in this process, in suite order."""
+
+    def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]:
+        for job in jobs:
+            session.started(job)
+            yield job, session.run_here(job)
+
+
+class SubprocessExecutor:
+    """Each benchmark in its own ``python -m benchbench.worker`` process."""
+
+    def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]:
+        for job in jobs:
+            session.started(job)
+            yield job, run_in_worker(job, session)
+
+
+def run_in_worker(job: Job, session: Session) -> Record:
+    """Run one job in a fresh process; a crash, kill or timeout becomes a failed record.
+
+    The worker's output goes to stderr as it comes (progress of long benchmarks stays
+    visible); its last lines are kept to explain a crash.
+    """
+    with tempfile.TemporaryDirectory(prefix="benchbench-worker-") as folder:
+        request, result = Path(folder, "job.pickle"), Path(folder, "record.json")
+        request.write_bytes(pickle.dumps({"plugins": session.plugin_config, "job": job}))
+        timeout = job.spec.timeout
+        process = subprocess.Popen(
+            [sys.executable, "-m", "benchbench.worker", str(request), str(result)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            start_new_session=True,  # killable as a group; Ctrl-C is handled here, then kills it
+        )
+        tail: deque[str] = deque(maxlen=20)
+        relay = threading.Thread(target=_relay, args=(process, tail), daemon=True)
+        relay.start()
+        try:
+            code = process.wait(timeout=timeout + KILL_GRACE_S if timeout else None)
+        except subprocess.TimeoutExpired:
+            _kill(process)
+            return session.failed(job, f"timed out after {timeout:g} s: its process was killed")
+        except BaseException:  # Ctrl-C: do not leave the worker running
+            _kill(process)
+            raise
+        finally:
+            relay.join(timeout=5)
+        if code == 0 and result.exists():
+            return json.loads(result.read_text())
+        return session.failed(job, _death(code, list(tail)))
+
+
+def _relay(process: subprocess.Popen[str], tail: deque[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        sys.stderr.write(line)
+        tail.append(line.rstrip())
+
+
+def _kill(process: subprocess.Popen[Any]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    process.wait()
+
+
+def _death(code: int, output: list[str]) -> str:
+    """Why a worker ended without a record, in words."""
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        why = {
+            "SIGSEGV": "a segmentation fault",
+            "SIGKILL": "SIGKILL (often the kernel's out-of-memory killer)",
+            "SIGABRT": "an abort",
+            "SIGBUS": "a bus error",
+        }.get(name, name)
+        message = f"its process died from {why}"
+    else:
+        message = f"its process exited with code {code} without a result"
+    last = next((line for line in reversed(output) if line.strip()), "")
+    return message + (f"; last output: {last.strip()}" if last else "")
+
+
+EXECUTORS: dict[str, tuple[Callable[[], Executor], str]] = {
+    "inline": (InlineExecutor, "every benchmark in this process, one after the other (default)"),
+    "subprocess": (SubprocessExecutor, "every benchmark in a fresh process: crashes and hangs cost only it (--isolate)"),
+}
+
+
+@benchbench.hookimpl
+def benchbench_register_executors(register: Any) -> None:
+    for name, (factory, description) in EXECUTORS.items():
+        register(name, factory, description=description)

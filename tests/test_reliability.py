@@ -1,0 +1,224 @@
+"""Faults while running: timeouts, crashes in isolation, interrupts, resume, the dry run.
+
+The fault models live in a plugin file written per test. Each behaves normally on the
+meta device (the validation dry run) and misbehaves only for real, as a real faulty
+model would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import benchbench
+from benchbench.cli import main
+from benchbench.errors import SuiteError
+from tests.helpers import TINY_LATENCY
+
+REPO = Path(__file__).resolve().parents[1]
+
+FAULTS = '''
+import os, signal, time
+import torch
+import benchbench
+
+
+class Fault(torch.nn.Module):
+    """Linear layer that misbehaves on real (not meta) tensors, as `how` says."""
+
+    def __init__(self, how: str = "none", seconds: float = 60.0) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+        self.how, self.seconds, self.calls = how, seconds, 0
+
+    def forward(self, x):
+        if x.device.type != "meta":
+            self.calls += 1
+            if self.how == "slow_later" and self.calls > 1:  # interruptible: Python code between short sleeps
+                end = time.monotonic() + self.seconds
+                while time.monotonic() < end:
+                    time.sleep(0.01)
+            elif self.how == "stuck":  # not interruptible from inside: only a kill ends it
+                signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGINT])
+                time.sleep(self.seconds)
+            elif self.how == "segfault":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            elif self.how == "oom":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+            elif self.how == "crash_if_env" and os.environ.get("BB_CRASH") == "1":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif self.how == "item":  # data-dependent: cannot run on meta, fine for real
+                x = x * float(x.sum().item() > -1e9)
+        elif self.how == "item":
+            x.sum().item()  # raises on meta: the dry run must not call that a suite error
+        return self.linear(x)
+
+
+@benchbench.hookimpl
+def benchbench_register_models(register):
+    register("fault", Fault, family="toy", input_shape=(4,), description="misbehaves on purpose")
+'''
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "faults.py").write_text(FAULTS)
+    return folder
+
+
+def suite(*benchmarks: dict, **defaults: object) -> dict:
+    return {
+        "name": "faults",
+        "defaults": {"device": "cpu", "metrics": ["params", "latency"], "metric_options": {"latency": dict(TINY_LATENCY)}, **defaults},
+        "benchmarks": [{"name": b.pop("name"), "model": "fault", **b} for b in benchmarks],
+    }
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "faults.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+def test_inline_timeout_fails_that_benchmark_keeps_its_fields_and_the_others_run(plugin_dir: Path) -> None:
+    data = suite({"name": "ok_before"}, {"name": "slow", "args": {"how": "slow_later"}, "timeout": 0.5}, {"name": "ok_after"})
+    run = benchbench.run_suite(data, plugins_dir=plugin_dir, quiet=True)
+    before, slow, after = run.records
+    assert before["status"] == after["status"] == "ok"
+    assert slow["status"] == "failed" and "timed out after 0.5 s" in slow["error"]
+    assert slow["wall_time_s"] < 5
+    assert slow["params"] == 20 and slow["output_shape"] == [4]  # measured before the timeout: kept
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("segfault", "its process died from a segmentation fault"),
+        ("stuck", "timed out after 1 s: its process was killed"),
+    ],
+)
+def test_isolation_turns_crashes_and_hangs_into_failed_records(
+    plugin_dir: Path, monkeypatch: pytest.MonkeyPatch, how: str, expected: str
+) -> None:
+    monkeypatch.setattr("benchbench.executors.KILL_GRACE_S", 0.5)
+    data = suite({"name": "bad", "args": {"how": how}, "timeout": 1}, {"name": "good"})
+    run = benchbench.run_suite(data, plugins_dir=plugin_dir, executor="subprocess", quiet=True)
+    bad, good = run.records
+    assert bad["status"] == "failed" and expected in bad["error"], bad["error"]
+    assert good["status"] == "ok" and good["latency_ms"] > 0 and good["params"] == 20
+
+
+def test_suite_level_executor_key(plugin_dir: Path) -> None:
+    data = suite({"name": "bad", "args": {"how": "segfault"}}, {"name": "good"})
+    data["executor"] = "subprocess"
+    bad, good = benchbench.run_suite(data, plugins_dir=plugin_dir, quiet=True).records
+    assert "segmentation fault" in bad["error"] and good["status"] == "ok"
+    data["executor"] = "subproces"
+    with pytest.raises(SuiteError, match="unknown executor 'subproces' \\(did you mean 'subprocess'\\?\\)"):
+        benchbench.run_suite(data, plugins_dir=plugin_dir, quiet=True)
+
+
+def test_out_of_memory_is_a_failed_benchmark_with_a_hint(plugin_dir: Path) -> None:
+    data = suite({"name": "oom", "args": {"how": "oom"}}, {"name": "good"})
+    oom, good = benchbench.run_suite(data, plugins_dir=plugin_dir, quiet=True).records
+    assert oom["status"] == "failed" and "ran out of GPU memory" in oom["error"] and "smaller batch_size" in oom["error"]
+    assert good["status"] == "ok"
+
+
+# --------------------------------------------------------------------------- nothing lost
+
+
+def test_interrupted_run_leaves_a_valid_file_and_resume_finishes_it(plugin_dir: Path, tmp_path: Path) -> None:
+    (plugin_dir / "stopper.py").write_text(
+        "import os, benchbench\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_result_ready(record, index, total):\n"
+        "    if index == 0 and os.environ.get('BB_STOP') == '1':\n"
+        "        raise KeyboardInterrupt\n"
+    )
+    path = write(tmp_path, suite({"name": "first"}, {"name": "second"}, {"name": "third"}))
+    out = tmp_path / "run.json"
+    os.environ["BB_STOP"] = "1"
+    try:
+        code = main(["run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out), "-q", "--device", "cpu"])
+    finally:
+        del os.environ["BB_STOP"]
+    assert code == 130
+    partial = json.loads(out.read_text())
+    assert partial["complete"] is False and [r["benchmark"] for r in partial["records"]] == ["first"]
+    assert partial["options"] == {"device": "cpu"}
+
+    assert main(["run", "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 0
+    done = json.loads(out.read_text())
+    assert done["complete"] is True
+    assert [r["benchmark"] for r in done["records"]] == ["first", "second", "third"]
+    assert done["records"][0] == partial["records"][0]  # kept, not run again
+    assert any(n.startswith("resumed at") and "2 of 3 benchmarks run then" in n for n in done["notes"])
+    assert main(["run", "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 2  # nothing is missing
+
+
+def test_a_killed_run_leaves_what_finished(plugin_dir: Path, tmp_path: Path) -> None:
+    path = write(tmp_path, suite({"name": "first"}, {"name": "killer", "args": {"how": "crash_if_env"}}, {"name": "third"}))
+    out = tmp_path / "run.json"
+    command = [sys.executable, "-m", "benchbench", "run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out), "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "BB_CRASH": "1"}, timeout=300)
+    assert done.returncode == -signal.SIGKILL
+    partial = json.loads(out.read_text())  # valid JSON: every write is atomic
+    assert partial["complete"] is False and [r["benchmark"] for r in partial["records"]] == ["first"]
+    resumed = subprocess.run([*command[:4], "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"],
+                             capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["status"] for r in json.loads(out.read_text())["records"]] == ["ok", "ok", "ok"]
+
+
+# --------------------------------------------------------------------------- the dry run
+
+
+def test_dry_run_rejects_an_input_shape_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = {
+        "defaults": {"device": "cpu"},
+        "benchmarks": [
+            {"name": "wrong_channels", "model": "conv", "args": {"in_channels": 64, "out_channels": 8, "kernel_size": 3}, "input_shape": [3, 32, 32]},
+            {"name": "negative", "model": "conv", "args": {"in_channels": 3, "out_channels": -8, "kernel_size": 3}},
+            {"name": "too_small", "model": "conv", "args": {"in_channels": 3, "out_channels": 8, "kernel_size": 7}, "input_shape": [3, 4, 4]},
+        ],
+    }
+    path = write(tmp_path, data)
+    assert main(["run", str(path), "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "3 problems" in err and "[1/" not in err and not (tmp_path / "r.json").exists()
+    assert "benchmark 'wrong_channels': model 'conv' cannot run with these 'args' and 'input_shape' [3, 32, 32]" in err
+    assert "Invalid channel dimensions (in the model, StandardConv2d(64, 8, kernel_size=(3, 3), stride=(1, 1)), given input 1x3x32x32)" in err
+    assert "out_channels must be positive" in err or "negative" in err
+    assert "Kernel size can't be greater than actual input size" in err
+
+
+def test_dry_run_does_not_blame_the_suite_for_the_models_own_faults(plugin_dir: Path) -> None:
+    data = suite({"name": "meta_shy", "args": {"how": "item"}}, metrics=["params"])
+    [record] = benchbench.run_suite(data, plugins_dir=plugin_dir, quiet=True).records
+    assert record["status"] == "ok"  # .item() fails on meta; for real it is fine
+    (plugin_dir / "buggy.py").write_text(
+        "import torch, benchbench\n"
+        "class Buggy(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        raise RuntimeError('a bug in the model')\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_models(register):\n"
+        "    register('buggy', Buggy, input_shape=(4,))\n"
+    )
+    [record] = benchbench.run_suite(
+        {"defaults": {"device": "cpu"}, "benchmarks": [{"model": "buggy", "metrics": ["params"]}]}, plugins_dir=plugin_dir, quiet=True
+    ).records
+    assert record["status"] == "failed" and "a bug in the model" in record["error"]
