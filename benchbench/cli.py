@@ -28,10 +28,11 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    plugin_options = argparse.ArgumentParser(add_help=False)
-    plugin_options.add_argument(  # also after the command: `benchbench run --debug s.yaml`
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(  # also after the command: `benchbench run --debug s.yaml`
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors"
     )
+    plugin_options = argparse.ArgumentParser(add_help=False, parents=[common])
     group = plugin_options.add_argument_group("plugins")
     group.add_argument(
         "-p", "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
@@ -81,7 +82,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN.json",
         help="finish an interrupted run: keep its records, run the missing benchmarks, update the file",
     )
+    run.add_argument(
+        "--rounds", type=int, metavar="N",
+        help="run the whole suite N times, interleaved, pooling the timed samples (suite key 'rounds')",
+    )
+    run.add_argument("--metrics", metavar="M1,M2", help="override every benchmark's metrics, e.g. params,flops")
+    run.add_argument(
+        "--history", metavar="FILE", help="history store to append the run to (default: DIR/history.sqlite)"
+    )
+    run.add_argument("--no-history", action="store_true", help="do not append the run to the history store")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+    compare = commands.add_parser(
+        "compare", parents=[common], help="compare two runs: regressions, with statistics for timings",
+        description="Compare a run with a baseline run, benchmark by benchmark and field by field. "
+        "Exit 0 when nothing regressed, 1 when something did, 2 for bad input.",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN.json", help="BASE.json NEW.json, or NEW.json with --baseline")
+    compare.add_argument(
+        "--baseline", metavar="WHICH",
+        help="take the baseline from the history: latest, a git ref (main, HEAD~1, a hash), or a run file",
+    )
+    compare.add_argument(
+        "--threshold", action="append", default=[], metavar="[BENCH:]FIELD=X%",
+        help="allowed change: 5%% (all fields), latency=5%%, peak_memory_bytes=0%%, standard_3x3:latency_ms=10%%; "
+        "repeatable (defaults: 0%% for params and FLOPs, 5%% otherwise)",
+    )
+    compare.add_argument("--alpha", type=float, default=None, metavar="P", help="significance level for timings (default 0.01)")
+    compare.add_argument("--metrics", metavar="M1,M2", help="compare only these metrics or fields, e.g. params,flops")
+    compare.add_argument("--history", default="results/history.sqlite", metavar="FILE", help="history store (default: %(default)s)")
+    compare.add_argument("--allow-other-suite", action="store_true", help="compare runs of different suites by benchmark name")
+    compare.add_argument("--format", default="simple", metavar="FMT", help="tabulate format: simple, github/markdown, grid...")
+
+    history = commands.add_parser(
+        "history", parents=[common], help="show how a field changed over the stored runs",
+        description="Show a field of every benchmark over the runs stored in the history file.",
+    )
+    history.add_argument("--history", default="results/history.sqlite", metavar="FILE", help="history store (default: %(default)s)")
+    history.add_argument("--suite", help="only this suite's runs")
+    history.add_argument("--benchmark", help="only this benchmark")
+    history.add_argument("--metric", default="latency_ms", metavar="FIELD", help="field to show (default: latency_ms)")
+    history.add_argument("--last", type=int, default=20, metavar="N", help="the last N runs (default 20)")
+    history.add_argument("--format", default="simple", metavar="FMT", help="tabulate format")
 
     lister = commands.add_parser(
         "list", parents=[plugin_options], help="list registered models, metrics, datasets, reporters or plugins",
@@ -102,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return {"run": cmd_run, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "compare": cmd_compare, "history": cmd_history}[args.command](args)
     except BenchbenchError as exc:
         if debug:
             traceback.print_exc()
@@ -179,8 +221,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(args.out) / f"{safe_filename(suite_name)}-{stamp}.json"
     check_writable(path)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
-             "executor": args.executor}
+             "executor": args.executor, "rounds": args.rounds, "metrics": metrics}
+    history_path = None if args.no_history else Path(args.history) if args.history else path.parent / "history.sqlite"
     replayed = {k: v for k, v in (resume.options if resume else {}).items() if given.get(k) is None and k in given}
 
     from benchbench.runner import run_suite
@@ -190,10 +234,104 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(reporter.render(run, options))
     print(f"benchbench: run file written to {path}", file=sys.stderr)
+    if history_path is not None:
+        from benchbench.history import History
+
+        History(history_path).append(run, path)
+        print(f"benchbench: appended to the history {history_path}", file=sys.stderr)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        from benchbench.reporters import render_table
+
+        _step_summary(render_table(run, {**options, "tablefmt": "github"}))
     if not run.complete:
         print(f"benchbench: interrupted; `benchbench run --resume {path}` runs the rest", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if run.failed else EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from benchbench import stats
+    from benchbench.compare import Thresholds, compare_runs, render
+    from benchbench.reporters import TABLE_ALIASES, table_formats
+    from benchbench.results import RunResult
+
+    if args.format not in table_formats():
+        raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
+    alpha = stats.DEFAULT_ALPHA if args.alpha is None else args.alpha
+    if not 0 < alpha < 0.5:
+        raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha}")
+    thresholds = Thresholds.parse(args.threshold)
+    if len(args.runs) == 2 and args.baseline is None:
+        base, new = RunResult.read_json(args.runs[0]), RunResult.read_json(args.runs[1])
+    elif len(args.runs) == 1 and args.baseline is not None:
+        new = RunResult.read_json(args.runs[0])
+        if Path(args.baseline).is_file():
+            base = RunResult.read_json(args.baseline)
+        else:
+            from benchbench.history import History
+
+            base = History(args.history).baseline(new.suite, args.baseline, exclude_time=new.environment.get("time"))
+    else:
+        raise UsageError("give BASE.json NEW.json, or NEW.json --baseline latest|<git ref>|<file>")
+    fields = [f.strip() for f in args.metrics.split(",") if f.strip()] if args.metrics else None
+    comparison = compare_runs(
+        base, new, thresholds=thresholds, alpha=alpha, only_fields=fields, allow_other_suite=args.allow_other_suite
+    )
+    print(render(comparison, TABLE_ALIASES.get(args.format, args.format)))
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        _step_summary(render(comparison, "github"))
+    for row in comparison.regressions:
+        print(f"benchbench: regression: {row.benchmark} {row.field}", file=sys.stderr)
+    return comparison.exit_code
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchbench.history import History
+    from benchbench.reporters import TABLE_ALIASES, table_formats
+
+    if args.format not in table_formats():
+        raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
+    if args.last < 1:
+        raise UsageError(f"--last must be a positive whole number, got {args.last}")
+    store = History(args.history)
+    if args.metric not in store.fields():
+        raise UsageError(f"--metric {args.metric!r}: no such field in {args.history}{did_you_mean(args.metric, store.fields())}")
+    if args.benchmark is not None and args.benchmark not in store.benchmarks():
+        raise UsageError(f"--benchmark {args.benchmark!r}: not in {args.history}{did_you_mean(args.benchmark, store.benchmarks())}")
+    points = store.trend(args.suite, args.metric, args.benchmark)
+    run_ids = list(dict.fromkeys(p["id"] for p in points))[-args.last:]
+    benchmarks = list(dict.fromkeys(p["benchmark"] for p in points))
+    values = {(p["id"], p["benchmark"]): p["value"] for p in points}
+    info = {p["id"]: p for p in points}
+    rows = []
+    previous: dict[str, float] = {}
+    for run_id in run_ids:
+        cells = []
+        for bench in benchmarks:
+            value = values.get((run_id, bench))
+            if value is None:
+                cells.append("-")
+                continue
+            change = f" ({value / previous[bench] - 1:+.1%})" if previous.get(bench) else ""
+            cells.append(f"{value:.4g}{change}")
+            previous[bench] = value
+        commit = (info[run_id]["git_commit"] or "")[:8] or "-"
+        rows.append([run_id, info[run_id]["time"], commit, info[run_id]["suite"], *cells])
+    headers = ["run", "time", "commit", "suite", *benchmarks]
+    print(f"{args.metric} over the last {len(run_ids)} run(s) in {args.history} (change from the previous run in brackets)")
+    print(tabulate(rows, headers=headers, tablefmt=TABLE_ALIASES.get(args.format, args.format), disable_numparse=True))
+    return EXIT_OK
+
+
+def _step_summary(markdown: str) -> None:
+    """Append to the GitHub Actions job summary (the file $GITHUB_STEP_SUMMARY names)."""
+    try:
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write(markdown + "\n\n")
+    except OSError as exc:
+        print(f"benchbench: warning: cannot write the job summary: {exc}", file=sys.stderr)
 
 
 def _columns(text: str, manager: Any) -> list[str]:

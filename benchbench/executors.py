@@ -54,6 +54,9 @@ class Job:
     spec: BenchmarkSpec
     suite: str
     device: str
+    round: int = 0
+    rounds: int = 1
+    """With ``rounds: N`` every job runs N times, interleaved with the others."""
 
 
 class Session(Protocol):

@@ -68,7 +68,7 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
     """Register metrics that suites can list in ``metrics:``.
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
-    formats=None, check_options=None)``
+    formats=None, check_options=None, compare=None, merge_rounds=None)``
 
     * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
       called once per benchmark with the model already built, on its device, in its mode.
@@ -81,6 +81,13 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
       default, are rejected when the suite is validated.
     * ``check_options``: optional ``check(options) -> list[str]`` of problems with the
       values (ranges, consistency), called on the defaults updated by the suite's values.
+    * ``compare``: the fields ``benchbench compare`` judges, each with how:
+      ``{"exact": True}`` (deterministic: any change counts), ``{"samples": "<field of raw
+      samples>", "rounds": "<field of samples per round>"}`` (timed: statistics), or ``{}``
+      (one value against the threshold); add ``"higher_is_better": True`` for scores.
+    * ``merge_rounds``: optional ``merge(records) -> fields`` that combines this metric's
+      fields of one benchmark measured in several rounds (``rounds:``); without it, the
+      first round's fields are kept.
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
     """
 
@@ -127,13 +134,13 @@ def benchbench_run_start(suite: Suite, benchmarks: list[BenchmarkSpec]) -> None:
 
 
 @hookspec
-def benchbench_benchmark_start(benchmark: BenchmarkSpec, index: int, total: int) -> None:
-    """Benchmark number ``index`` (0-based) of ``total`` is starting."""
+def benchbench_benchmark_start(benchmark: BenchmarkSpec, index: int, total: int, round: int, rounds: int) -> None:
+    """Benchmark number ``index`` (0-based) of ``total`` is starting its round ``round`` (0-based) of ``rounds``."""
 
 
 @hookspec
 def benchbench_result_ready(record: Record, index: int, total: int) -> None:
-    """A benchmark finished (``record["status"]`` says how); its record is final."""
+    """A benchmark finished all its rounds (``record["status"]`` says how); its record is final."""
 
 
 @hookspec

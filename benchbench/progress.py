@@ -12,7 +12,7 @@ from typing import Any
 
 import benchbench
 
-_started: dict[str, float] = {}
+_state: dict[str, float] = {}
 
 
 def _say(text: str) -> None:
@@ -21,27 +21,29 @@ def _say(text: str) -> None:
 
 @benchbench.hookimpl
 def benchbench_run_start(suite: Any, benchmarks: list[Any]) -> None:
-    _started["run"] = time.perf_counter()
-    _say(f"benchbench: suite {suite.name!r}, {len(benchmarks)} benchmark(s)")
+    _state["run"] = time.perf_counter()
+    rounds = getattr(suite, "rounds", 1)
+    _say(f"benchbench: suite {suite.name!r}, {len(benchmarks)} benchmark(s)" + (f", {rounds} rounds" if rounds > 1 else ""))
 
 
 @benchbench.hookimpl
-def benchbench_benchmark_start(benchmark: Any, index: int, total: int) -> None:
-    _started["benchmark"] = time.perf_counter()
-    _say(f"[{index + 1}/{total}] {benchmark.name} ({benchmark.model}) ...")
+def benchbench_benchmark_start(benchmark: Any, index: int, total: int, round: int, rounds: int) -> None:
+    step, steps = round * total + index, total * rounds
+    elapsed = time.perf_counter() - _state.get("run", time.perf_counter())
+    left = f"; ~{elapsed / step * (steps - step):.0f} s left" if step else ""
+    which = f", round {round + 1}/{rounds}" if rounds > 1 else ""
+    _say(f"[{index + 1}/{total}] {benchmark.name} ({benchmark.model}{which}{left}) ...")
 
 
 @benchbench.hookimpl
 def benchbench_result_ready(record: dict[str, Any], index: int, total: int) -> None:
-    took = time.perf_counter() - _started.get("benchmark", time.perf_counter())
-    elapsed = time.perf_counter() - _started.get("run", time.perf_counter())
-    left = elapsed / (index + 1) * (total - index - 1)
     status = record["status"] + (f": {record['error']}" if record.get("error") else "")
-    _say(f"[{index + 1}/{total}] {record['benchmark']}: {status} ({took:.1f} s; ~{left:.0f} s left)")
+    took = f" ({record['wall_time_s']:.1f} s)" if record.get("wall_time_s") else ""
+    _say(f"[{index + 1}/{total}] {record['benchmark']}: {status}{took}")
 
 
 @benchbench.hookimpl
 def benchbench_run_end(run: Any) -> None:
-    elapsed = time.perf_counter() - _started.get("run", time.perf_counter())
+    elapsed = time.perf_counter() - _state.get("run", time.perf_counter())
     failed = len(run.failed)
     _say(f"benchbench: {len(run.records)} benchmark(s) in {elapsed:.1f} s" + (f", {failed} failed" if failed else ""))

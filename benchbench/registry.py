@@ -36,6 +36,8 @@ class MetricEntry:
     options: Mapping[str, Any] = field(default_factory=dict)
     formats: Mapping[str, Callable[[Any], str]] = field(default_factory=dict)
     check_options: Callable[[dict[str, Any]], list[str]] | None = None
+    compare: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    merge_rounds: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class MetricRegistrar(Protocol):
         options: Mapping[str, Any] | None = None,
         formats: Mapping[str, Callable[[Any], str]] | None = None,
         check_options: Callable[[dict[str, Any]], list[str]] | None = None,
+        compare: Mapping[str, Mapping[str, Any]] | None = None,
+        merge_rounds: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
     ) -> None: ...
 
 
@@ -159,7 +163,7 @@ class Registry:
 
         def register_metric(
             name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None,
-            check_options=None,
+            check_options=None, compare=None, merge_rounds=None,
         ):
             if not callable(measure):
                 raise PluginError(f"plugin {plugin!r}: metric {name!r} needs a callable, got {measure!r}")
@@ -175,6 +179,8 @@ class Registry:
                     dict(options or {}),
                     dict(formats or {}),
                     check_options,
+                    {f: dict(spec) for f, spec in (compare or {}).items()},
+                    merge_rounds,
                 ),
             )
 

@@ -29,7 +29,7 @@ STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
 CORE_FIELDS = (
     "suite", "benchmark", "model", "family", "plugin", "args", "device", "batch_size", "suite_batch_size",
     "input_shape", "output_shape", "dtype", "mode", "channels_last", "threads", "baseline", "status", "error",
-    "warnings", "wall_time_s",
+    "warnings", "wall_time_s", "rounds", "thresholds",
 )
 """The fields the runner writes in every record; metrics add theirs beside them."""
 
@@ -56,6 +56,9 @@ class RunResult:
     """Run-level remarks for the user (device fallback, batch scaled for CPU...)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The command-line overrides (device, batch_size, only...), replayed by ``--resume``."""
+    compare: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """How ``benchbench compare`` judges each field (from the metrics' registrations), so
+    that comparing two run files needs neither the plugins nor torch."""
 
     def __repr__(self) -> str:  # the records and raw samples would fill a notebook cell
         state = "complete" if self.complete else "INCOMPLETE"
@@ -87,6 +90,7 @@ class RunResult:
             "fields": self.fields,
             "notes": self.notes,
             "options": self.options,
+            "compare": self.compare,
             "environment": self.environment,
             "records": self.records,
         }
@@ -119,21 +123,27 @@ class RunResult:
             raise UsageError(f"run file {str(path)!r} not found") from None
         except (OSError, ValueError) as exc:
             raise UsageError(f"run file {str(path)!r} is not a readable JSON run file: {exc}") from None
+        return cls.from_dict(data, origin=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str) -> RunResult:
+        """A run from the run file's structure; ``origin`` names it in errors."""
         if not isinstance(data, dict) or not isinstance(data.get("records"), list) or not isinstance(data.get("suite"), str):
-            raise UsageError(f"{path}: not a benchbench run file (needs 'suite' and a 'records' list)")
+            raise UsageError(f"{origin}: not a benchbench run file (needs 'suite' and a 'records' list)")
         if not all(isinstance(r, dict) and isinstance(r.get("benchmark"), str) for r in data["records"]):
-            raise UsageError(f"{path}: not a benchbench run file (every record needs a 'benchmark' name)")
+            raise UsageError(f"{origin}: not a benchbench run file (every record needs a 'benchmark' name)")
         return cls(
             suite=data["suite"],
             records=data["records"],
-            environment=data.get("environment", {}),
+            environment=data.get("environment") or {},
             suite_source=data.get("suite_source"),
             suite_text=data.get("suite_text"),
             description=data.get("description"),
             complete=bool(data.get("complete", True)),
-            fields=list(data.get("fields", [])),
-            notes=list(data.get("notes", [])),
+            fields=list(data.get("fields") or []),
+            notes=list(data.get("notes") or []),
             options=dict(data.get("options") or {}),
+            compare=dict(data.get("compare") or {}),
         )
 
 
@@ -149,7 +159,7 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
         computed = False
         for name in fields:
             value, reference = record.get(name), base.get(name)
-            if _number(value) and _number(reference) and reference != 0:
+            if is_number(value) and is_number(reference) and reference != 0:
                 record[f"{name}_ratio"] = value / reference
                 computed = True
         differ = [f"{k} {base.get(k)} vs {record.get(k)}" for k in COMPARABLE_SETTINGS if base.get(k) != record.get(k)]
@@ -160,7 +170,8 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
             )
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool: what can be stored, compared and divided."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -22,6 +22,7 @@ import gc
 import os
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,21 +56,25 @@ def run_suite(
     device: str | None = None,
     batch_size: int | None = None,
     timeout: float | None = None,
+    metrics: list[str] | None = None,
     only: list[str] | None = None,
     plugins: list[str] | tuple[str, ...] = (),
     plugins_dir: str | Path | None = None,
     manager: PluginManager | None = None,
     executor: str | None = None,
+    rounds: int | None = None,
     out: str | Path | None = None,
     resume: RunResult | None = None,
     quiet: bool = False,
 ) -> RunResult:
     """Load, validate and run a suite; the Python API behind ``benchbench run``.
 
-    ``device``, ``batch_size`` and ``timeout`` override every benchmark (``batch_size``
+    ``device``, ``batch_size``, ``timeout`` and ``metrics`` override every benchmark (``batch_size``
     also turns off ``cpu_batch_size``); ``only`` keeps the named benchmarks (and their
     baselines); ``executor`` picks where they run (``inline``, ``subprocess``...; default:
-    the suite's ``executor:``, else inline); ``quiet`` turns the progress lines on stderr
+    the suite's ``executor:``, else inline); ``rounds`` runs the whole suite that many
+    times, interleaved, pooling the timed samples (default: the suite's ``rounds:``, else
+    1); ``quiet`` turns the progress lines on stderr
     off. With ``out``, the run file is written there after every benchmark; otherwise
     nothing is written (call ``.write_json(path)`` on the result). ``resume`` (a run
     file read with ``RunResult.read_json``) keeps its records and runs the rest.
@@ -84,12 +89,18 @@ def run_suite(
         overrides.update(batch_size=batch_size, cpu_batch_size=None)
     if timeout is not None:
         overrides["timeout"] = timeout
+    if metrics is not None:
+        overrides["metrics"] = list(metrics)
     loaded = load_suite(suite, manager, overrides=overrides, only=only)
     if executor is not None and not manager.registry.has("executors", executor):
         raise UsageError(f"--executor: {manager.unknown('executors', executor)}")
-    options = {"device": device, "batch_size": batch_size, "timeout": timeout, "only": only, "executor": executor}
+    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+        raise UsageError(f"--rounds must be a positive whole number, got {rounds!r}")
+    options = {"device": device, "batch_size": batch_size, "timeout": timeout, "metrics": metrics, "only": only,
+               "executor": executor, "rounds": rounds}
     return Runner(manager).run(
-        loaded, executor=executor or loaded.executor or DEFAULT_EXECUTOR, out=out, resume=resume, options=options
+        loaded, executor=executor or loaded.executor or DEFAULT_EXECUTOR, out=out, resume=resume, options=options,
+        rounds=rounds,
     )
 
 
@@ -124,13 +135,16 @@ class Runner:
         out: str | Path | None = None,
         resume: RunResult | None = None,
         options: dict[str, Any] | None = None,
+        rounds: int | None = None,
     ) -> RunResult:
         specs = list(suite.benchmarks)
+        rounds = rounds or suite.rounds
         devices = {spec.name: str(resolve_device(spec.device)) for spec in specs}  # fail before any work
         run = self._start(suite, specs, resume, options or {})
-        done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices}
+        # A record counts as done when it has all its rounds; others run again, whole.
+        done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices and r.get("rounds", 1) >= rounds}
         jobs = [
-            Job(index, len(specs), spec, suite.name, devices[spec.name])
+            Job(index, len(specs), spec, suite.name, devices[spec.name], rounds=rounds)
             for index, spec in enumerate(specs)
             if spec.name not in done
         ]
@@ -139,22 +153,48 @@ class Runner:
         run.complete = False
         save()
         hook = self.manager.hook
-        hook.benchbench_run_start(suite=suite, benchmarks=specs)
+        hook.benchbench_run_start(suite=replace(suite, rounds=rounds), benchmarks=specs)
+        measured: dict[str, list[Record]] = {}
         try:
             runner = self.registry.executors[executor].factory()
-            for job, record in runner.run(jobs, self):
-                done[job.spec.name] = record
-                run.records = [done[s.name] for s in specs if s.name in done]
-                hook.benchbench_result_ready(record=record, index=job.index, total=job.total)
-                save()
+            for round_index in range(rounds):
+                # Interleaved rounds: A, B, C, then A, B, C again. A benchmark that failed or
+                # was skipped is not run again.
+                todo = [replace(job, round=round_index) for job in jobs if _still_ok(measured.get(job.spec.name))]
+                for job, record in runner.run(todo, self):
+                    measured.setdefault(job.spec.name, []).append(record)
+                    done[job.spec.name] = self._merge(job.spec, measured[job.spec.name])
+                    run.records = [done[s.name] for s in specs if s.name in done]
+                    if round_index == rounds - 1 or not _still_ok(measured[job.spec.name]):
+                        hook.benchbench_result_ready(record=done[job.spec.name], index=job.index, total=job.total)
+                    save()
             run.complete = True
         except KeyboardInterrupt:
-            run.notes.append(f"interrupted: {len(done)} of {len(specs)} benchmarks finished")
+            finished = sum(r.get("rounds", 1) >= rounds or r["status"] != STATUS_OK for r in run.records)
+            run.notes.append(f"interrupted: {finished} of {len(specs)} benchmarks finished")
         finally:
             self._finish(run, specs)
             save()
             hook.benchbench_run_end(run=run)
         return run
+
+    def _merge(self, spec: BenchmarkSpec, records: list[Record]) -> Record:
+        """One record from a benchmark's rounds: each metric pools its own fields."""
+        merged = dict(records[0])
+        merged["rounds"] = len(records)
+        if len(records) == 1:
+            return merged
+        merged["wall_time_s"] = sum(r.get("wall_time_s") or 0 for r in records)
+        merged["warnings"] = list(dict.fromkeys(w for r in records for w in r.get("warnings") or []))
+        failed = next((r for r in records if r["status"] == STATUS_FAILED), None)
+        if failed is not None:
+            merged.update(status=STATUS_FAILED, error=f"round {records.index(failed) + 1}: {failed['error']}")
+            return merged
+        for metric in spec.metrics:
+            entry = self.registry.get("metrics", metric)
+            if entry.merge_rounds is not None:
+                merged.update(entry.merge_rounds(records))
+        return merged
 
     def _start(self, suite: Suite, specs: list[BenchmarkSpec], resume: RunResult | None, options: dict[str, Any]) -> RunResult:
         if resume is not None:
@@ -180,6 +220,10 @@ class Runner:
                 run.notes.append("device auto: no CUDA GPU visible, running on the CPU")
         run.environment["cpu_allocator"] = pin_malloc_thresholds()
         run.fields, run.formats = self._columns(specs)
+        run.compare = {
+            f: {"metric": m, **spec} for m in dict.fromkeys(m for s in specs for m in s.metrics)
+            for f, spec in self.registry.get("metrics", m).compare.items()
+        }
         return run
 
     def _finish(self, run: RunResult, specs: list[BenchmarkSpec]) -> None:
@@ -196,7 +240,9 @@ class Runner:
     # ------------------------------------------------------------------ the executor's session
 
     def started(self, job: Job) -> None:
-        self.manager.hook.benchbench_benchmark_start(benchmark=job.spec, index=job.index, total=job.total)
+        self.manager.hook.benchbench_benchmark_start(
+            benchmark=job.spec, index=job.index, total=job.total, round=job.round, rounds=job.rounds
+        )
 
     def run_here(self, job: Job) -> Record:
         return self.run_job(job)
@@ -234,7 +280,18 @@ class Runner:
             "error": None,
             "warnings": [],
             "wall_time_s": None,
+            "rounds": 1,
+            "thresholds": self._thresholds(spec),
         }
+
+    def _thresholds(self, spec: BenchmarkSpec) -> dict[str, float]:
+        """The suite's thresholds by compared field (a metric's name stands for all its fields)."""
+        out: dict[str, float] = {}
+        for key, value in spec.thresholds.items():
+            if self.registry.has("metrics", key):
+                out.update({f: value for f in self.registry.get("metrics", key).compare})
+        out.update({k: v for k, v in spec.thresholds.items() if not self.registry.has("metrics", k)})
+        return out
 
     def run_job(self, job: Job) -> Record:
         """Build the model, run each metric, and return the record; never raises for the model's faults."""
@@ -315,6 +372,11 @@ class Runner:
     def _ratio_fields(self, specs: list[BenchmarkSpec]) -> list[str]:
         names = dict.fromkeys(m for s in specs for m in s.metrics)
         return [f for n in names for f in self.registry.get("metrics", n).ratio_fields]
+
+
+def _still_ok(records: list[Record] | None) -> bool:
+    """Whether a benchmark should run its next round (none yet, or all so far ok)."""
+    return records is None or all(r["status"] == STATUS_OK for r in records)
 
 
 def _describe(stage: str, exc: BaseException) -> str:

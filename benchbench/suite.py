@@ -24,7 +24,7 @@ from benchbench.errors import SuiteError, UsageError, did_you_mean
 if TYPE_CHECKING:
     from benchbench.plugins import PluginManager
 
-SUITE_KEYS = ("name", "description", "executor", "defaults", "benchmarks")
+SUITE_KEYS = ("name", "description", "executor", "rounds", "defaults", "benchmarks")
 DEFAULT_TIMEOUT_S = 600.0
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 MODES = ("eval", "train")
@@ -58,6 +58,8 @@ class BenchmarkSpec:
     """Seconds the benchmark may take (building, measuring); ``None``: no limit."""
     dry_run: bool = True
     """Check args and input shape on the meta device while validating (see build.dry_run)."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """For ``benchbench compare``: field (or metric) -> allowed relative change (0.05 = 5%)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Suite:
     """Remarks for the user about how the suite was read (baselines added to --only...)."""
     executor: str | None = None
     """The suite's ``executor:`` (``inline``, ``subprocess``, a plugin's); the command line wins."""
+    rounds: int = 1
+    """How many times the whole suite runs, interleaved (A, B, C, A, B, C...); timed samples pool."""
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -156,6 +160,36 @@ def _timeout(value: Any) -> tuple[Any, str | None]:
     return float(value), None
 
 
+def parse_threshold(value: Any) -> tuple[float | None, str | None]:
+    """``"5%"`` or ``0.05`` -> 0.05; the problem in words otherwise."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if isinstance(text, str) and text.endswith("%"):
+            number = float(text[:-1]) / 100
+        elif isinstance(text, (int, float)) and not isinstance(text, bool):
+            number = float(text)
+        else:
+            raise ValueError
+    except ValueError:
+        return None, f"must be a percentage such as 5% (or a fraction such as 0.05), got {value!r}"
+    if not math.isfinite(number) or number < 0:
+        return None, f"must be 0% or more, got {value!r}"
+    return number, None
+
+
+def _thresholds(value: Any) -> tuple[Any, str | None]:
+    mapping, problem = _mapping(value)
+    if problem:
+        return value, "must map fields or metrics to percentages, e.g. {latency: 5%, flops: 0%}"
+    parsed = {}
+    for key, given in mapping.items():
+        number, problem = parse_threshold(given)
+        if problem:
+            return value, f"entry {key!r} {problem}"
+        parsed[key] = number
+    return parsed, None
+
+
 def _skip(value: Any) -> tuple[Any, str | None]:
     if value is None or value is False:
         return None, None
@@ -184,6 +218,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "description": _optional(_str),
     "timeout": _timeout,
     "dry_run": _bool,
+    "thresholds": _thresholds,
 }
 BENCHMARK_ONLY = ("name",)
 
@@ -295,6 +330,9 @@ def load_suite(
     description, problem = _optional(_str)(data.get("description"))
     if problem:
         problems.append(f"key 'description' {problem}")
+    rounds, problem = _positive_int(data.get("rounds", 1))
+    if problem:
+        problems.append(f"key 'rounds' {problem}")
     executor, problem = _optional(_str)(data.get("executor"))
     if problem:
         problems.append(f"key 'executor' {problem}")
@@ -344,7 +382,7 @@ def load_suite(
         raise SuiteError(origin, problems)
     return Suite(
         name=name, source=origin, benchmarks=tuple(specs), description=description, text=text,
-        notes=tuple(notes), executor=executor,
+        notes=tuple(notes), executor=executor, rounds=rounds if isinstance(rounds, int) else 1,
     )
 
 
@@ -445,6 +483,15 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
         checked[metric] = good
     if "metric_options" in values:
         values["metric_options"] = checked
+    if "thresholds" in values:
+        comparable = {f: m for m in registry.entries("metrics") for f in m.compare}
+        names = {*comparable, *registry.names("metrics")}
+        for key in values["thresholds"]:
+            if key not in names:
+                problems.append(
+                    f"{where}: key 'thresholds': {key!r} is no metric or compared field{did_you_mean(key, names)}; "
+                    f"compared fields: {', '.join(sorted(comparable))}"
+                )
 
 
 def _benchmark(

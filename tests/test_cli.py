@@ -172,7 +172,7 @@ def test_suite_name_cannot_escape_the_out_folder(tmp_path: Path) -> None:
     data["name"] = "../../escape me"
     suite = write_suite(tmp_path, data)
     assert main(["run", str(suite), "--out", str(tmp_path / "res"), "-q"]) == 0
-    [written] = (tmp_path / "res").iterdir()
+    [written] = (tmp_path / "res").glob("*.json")
     assert written.name.startswith("escape_me-")
 
 
@@ -195,3 +195,57 @@ def test_csv_keeps_lists_and_mappings_as_json(tmp_path: Path, capsys: pytest.Cap
     assert json.loads(rows[0]["flops_unsupported"]) == {"pixel_shuffle": 1}
     assert json.loads(rows[0]["args"])["upscale_factor"] == 2
     assert json.loads(rows[0]["output_shape"]) == [2, 32, 32]
+
+
+BAD_SUITES = [
+    ("empty", "", "the file is empty"),
+    ("not a mapping", "- model: conv\n", "must be a mapping with a 'benchmarks' list, got list"),
+    ("yaml syntax", "benchmarks: [\n", "YAML syntax error at line 2"),
+    ("duplicate key", "benchmarks:\n  - model: conv\n    model: conv\n", "key 'model' appears twice"),
+    ("top-level typo", "benchmark: []\n", "unknown top-level key 'benchmark' (did you mean 'benchmarks'?)"),
+    ("key typo", "benchmarks:\n  - model: conv\n    batchsize: 4\n", "unknown key 'batchsize' (did you mean 'batch_size'?)"),
+    ("wrong type", "benchmarks:\n  - model: conv\n    batch_size: big\n", "key 'batch_size' must be a positive whole number, got 'big'"),
+    ("negative size", "benchmarks:\n  - model: conv\n    input_shape: [3, -1, 8]\n", "key 'input_shape' must be a list of positive whole numbers"),
+    ("unknown model", "benchmarks:\n  - model: convv\n", "unknown model 'convv' (did you mean 'conv'?)"),
+    ("unknown metric", "defaults: {metrics: [latncy]}\nbenchmarks:\n  - model: conv\n", "unknown metric 'latncy' (did you mean 'latency'?)"),
+    ("unknown device", "defaults: {device: gpu}\nbenchmarks:\n  - model: conv\n", "key 'device' must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("unknown executor", "executor: ray\nbenchmarks:\n  - model: conv\n", "unknown executor 'ray'"),
+    ("duplicate names", "benchmarks:\n  - model: conv\n    args: {in_channels: 3, out_channels: 4, kernel_size: 1}\n  - model: conv\n    args: {in_channels: 3, out_channels: 4, kernel_size: 1}\n",
+     "duplicate name, also used by benchmark #1"),
+    ("shape the model cannot take", "benchmarks:\n  - model: conv\n    args: {in_channels: 8, out_channels: 4, kernel_size: 3}\n    input_shape: [3, 16, 16]\n",
+     "cannot run with these 'args' and 'input_shape' [3, 16, 16]"),
+    ("bad timeout", "defaults: {timeout: -5}\nbenchmarks:\n  - model: conv\n", "key 'timeout' must be a number of seconds above 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in BAD_SUITES], ids=[i for i, _, _ in BAD_SUITES])
+def test_bad_suites_exit_2_with_the_file_and_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str) -> None:
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(text)
+    assert main(["run", str(suite), "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"benchbench: error: {suite}") and expected in err, err
+    assert "Traceback" not in err and not (tmp_path / "res").exists()
+
+
+def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = write_suite(tmp_path, tiny_suite(metrics=["params"]))
+    cases = [
+        (["run"], "needs a SUITE.yaml"),
+        (["run", str(suite), "--batch-size", "0"], "--batch-size must be a positive whole number"),
+        (["run", str(suite), "--timeout", "0"], "--timeout must be a number of seconds above 0"),
+        (["run", str(suite), "--executor", "subproces"], "unknown executor 'subproces' (did you mean 'subprocess'?)"),
+        (["run", str(suite), "--device", "cuda:7"], "cuda:7"),
+        (["run", "--resume", str(tmp_path / "none.json")], "not found"),
+        (["run", "--resume", str(suite)], "not a readable JSON run file"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, (argv, err)
+
+
+def test_list_executors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "executors"]) == 0
+    out = capsys.readouterr().out
+    assert "inline" in out and "subprocess" in out and "benchbench.executors" in out

@@ -167,6 +167,10 @@ def test_interrupted_run_leaves_a_valid_file_and_resume_finishes_it(plugin_dir: 
     assert done["records"][0] == partial["records"][0]  # kept, not run again
     assert any(n.startswith("resumed at") and "2 of 3 benchmarks run then" in n for n in done["notes"])
     assert main(["run", "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 2  # nothing is missing
+    other = write(tmp_path, {**suite({"name": "x"}), "name": "another"})
+    done["complete"] = False
+    out.write_text(json.dumps(done))
+    assert main(["run", str(other), "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 2  # other suite
 
 
 def test_a_killed_run_leaves_what_finished(plugin_dir: Path, tmp_path: Path) -> None:

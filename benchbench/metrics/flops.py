@@ -71,6 +71,7 @@ def benchbench_register_metrics(register: Any) -> None:
         measure,
         fields=["flops", "flops_unsupported"],
         ratio_fields=["flops"],
+        compare={"flops": {"exact": True}},
         description="fvcore FLOPs of ONE sample (1 multiply-add = 1 FLOP); ops it skipped are listed",
         formats={"flops": formatting.si, "flops_unsupported": _unsupported},
     )

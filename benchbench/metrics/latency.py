@@ -54,25 +54,48 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
         result = timing.time_cuda(ctx.step, ctx.device, flush_l2=opts["flush_l2"], **budget)
     else:
         result = timing.time_cpu(ctx.step, min_block_s=opts["min_block_s"], **budget)
-    stats = timing.summarize(result.samples_ms)
     for note in result.notes:
         ctx.warn(note)
-    if stats.median > 0 and stats.iqr / stats.median > opts["noise_threshold"]:
+    fields = summary_fields(result.samples_ms, ctx.batch_size)
+    if fields["latency_ms"] > 0 and fields["latency_iqr_ms"] / fields["latency_ms"] > opts["noise_threshold"]:
         ctx.warn(
-            f"latency is noisy: IQR {stats.iqr:.3g} ms is {stats.iqr / stats.median:.0%} of the median "
-            f"{stats.median:.3g} ms (> {opts['noise_threshold']:.0%}); other load on the machine? "
-            "Close it, pin threads, or raise min_run_time_s"
+            f"latency is noisy: IQR {fields['latency_iqr_ms']:.3g} ms is "
+            f"{fields['latency_iqr_ms'] / fields['latency_ms']:.0%} of the median {fields['latency_ms']:.3g} ms "
+            f"(> {opts['noise_threshold']:.0%}); other load on the machine? Close it, pin threads, or raise min_run_time_s"
         )
+    return {
+        **fields,
+        "latency_samples_ms": result.samples_ms,
+        "latency_rounds_ms": [result.samples_ms],
+        "latency_block_size": result.block_size,
+        "latency_warmup_runs": result.warmup_runs,
+        "latency_timer": result.timer,
+    }
+
+
+def summary_fields(samples_ms: list[float], batch_size: int) -> dict[str, Any]:
+    """Median, IQR, runs, throughput and mean of a list of samples."""
+    stats = timing.summarize(samples_ms)
     return {
         "latency_ms": stats.median,
         "latency_iqr_ms": stats.iqr,
         "latency_runs": stats.runs,
-        "throughput": ctx.batch_size / (stats.median / 1e3) if stats.median > 0 else None,
+        "throughput": batch_size / (stats.median / 1e3) if stats.median > 0 else None,
         "latency_mean_ms": stats.mean,
-        "latency_samples_ms": result.samples_ms,
-        "latency_block_size": result.block_size,
-        "latency_warmup_runs": result.warmup_runs,
-        "latency_timer": result.timer,
+    }
+
+
+def merge_rounds(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool the samples of every round; keep each round's samples apart for the statistics."""
+    rounds = [r["latency_samples_ms"] for r in records if r.get("latency_samples_ms")]
+    if not rounds:
+        return {}
+    pooled = [x for samples in rounds for x in samples]
+    return {
+        **summary_fields(pooled, records[0]["batch_size"]),
+        "latency_samples_ms": pooled,
+        "latency_rounds_ms": rounds,
+        "latency_round_medians_ms": [timing.summarize(r).median for r in rounds],
     }
 
 
@@ -85,6 +108,8 @@ def benchbench_register_metrics(register: Any) -> None:
         ratio_fields=["latency_ms"],
         options=OPTIONS,
         check_options=check_options,
+        compare={"latency_ms": {"samples": "latency_samples_ms", "rounds": "latency_rounds_ms"}},
+        merge_rounds=merge_rounds,
         description="median time of one batch (CPU: blocked perf_counter; CUDA: events), IQR, samples/s",
         formats={
             "latency_ms": formatting.ms,

@@ -89,6 +89,7 @@ def benchbench_register_metrics(register: Any) -> None:
         measure,
         fields=["peak_memory_bytes"],
         ratio_fields=["peak_memory_bytes"],
+        compare={"peak_memory_bytes": {}},
         description="peak bytes allocated during one step beyond weights and input (CUDA stats / CPU profiler)",
         formats={"peak_memory_bytes": formatting.nbytes},
     )

@@ -30,6 +30,7 @@ def benchbench_register_metrics(register: Any) -> None:
         measure,
         fields=["params", "trainable_params"],
         ratio_fields=["params"],
+        compare={"params": {"exact": True}, "trainable_params": {"exact": True}},
         description="parameter count, total and trainable (shared tensors counted once)",
         formats={"params": formatting.si, "trainable_params": formatting.si},
     )

@@ -1,0 +1,176 @@
+"""The history store: every run appended to a SQLite file, for trends and baselines.
+
+``benchbench run`` appends each run to ``<out>/history.sqlite`` (``results/`` by
+default; ``--history FILE`` or ``--no-history``). ``benchbench history`` shows a field's
+trend; ``benchbench compare NEW.json --baseline latest|<git ref>|<file>`` takes its
+baseline from here, so "compare against main" is ``--baseline main``.
+
+Schema (stdlib ``sqlite3``; ``SCHEMA_VERSION`` in ``PRAGMA user_version``)::
+
+    runs(id INTEGER PRIMARY KEY, suite TEXT, time TEXT,          -- ISO 8601, UTC
+         git_commit TEXT, git_branch TEXT, git_dirty INTEGER,
+         host TEXT, complete INTEGER, run_file TEXT,
+         run_json TEXT)                                          -- the whole run file
+    measurements(run_id INTEGER REFERENCES runs(id), benchmark TEXT, status TEXT,
+                 field TEXT, value REAL)                         -- every numeric field
+
+``run_json`` keeps the run file whole, so a baseline can be rebuilt from the history
+alone (CI caches this one file); ``measurements`` makes trends one SQL query.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchbench.errors import UsageError
+from benchbench.results import RunResult, is_number
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    suite TEXT NOT NULL,
+    time TEXT NOT NULL,
+    git_commit TEXT,
+    git_branch TEXT,
+    git_dirty INTEGER,
+    host TEXT,
+    complete INTEGER NOT NULL,
+    run_file TEXT,
+    run_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_suite ON runs (suite, time);
+CREATE INDEX IF NOT EXISTS runs_by_commit ON runs (git_commit);
+CREATE TABLE IF NOT EXISTS measurements (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    benchmark TEXT NOT NULL,
+    status TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, benchmark, field)
+);
+"""
+
+
+class History:
+    """A history file; opened per operation, so that it is never held between commands."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _connect(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        if not create and not self.path.is_file():
+            raise UsageError(f"history {str(self.path)!r} not found; `benchbench run` creates it (see --history)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, SCHEMA_VERSION):
+                    raise UsageError(f"history {str(self.path)!r} has schema version {version}; this benchbench reads {SCHEMA_VERSION}")
+                db.executescript(SCHEMA)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                yield db
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"history {str(self.path)!r} is not a readable benchbench history: {exc}") from None
+
+    def append(self, run: RunResult, run_file: str | Path | None = None) -> int:
+        """Store a run; return its id."""
+        env = run.environment
+        git = env.get("git") or {}
+        with self._connect(create=True) as db:
+            cursor = db.execute(
+                "INSERT INTO runs (suite, time, git_commit, git_branch, git_dirty, host, complete, run_file, run_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.suite, env.get("time") or "", git.get("commit"), git.get("branch"),
+                 None if not git else int(bool(git.get("dirty"))), env.get("host"), int(run.complete),
+                 None if run_file is None else str(run_file), run.to_json()),
+            )
+            run_id = int(cursor.lastrowid)
+            db.executemany(
+                "INSERT OR REPLACE INTO measurements (run_id, benchmark, status, field, value) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, r["benchmark"], r.get("status", "?"), k, float(v))
+                 for r in run.records for k, v in r.items() if is_number(v)],
+            )
+        return run_id
+
+    def runs(self, suite: str | None = None) -> list[dict[str, Any]]:
+        """Every stored run (newest last): id, suite, time, git_commit, git_branch, host, complete."""
+        query = "SELECT id, suite, time, git_commit, git_branch, git_dirty, host, complete FROM runs"
+        args: tuple[Any, ...] = ()
+        if suite is not None:
+            query, args = query + " WHERE suite = ?", (suite,)
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute(query + " ORDER BY time, id", args)]
+
+    def load(self, run_id: int) -> RunResult:
+        with self._connect() as db:
+            row = db.execute("SELECT run_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"history {str(self.path)!r} has no run {run_id}")
+        return RunResult.from_dict(json.loads(row[0]), origin=f"{self.path} run {run_id}")
+
+    def baseline(self, suite: str, which: str, *, exclude_time: str | None = None) -> RunResult:
+        """``latest`` complete run of ``suite`` (other than the one at ``exclude_time``), or the
+        latest one at the commit a git ref names (``main``, ``HEAD~1``, a hash)."""
+        runs = [r for r in self.runs(suite) if r["complete"] and r["time"] != exclude_time]
+        if not runs:
+            raise UsageError(f"history {str(self.path)!r} has no complete earlier run of suite {suite!r} to compare with")
+        if which == "latest":
+            return self.load(runs[-1]["id"])
+        commit = resolve_git_ref(which)
+        matching = [r for r in runs if r["git_commit"] == commit]
+        if not matching:
+            raise UsageError(
+                f"history {str(self.path)!r} has no run of suite {suite!r} at {which} ({commit[:10]}); run the suite "
+                "on that commit first (CI: on the main branch), or give a run file as --baseline"
+            )
+        return self.load(matching[-1]["id"])
+
+    def trend(self, suite: str | None, field: str, benchmark: str | None = None) -> list[dict[str, Any]]:
+        """``field`` per run and benchmark, oldest first."""
+        query = (
+            "SELECT runs.id, runs.suite, runs.time, runs.git_commit, m.benchmark, m.value, m.status "
+            "FROM measurements m JOIN runs ON runs.id = m.run_id WHERE m.field = ?"
+        )
+        args: list[Any] = [field]
+        if suite is not None:
+            query += " AND runs.suite = ?"
+            args.append(suite)
+        if benchmark is not None:
+            query += " AND m.benchmark = ?"
+            args.append(benchmark)
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(query + " ORDER BY runs.time, runs.id", args)]
+
+    def fields(self) -> list[str]:
+        with self._connect() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT field FROM measurements ORDER BY field")]
+
+    def benchmarks(self) -> list[str]:
+        with self._connect() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT benchmark FROM measurements ORDER BY benchmark")]
+
+
+def resolve_git_ref(ref: str) -> str:
+    """The full commit hash a git ref names, in the current folder's repository."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"--baseline {ref!r}: git is not available to resolve it ({exc})") from None
+    if done.returncode != 0 or not done.stdout.strip():
+        raise UsageError(
+            f"--baseline {ref!r} is neither 'latest', an existing run file, nor a git ref of this repository"
+        )
+    return done.stdout.strip()
