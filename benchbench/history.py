@@ -21,6 +21,7 @@ alone (CI caches this one file); ``measurements`` makes trends one SQL query.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -162,7 +163,13 @@ class History:
 
 
 def resolve_git_ref(ref: str) -> str:
-    """The full commit hash a git ref names, in the current folder's repository."""
+    """The full commit hash a git ref names, in the current folder's repository.
+
+    A full 40-character hash is taken as it is: a shallow CI checkout may not have the
+    commit, and the history only needs its name.
+    """
+    if re.fullmatch(r"[0-9a-f]{40}", ref):
+        return ref
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], capture_output=True, text=True, timeout=10

@@ -105,6 +105,9 @@ class RunResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = self.to_json()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a run file is an ordinary file
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -21,9 +21,9 @@ Two kinds of fields:
   When the data cannot reach ``alpha`` at all (too few samples: the smallest one-sided
   p-value of the exact test is 1 / C(n + m, n)), the verdict says so.
 
-Verdicts: ``regressed``, ``improved``, ``unchanged``, ``uncertain`` (the interval reaches
-past the threshold but the evidence does not decide: noise too high to tell),
-``too few samples``.
+Verdicts: ``regressed``, ``improved``, ``unchanged`` (the estimated change is within the
+threshold), ``uncertain`` (the estimate is beyond the threshold but the test or the
+interval does not back it: noise too high to tell), ``too few samples``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def compare_values(base: float, new: float, threshold: float, *, higher_is_bette
 
 def min_p_value(n: int, m: int) -> float:
     """The smallest one-sided p-value the exact Mann-Whitney test can give for sizes n and m."""
-    return 1.0 / math.comb(n + m, n)
+    return math.exp(math.lgamma(n + 1) + math.lgamma(m + 1) - math.lgamma(n + m + 1))  # 1 / C(n+m, n), no overflow
 
 
 def compare_samples(
@@ -95,16 +95,13 @@ def compare_samples(
     slower = ratio >= 1
     p_value = float(mannwhitneyu(new, base, alternative="greater" if slower else "less").pvalue)
     low, high = _bootstrap_ratio_ci(base_rounds, new_rounds, alpha, seed)
-    if slower and p_value < alpha and ratio > 1 + threshold and low > 1:
-        verdict = REGRESSED
-    elif not slower and p_value < alpha and ratio < 1 - threshold and high < 1:
-        verdict = IMPROVED
-    elif low >= 1 - threshold and high <= 1 + threshold:
-        verdict = UNCHANGED
-    elif p_value >= alpha and abs(ratio - 1) <= threshold and (high - low) <= 2 * threshold:
-        verdict = UNCHANGED  # no evidence of a change, and the interval is about as tight as the threshold
+    significant = p_value < alpha and (low > 1 if slower else high < 1)
+    if abs(ratio - 1) <= threshold:
+        verdict = UNCHANGED  # whatever the test says, the change is within what the user accepts
+    elif significant:
+        verdict = REGRESSED if slower else IMPROVED
     else:
-        verdict = UNCERTAIN
+        verdict = UNCERTAIN  # a change beyond the threshold, but the noise hides whether it is real
     return Verdict(verdict, ratio, low, high, p_value)
 
 

@@ -1,0 +1,254 @@
+"""Regression tracking: the statistics (on synthetic samples: no timing here), compare, history."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchbench import stats
+from benchbench.cli import main
+from benchbench.compare import Thresholds, compare_runs, render
+from benchbench.errors import UsageError
+from benchbench.history import History
+from benchbench.results import RunResult
+
+COMPARE = {
+    "params": {"metric": "params", "exact": True},
+    "flops": {"metric": "flops", "exact": True},
+    "latency_ms": {"metric": "latency", "samples": "latency_samples_ms", "rounds": "latency_rounds_ms"},
+    "peak_memory_bytes": {"metric": "memory"},
+}
+
+
+def rounds(median: float, *, n: int = 30, count: int = 3, noise: float = 0.02, seed: int = 0) -> list[list[float]]:
+    """Log-normal timing samples around ``median``, grouped in rounds with a little round-to-round drift."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        drift = rng.normal(0, noise / 2)
+        out.append(list(median * np.exp(drift + rng.normal(0, noise, size=n))))
+    return out
+
+
+def record(name: str, latency: list[list[float]] | None = None, **fields: Any) -> dict[str, Any]:
+    latency = latency if latency is not None else rounds(10.0)
+    flat = [x for r in latency for x in r]
+    base = {"benchmark": name, "status": "ok", "params": 100, "flops": 1000, "peak_memory_bytes": 4096,
+            "latency_ms": float(np.median(flat)), "latency_samples_ms": flat, "latency_rounds_ms": latency, "thresholds": {}}
+    return {**base, **fields}
+
+
+def run(*records: dict[str, Any], suite: str = "s", time: str = "2026-01-01T00:00:00+00:00", commit: str | None = None) -> RunResult:
+    env = {"time": time, "host": "h", "cpu": "c", "torch": "t", "git": {"commit": commit, "branch": "main", "dirty": False} if commit else None}
+    return RunResult(suite=suite, records=list(records), environment=env, compare=dict(COMPARE), suite_text="benchmarks: []")
+
+
+def verdicts(comparison) -> dict[tuple[str, str], str]:
+    return {(r.benchmark, r.field): r.verdict.verdict for r in comparison.rows}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_deterministic_values() -> None:
+    assert stats.compare_values(100, 100, 0).verdict == stats.UNCHANGED
+    assert stats.compare_values(100, 101, 0).verdict == stats.REGRESSED
+    assert stats.compare_values(100, 101, 0.05).verdict == stats.UNCHANGED
+    assert stats.compare_values(100, 90, 0).verdict == stats.IMPROVED
+    assert stats.compare_values(0.9, 0.8, 0.01, higher_is_better=True).verdict == stats.REGRESSED
+    assert stats.compare_values(0, 5, 0).verdict == stats.REGRESSED
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_same_distribution_is_unchanged(seed: int) -> None:
+    v = stats.compare_samples(rounds(10.0, seed=seed), rounds(10.0, seed=seed + 100), 0.05)
+    assert v.verdict == stats.UNCHANGED and v.ratio == pytest.approx(1.0, abs=0.03)
+    assert v.ci_low < 1.0 < v.ci_high
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ten_percent_slower_is_a_regression_and_faster_an_improvement(seed: int) -> None:
+    base = rounds(10.0, seed=seed)
+    slower = stats.compare_samples(base, rounds(11.0, seed=seed + 100), 0.05)
+    assert slower.verdict == stats.REGRESSED and slower.ratio == pytest.approx(1.10, abs=0.03)
+    assert slower.ci_low > 1 and slower.p_value < 0.01
+    faster = stats.compare_samples(base, rounds(9.0, seed=seed + 100), 0.05)
+    assert faster.verdict == stats.IMPROVED and faster.ci_high < 1
+
+
+def test_a_significant_change_within_the_threshold_is_unchanged() -> None:
+    v = stats.compare_samples(rounds(10.0, noise=0.005), rounds(10.3, noise=0.005, seed=1), 0.05)
+    assert v.p_value < 1e-6 and v.verdict == stats.UNCHANGED
+
+
+def test_one_noisy_round_cannot_decide_a_regression() -> None:
+    base = rounds(10.0)
+    new = rounds(10.0, seed=7)
+    new[1] = [x * 10 for x in new[1]]  # another job hogged the machine during round 2
+    v = stats.compare_samples(base, new, 0.05)
+    assert v.verdict != stats.REGRESSED
+
+
+def test_too_few_samples_says_so() -> None:
+    v = stats.compare_samples([[1.0, 1.1]], [[2.0, 2.1]], 0.05, alpha=0.01)
+    assert v.verdict == stats.TOO_FEW and "cannot reach significance 0.01" in v.note
+    assert stats.min_p_value(2, 2) == pytest.approx(1 / 6)
+    assert stats.compare_samples([], [[1.0]], 0.05).verdict == stats.TOO_FEW
+
+
+def test_hodges_lehmann_on_many_samples_stays_accurate() -> None:
+    rng = np.random.default_rng(3)
+    big = [list(rng.lognormal(np.log(10), 0.02, size=5000))]
+    v = stats.compare_samples(big, [[x * 1.2 for x in big[0]]], 0.05)
+    assert v.ratio == pytest.approx(1.2, rel=1e-3)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_runs_verdicts_and_exit_code() -> None:
+    base = run(record("a"), record("b"), record("gone"))
+    new = run(record("a"), record("b", latency=rounds(12.0, seed=5), flops=1001), record("added"))
+    comparison = compare_runs(base, new)
+    v = verdicts(comparison)
+    assert v[("a", "latency_ms")] == v[("a", "params")] == "unchanged"
+    assert v[("b", "latency_ms")] == "regressed" and v[("b", "flops")] == "regressed"  # any FLOP change counts
+    assert v[("gone", "-")] == "missing in new" and v[("added", "-")] == "new"
+    assert comparison.exit_code == 1
+    assert {(r.benchmark, r.field) for r in comparison.regressions} == {("b", "latency_ms"), ("b", "flops")}
+    text = render(comparison)
+    assert "2 regression(s): b flops +0.1%; b latency_ms +" in text and "REGRESSED" in text
+
+
+def test_a_benchmark_that_now_fails_is_a_regression() -> None:
+    comparison = compare_runs(run(record("a")), run(record("a", status="failed", error="boom")))
+    [row] = comparison.rows
+    assert row.verdict.verdict == "failed" and comparison.exit_code == 1
+    fixed = compare_runs(run(record("a", status="failed", error="x")), run(record("a")))
+    assert fixed.rows[0].verdict.verdict == "fixed" and fixed.exit_code == 0
+
+
+def test_thresholds_most_specific_first() -> None:
+    base = run(record("a"), record("b"))
+    new = run(record("a", latency=rounds(11.0, seed=9)), record("b", latency=rounds(11.0, seed=9), thresholds={"latency_ms": 0.2}))
+    v = verdicts(compare_runs(base, new))
+    assert v[("a", "latency_ms")] == "regressed" and v[("b", "latency_ms")] == "unchanged"  # the suite allows b 20%
+    v = verdicts(compare_runs(base, new, thresholds=Thresholds.parse(["latency=15%", "b:latency_ms=1%"])))
+    assert v[("a", "latency_ms")] == "unchanged" and v[("b", "latency_ms")] == "regressed"
+    v = verdicts(compare_runs(run(record("a")), run(record("a", params=101)), thresholds=Thresholds.parse(["5%"])))
+    assert v[("a", "params")] == "unchanged"  # a global default applies to exact fields too
+
+
+def test_bad_compare_input() -> None:
+    with pytest.raises(UsageError, match="different suites: 's' and 'other'"):
+        compare_runs(run(record("a")), run(record("a"), suite="other"))
+    with pytest.raises(UsageError, match="'latncy' is no compared field or metric"):
+        compare_runs(run(record("a")), run(record("a")), thresholds=Thresholds.parse(["latncy=5%"]))
+    with pytest.raises(UsageError, match="must be a percentage"):
+        Thresholds.parse(["latency=fast"])
+    with pytest.raises(UsageError, match="--metrics: 'flop' is no compared field or metric"):
+        compare_runs(run(record("a")), run(record("a")), only_fields=["flop"])
+
+
+def test_metrics_filter_by_metric_or_field() -> None:
+    comparison = compare_runs(run(record("a")), run(record("a")), only_fields=["params", "flops"])
+    assert {r.field for r in comparison.rows} == {"params", "flops"}
+    comparison = compare_runs(run(record("a")), run(record("a")), only_fields=["latency"])
+    assert {r.field for r in comparison.rows} == {"latency_ms"}
+
+
+def test_markdown_table_is_valid(tmp_path: Path) -> None:
+    text = render(compare_runs(run(record("a")), run(record("a"))), "github")
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 4  # header, separator, four fields
+    assert set(table[1]) <= set("|-: ")
+    assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def write(run_result: RunResult, path: Path) -> Path:
+    run_result.write_json(path)
+    return path
+
+
+def test_compare_command_exit_codes_and_job_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(run(record("a")), tmp_path / "base.json")
+    same = write(run(record("a")), tmp_path / "same.json")
+    slower = write(run(record("a", latency=rounds(12.0, seed=3))), tmp_path / "slower.json")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert main(["compare", str(base), str(same)]) == 0
+    assert "no regressions" in capsys.readouterr().out
+    assert main(["compare", str(base), str(slower), "--format", "markdown"]) == 1
+    captured = capsys.readouterr()
+    assert "| a " in captured.out and "regression: a latency_ms" in captured.err
+    assert summary.read_text().count("| benchmark") == 2  # both compares, as markdown
+    assert main(["compare", str(base)]) == 2
+    assert main(["compare", str(base), str(tmp_path / "missing.json")]) == 2
+    assert main(["compare", str(base), str(same), "--alpha", "2"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_history_store_trend_and_baselines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    first = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "two"], check=True)
+    second = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.chdir(repo)
+
+    store = History(tmp_path / "h.sqlite")
+    store.append(run(record("a", params=100), time="2026-01-01T00:00:00+00:00", commit=first))
+    store.append(run(record("a", params=200), time="2026-01-02T00:00:00+00:00", commit=second))
+    assert [r["git_commit"] for r in store.runs("s")] == [first, second]
+    assert [p["value"] for p in store.trend("s", "params", "a")] == [100, 200]
+    assert store.baseline("s", "latest").records[0]["params"] == 200
+    assert store.baseline("s", "latest", exclude_time="2026-01-02T00:00:00+00:00").records[0]["params"] == 100
+    assert store.baseline("s", "HEAD~1").records[0]["params"] == 100
+    assert store.baseline("s", "main").records[0]["params"] == 200
+    with pytest.raises(UsageError, match="neither 'latest', an existing run file, nor a git ref"):
+        store.baseline("s", "no-such-branch")
+    with pytest.raises(UsageError, match="no complete earlier run of suite 'other'"):
+        store.baseline("other", "latest")
+
+
+def test_history_and_baseline_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "h.sqlite"
+    History(db).append(run(record("a"), time="2026-01-01T00:00:00+00:00"))
+    History(db).append(run(record("a", latency=rounds(13.0, seed=4)), time="2026-01-02T00:00:00+00:00"))
+    new = write(run(record("a", latency=rounds(13.0, seed=5)), time="2026-01-03T00:00:00+00:00"), tmp_path / "new.json")
+    assert main(["compare", str(new), "--baseline", "latest", "--history", str(db)]) == 0  # vs the 13 ms run
+    assert main(["compare", str(new), "--baseline", str(tmp_path / "new.json"), "--history", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["history", "--history", str(db), "--metric", "latency_ms", "--format", "github"]) == 0
+    out = capsys.readouterr().out
+    assert "| run" in out and "(+29.0%)" in out  # about 10 ms -> 13 ms
+    assert main(["history", "--history", str(db), "--metric", "latncy_ms"]) == 2
+    assert "did you mean 'latency_ms'" in capsys.readouterr().err
+    assert main(["history", "--history", str(tmp_path / "none.sqlite")]) == 2
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    assert main(["history", "--history", str(tmp_path / "junk.sqlite")]) == 2
+
+
+def test_run_appends_to_the_history_by_default(tmp_path: Path) -> None:
+    from tests.helpers import tiny_suite
+    import yaml
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump(tiny_suite(metrics=["params", "flops"])))
+    assert main(["run", str(suite), "--out", str(tmp_path / "res"), "-q"]) == 0
+    assert main(["run", str(suite), "--out", str(tmp_path / "res"), "-q", "--no-history"]) == 0
+    runs = History(tmp_path / "res" / "history.sqlite").runs()
+    assert len(runs) == 1 and runs[0]["suite"] == "tiny" and runs[0]["complete"] == 1
+    data = json.loads(next((tmp_path / "res").glob("tiny-*.json")).read_text())
+    assert data["compare"]["flops"] == {"metric": "flops", "exact": True}
