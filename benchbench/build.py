@@ -10,6 +10,7 @@ shapes it cannot take, in milliseconds and before anything runs (:func:`dry_run`
 from __future__ import annotations
 
 import contextlib
+import signal
 import traceback
 import warnings
 from functools import partial
@@ -77,34 +78,43 @@ def dry_run(spec: BenchmarkSpec, entry: ModelEntry) -> str | None:
 
     Reported (so that the suite is rejected before anything runs, exit code 2):
 
-    * an error raised inside PyTorch itself: ``Conv2d(in_channels=-3)``, or an input
-      whose shape the layers cannot take (3 channels into a 512-channel conv);
+    * an error raised by a PyTorch operator, in PyTorch's code or called from the model's
+      (``Conv2d(in_channels=-3)``; 3 channels into a 512-channel conv; ``x.view(-1, 400)``
+      on an input of another size);
     * a ``ValueError`` or ``TypeError`` raised by the model's own code, the usual way a
       model rejects its arguments.
 
     Not reported, so that the benchmark runs and fails (or works) for real: anything the
     meta device cannot do (data-dependent code, operators without a meta kernel: their
-    errors say "meta" or are ``NotImplementedError``), and any other error of the
-    model's own code, which is a bug of that model rather than of the suite (it will be
-    recorded as a failed benchmark while the others run).
+    errors say "meta" or are ``NotImplementedError``), and any other error the model's
+    code raises itself (``raise RuntimeError(...)``, ``assert``, ``sys.exit``), which is a
+    bug of that model rather than of the suite (it will be recorded as a failed benchmark
+    while the others run). The dry run uses the suite's batch size (free on meta), so
+    BatchNorm in train mode sees more than one value per channel.
+
+    It runs model code in this process, so the ``subprocess`` executor skips it.
     """
     entered: list[str] = []  # modules whose forward has started and not returned
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, []) if hasattr(signal, "pthread_sigmask") else None
     try:
         with deadline(DRY_RUN_LIMIT_S), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the real run shows the model's warnings, once
-            ctx = build_context(spec, entry, torch.device("meta"), 1)
+            ctx = build_context(spec, entry, torch.device("meta"), spec.batch_size)
             with _tracking(ctx.model, entered), torch.no_grad():
                 ctx.model(ctx.inputs)
     except DeadlineExceeded:
         return None  # inconclusive (a model that hangs is the real run's to report, under its timeout)
-    except Exception as exc:  # noqa: BLE001 - the classification below decides
-        if isinstance(exc, NotImplementedError) or "meta" in str(exc).lower():
+    except (Exception, SystemExit) as exc:  # the classification below decides
+        if isinstance(exc, (NotImplementedError, SystemExit)) or "meta" in str(exc).lower():
             return None
-        if not (_raised_in_torch(exc) or isinstance(exc, (ValueError, TypeError))):
+        if not (_raised_by_an_operator(exc) or isinstance(exc, (ValueError, TypeError))):
             return None
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         where = f" (in {entered[-1]})" if entered else ""
         return f"{type(exc).__name__}: {first_line}{where}"
+    finally:
+        if mask is not None:  # model code that blocked signals must not change this process
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return None
 
 
@@ -134,7 +144,13 @@ def _tracking(model: torch.nn.Module, entered: list[str]) -> Any:
             handle.remove()
 
 
-def _raised_in_torch(exc: BaseException) -> bool:
-    """Whether the innermost Python frame of the traceback belongs to PyTorch."""
+def _raised_by_an_operator(exc: BaseException) -> bool:
+    """Whether PyTorch raised it: the innermost Python frame is PyTorch's, or a line of the
+    model's code that calls an operator (not one that says ``raise``)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and frames[-1].filename.startswith(_TORCH_DIR)
+    if not frames:
+        return False
+    last = frames[-1]
+    if last.filename.startswith(_TORCH_DIR):
+        return True
+    return isinstance(exc, (RuntimeError, IndexError)) and not (last.line or "").lstrip().startswith("raise")

@@ -14,6 +14,7 @@ import argparse
 import datetime as _dt
 import os
 import re
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -190,8 +191,10 @@ def _reporter(manager: Any, fmt: str) -> tuple[Any, dict[str, Any]]:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive whole number, got {args.batch_size}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout must be a number of seconds above 0, got {args.timeout}")
+    from benchbench.suite import MAX_TIMEOUT_S
+
+    if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise UsageError(f"--timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {args.timeout}")
     from benchbench.results import RunResult
     from benchbench.suite import SuiteText, read_suite_file
 
@@ -220,15 +223,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(args.out) / f"{safe_filename(suite_name)}-{stamp}.json"
-    check_writable(path)
+    check_writable(path, args.suite, args.resume)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
              "executor": args.executor, "rounds": args.rounds, "metrics": metrics}
     history_path = None if args.no_history else Path(args.history) if args.history else path.parent / "history.sqlite"
     replayed = {k: v for k, v in (resume.options if resume else {}).items() if given.get(k) is None and k in given}
+    if resume is not None:
+        _check_resumable(resume, args, given)
 
     from benchbench.runner import run_suite
 
+    _stop_on_terminate()
     run = run_suite(
         source, **{**given, **replayed}, manager=manager, quiet=args.quiet, out=path, resume=resume,
     )
@@ -352,16 +358,64 @@ def _columns(text: str, manager: Any) -> list[str]:
     return columns
 
 
+def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any]) -> None:
+    """A resumed run finishes the same measurement: same suite text, same options.
+
+    Changing what is measured (device, batch size, metrics, selection, rounds) would mix
+    incomparable records in one file; the timeout and the executor may change.
+    """
+    for key in ("device", "batch_size", "metrics", "only", "rounds"):
+        if given.get(key) is not None and given[key] != resume.options.get(key):
+            raise UsageError(
+                f"--resume: the run was made with {key} {resume.options.get(key)!r}, not {given[key]!r}; "
+                "a resumed run keeps its options (start a new run to change them)"
+            )
+    if args.suite is not None:
+        text = Path(args.suite).read_text(encoding="utf-8")
+        if resume.suite_text is not None and text != resume.suite_text:
+            raise UsageError(
+                f"--resume: {args.suite} has changed since the run was made; resume with the run file alone "
+                f"(benchbench run --resume {args.resume}, which uses the suite it keeps) or start a new run"
+            )
+
+
+def _stop_on_terminate() -> None:
+    """SIGTERM and SIGHUP (a CI job cancelled, an ssh session dropped) stop a run as Ctrl-C
+    does: what finished is saved, the run file is marked incomplete, workers are killed."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
+
+
 def safe_filename(name: str) -> str:
     """A suite name as a file name: no folders, nothing a shell or Windows would trip on."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
     return cleaned or "suite"
 
 
-def check_writable(path: Path) -> None:
-    """Fail before the run, not after an hour of it, when the run file cannot be written."""
+def check_writable(path: Path, suite: str | None = None, resume: str | None = None) -> None:
+    """Fail before the run, not after an hour of it, when the run file cannot be written,
+    and never overwrite something that is not a run file (the suite itself, /dev/null...)."""
     if path.is_dir():
         raise UsageError(f"run file {str(path)!r} is a folder; give a file name (--json FILE) or use --out DIR")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise UsageError(f"run file {str(path)!r} exists and is not a regular file; give another --json")
+        if suite is not None and Path(suite).exists() and path.samefile(suite):
+            raise UsageError(f"--json {str(path)!r} is the suite file itself; give another file name")
+        if resume is None or not path.samefile(resume):
+            from benchbench.results import RunResult
+
+            try:
+                RunResult.read_json(path)
+            except UsageError:
+                raise UsageError(
+                    f"--json {str(path)!r} exists and is not a benchbench run file; refusing to overwrite it"
+                ) from None
     folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
     if not folder.is_dir():
         raise UsageError(f"cannot write the run file {str(path)!r}: {str(folder)!r} is a file, not a folder")

@@ -10,8 +10,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
+
+
+MAX_SECONDS = 1e7
+"""The longest limit (about 115 days); setitimer overflows on much larger values."""
 
 
 class DeadlineExceeded(BaseException):
@@ -38,10 +43,15 @@ def deadline(seconds: float | None) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
         raise DeadlineExceeded
 
+    outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)  # a caller's own alarm, if any
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, MAX_SECONDS))
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_delay > 0:  # re-arm it with what is left (at once if it ran out meanwhile)
+            left = max(outer_delay - (time.monotonic() - started), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)

@@ -124,6 +124,7 @@ def run_in_worker(job: Job, session: Session) -> Record:
             _kill(process)
             raise
         finally:
+            _kill(process)  # also whatever the model started and left behind (same process group)
             relay.join(timeout=5)
         if code == 0 and result.exists():
             return json.loads(result.read_text())
@@ -138,17 +139,22 @@ def _relay(process: subprocess.Popen[str], tail: deque[str]) -> None:
 
 
 def _kill(process: subprocess.Popen[Any]) -> None:
+    """Kill the worker's whole process group (the worker and anything it started)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        process.kill()
+        if process.poll() is None:
+            process.kill()
     process.wait()
 
 
 def _death(code: int, output: list[str]) -> str:
     """Why a worker ended without a record, in words."""
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
         why = {
             "SIGSEGV": "a segmentation fault",
             "SIGKILL": "SIGKILL (often the kernel's out-of-memory killer)",
@@ -158,8 +164,17 @@ def _death(code: int, output: list[str]) -> str:
         message = f"its process died from {why}"
     else:
         message = f"its process exited with code {code} without a result"
-    last = next((line for line in reversed(output) if line.strip()), "")
-    return message + (f"; last output: {last.strip()}" if last else "")
+    return message + (f"; {_last_words(output)}" if any(line.strip() for line in output) else "")
+
+
+def _last_words(output: list[str]) -> str:
+    """The most telling line of a dead worker's output: faulthandler's verdict and where."""
+    lines = [line.strip() for line in output if line.strip()]
+    fatal = next((line for line in lines if line.startswith("Fatal Python error")), None)
+    frame = next((line for line in lines if line.startswith('File "')), None)  # innermost first
+    if fatal:
+        return fatal + (f" at {frame}" if frame else "")
+    return f"last output: {lines[-1]}"
 
 
 EXECUTORS: dict[str, tuple[Callable[[], Executor], str]] = {

@@ -33,6 +33,12 @@ CORE_FIELDS = (
 )
 """The fields the runner writes in every record; metrics add theirs beside them."""
 
+RUN_FILE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "complete": bool, "description": str, "suite_source": str, "suite_text": str, "fields": list,
+    "notes": list, "options": dict, "compare": dict, "environment": dict,
+}
+"""The type of each optional key of a run file, checked when one is read."""
+
 COMPARABLE_SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads")
 """Settings a row and its baseline should share for a ratio to compare like with like."""
 
@@ -102,9 +108,12 @@ class RunResult:
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the run file atomically (temp file, then rename): never half a file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = self.to_json()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise UsageError(f"cannot write the run file {str(path)!r}: {exc}") from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a run file is an ordinary file
@@ -113,8 +122,10 @@ class RunResult:
                 handle.write(text)
                 handle.write("\n")
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise UsageError(f"cannot write the run file {str(path)!r}: {exc}") from None
             raise
         return path
 
@@ -124,7 +135,7 @@ class RunResult:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UsageError(f"run file {str(path)!r} not found") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise UsageError(f"run file {str(path)!r} is not a readable JSON run file: {exc}") from None
         return cls.from_dict(data, origin=str(path))
 
@@ -133,8 +144,18 @@ class RunResult:
         """A run from the run file's structure; ``origin`` names it in errors."""
         if not isinstance(data, dict) or not isinstance(data.get("records"), list) or not isinstance(data.get("suite"), str):
             raise UsageError(f"{origin}: not a benchbench run file (needs 'suite' and a 'records' list)")
-        if not all(isinstance(r, dict) and isinstance(r.get("benchmark"), str) for r in data["records"]):
-            raise UsageError(f"{origin}: not a benchbench run file (every record needs a 'benchmark' name)")
+        problems = [
+            f"key {key!r} must be {kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)}"
+            for key, kind in RUN_FILE_TYPES.items()
+            if key in data and data[key] is not None and not isinstance(data[key], kind)
+        ]
+        for i, record in enumerate(data["records"], start=1):
+            if not isinstance(record, dict) or not isinstance(record.get("benchmark"), str):
+                problems.append(f"record #{i} needs a 'benchmark' name")
+            elif record.get("status") not in (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED):
+                problems.append(f"record {record['benchmark']!r} has no valid 'status' (ok, failed or skipped)")
+        if problems:
+            raise UsageError(f"{origin}: not a valid benchbench run file: {'; '.join(problems[:5])}")
         return cls(
             suite=data["suite"],
             records=data["records"],
@@ -166,11 +187,13 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
                 record[f"{name}_ratio"] = value / reference
                 computed = True
         differ = [f"{k} {base.get(k)} vs {record.get(k)}" for k in COMPARABLE_SETTINGS if base.get(k) != record.get(k)]
-        if computed and differ:
-            record.setdefault("warnings", []).append(
-                f"its baseline {base['benchmark']!r} ran with other settings ({'; '.join(differ)}): "
-                "the ratios compare more than the model"
-            )
+        warning = (
+            f"its baseline {base['benchmark']!r} ran with other settings ({'; '.join(differ)}): "
+            "the ratios compare more than the model"
+        )
+        warnings = record.setdefault("warnings", [])
+        if computed and differ and warning not in warnings:  # idempotent: a resumed run adds ratios again
+            warnings.append(warning)
 
 
 def is_number(value: Any) -> bool:

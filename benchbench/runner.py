@@ -48,6 +48,10 @@ from benchbench.results import (
 from benchbench.suite import BenchmarkSpec, Suite, load_suite
 
 DEFAULT_EXECUTOR = "inline"
+MODEL_FAULTS = (Exception, SystemExit)
+"""What a model's or a metric's code may raise that fails only its benchmark: ``SystemExit``
+too (a model that calls ``sys.exit``, or parses arguments with argparse), so that it cannot
+end the run. Ctrl-C and the benchmark's own deadline are not faults of the model."""
 
 
 def run_suite(
@@ -91,7 +95,7 @@ def run_suite(
         overrides["timeout"] = timeout
     if metrics is not None:
         overrides["metrics"] = list(metrics)
-    loaded = load_suite(suite, manager, overrides=overrides, only=only)
+    loaded = load_suite(suite, manager, overrides=overrides, only=only, executor=executor)
     if executor is not None and not manager.registry.has("executors", executor):
         raise UsageError(f"--executor: {manager.unknown('executors', executor)}")
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
@@ -228,7 +232,10 @@ class Runner:
 
     def _finish(self, run: RunResult, specs: list[BenchmarkSpec]) -> None:
         add_ratios(run.records, self._ratio_fields(specs))
-        scaled = sorted({(r["suite_batch_size"], r["batch_size"]) for r in run.records if r["batch_size"] != r["suite_batch_size"]})
+        scaled = sorted({
+            (r.get("suite_batch_size"), r.get("batch_size")) for r in run.records
+            if r.get("batch_size") != r.get("suite_batch_size")
+        })
         for requested, used in scaled:
             note = (
                 f"batch size {used} used on the CPU instead of the suite's {requested} (cpu_batch_size); "
@@ -314,16 +321,16 @@ class Runner:
                 with deadline(spec.timeout):
                     try:
                         ctx = build_context(spec, self.registry.get("models", spec.model), device, record["batch_size"])
-                    except Exception as exc:  # noqa: BLE001 - a broken model is a failed benchmark, not a crash
+                    except MODEL_FAULTS as exc:  # a broken model is a failed benchmark, not a crash
                         errors.append(_describe("building the model and its input", exc))
                     else:
                         try:
                             record["output_shape"] = per_sample_shape(ctx.step())
                             ctx.synchronize()
-                        except Exception as exc:  # noqa: BLE001
+                        except MODEL_FAULTS as exc:
                             errors.append(_describe("the first forward pass", exc))
                         else:
-                            for metric in spec.metrics:
+                            for metric in self._metrics_of_round(spec, job.round):
                                 errors.extend(self._measure(metric, ctx, spec, record))
             except DeadlineExceeded:
                 errors.append(f"timed out after {spec.timeout:g} s (the fields measured before are kept)")
@@ -339,13 +346,20 @@ class Runner:
             record.update(status=STATUS_FAILED, error="; ".join(errors))
         return record
 
+    def _metrics_of_round(self, spec: BenchmarkSpec, round_index: int) -> list[str]:
+        """Every metric in the first round; later rounds repeat only those that pool rounds
+        (``merge_rounds``: latency), since params or FLOPs would come out the same."""
+        if round_index == 0:
+            return list(spec.metrics)
+        return [m for m in spec.metrics if self.registry.get("metrics", m).merge_rounds is not None]
+
     def _measure(self, metric: str, ctx: MeasureContext, spec: BenchmarkSpec, record: Record) -> list[str]:
         entry = self.registry.get("metrics", metric)
         ctx.options = {**entry.options, **spec.metric_options.get(metric, {})}
         try:
             fields = entry.measure(ctx)
             ctx.synchronize()
-        except Exception as exc:  # noqa: BLE001 - one metric failing keeps the others' fields
+        except MODEL_FAULTS as exc:  # one metric failing keeps the others' fields
             return [_describe(f"metric {metric!r}", exc)]
         fields = dict(fields or {})
         reserved = sorted(set(fields) & set(CORE_FIELDS))

@@ -152,12 +152,25 @@ def _str_list(value: Any) -> tuple[Any, str | None]:
     return tuple(value), None
 
 
+MAX_TIMEOUT_S = 1e7  # about 115 days: longer is "no limit" in all but name, and overflows timers
+
+
 def _timeout(value: Any) -> tuple[Any, str | None]:
     if value is None:
         return None, None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        return value, f"must be a number of seconds above 0, or null for no limit, got {value!r}"
+    if isinstance(value, str) and _is_float(value):
+        return value, f"must be a number of seconds; YAML reads {value!r} as text: write it as 1000 or 1.0e+3"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
+        return value, f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, or null for no limit, got {value!r}"
     return float(value), None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_threshold(value: Any) -> tuple[float | None, str | None]:
@@ -306,12 +319,15 @@ def load_suite(
     *,
     overrides: Mapping[str, Any] | None = None,
     only: list[str] | None = None,
+    executor: str | None = None,
 ) -> Suite:
     """Read (if a path), merge defaults and ``overrides``, and validate against the registry.
 
     ``overrides`` (from the command line, e.g. ``{"device": "cpu"}``) win over the file.
     ``only`` keeps the benchmarks with those names (validated too), plus the baselines
-    they name, so that their ratio columns still mean something.
+    they name, so that their ratio columns still mean something. ``executor`` (from the
+    command line) matters because the dry run executes model code in this process: it is
+    skipped when the benchmarks will run elsewhere (``subprocess``, a plugin's executor).
     """
     if isinstance(source, Mapping):
         data, text, origin, stem = dict(source), None, "<dict>", "suite"
@@ -377,7 +393,8 @@ def load_suite(
             if wanted not in declared:
                 problems.append(f"--only {wanted!r}: no such benchmark{did_you_mean(wanted, declared)}")
         specs, notes = _select(specs, only)
-    problems.extend(_dry_run_problems(specs, manager))  # the benchmarks that passed the other checks
+    if (executor or data.get("executor") or "inline") == "inline":
+        problems.extend(_dry_run_problems(specs, manager))  # the benchmarks that passed the other checks
     if problems:
         raise SuiteError(origin, problems)
     return Suite(

@@ -8,16 +8,21 @@ written as JSON to ``RESULT`` (atomically), and the exit code is 0. Any other en
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import json
 import os
 import pickle
+import signal
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
     faulthandler.enable()  # a segfault prints the Python stack: the parent shows its last line
+    _die_with_parent()
+    if hasattr(signal, "pthread_sigmask"):  # whatever the parent had blocked, this process starts clean
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
     request, result = Path(argv[0]), Path(argv[1])
     payload = pickle.loads(request.read_bytes())
     from benchbench.allocator import pin_malloc_thresholds
@@ -33,6 +38,20 @@ def main(argv: list[str]) -> int:
     partial.write_text(json.dumps(jsonable(record)))
     os.replace(partial, result)
     return 0
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to kill this process when the parent dies (no orphans)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 if __name__ == "__main__":

@@ -54,6 +54,12 @@ class Fault(torch.nn.Module):
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
             elif self.how == "crash_if_env" and os.environ.get("BB_CRASH") == "1":
                 os.kill(os.getpid(), signal.SIGKILL)
+            elif self.how == "exit":  # a model that ends the process its own way
+                raise SystemExit(0)
+            elif self.how == "stuck_pid":  # records its pid, then hangs where only a kill ends it
+                open(os.environ["BB_PID_FILE"], "w").write(str(os.getpid()))
+                signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGINT, signal.SIGTERM])
+                time.sleep(self.seconds)
             elif self.how == "item":  # data-dependent: cannot run on meta, fine for real
                 x = x * float(x.sum().item() > -1e9)
         elif self.how == "item":
@@ -226,3 +232,140 @@ def test_dry_run_does_not_blame_the_suite_for_the_models_own_faults(plugin_dir: 
         {"defaults": {"device": "cpu"}, "benchmarks": [{"model": "buggy", "metrics": ["params"]}]}, plugins_dir=plugin_dir, quiet=True
     ).records
     assert record["status"] == "failed" and "a bug in the model" in record["error"]
+
+
+def test_a_model_calling_sys_exit_fails_only_itself(plugin_dir: Path, tmp_path: Path) -> None:
+    path = write(tmp_path, suite({"name": "a"}, {"name": "quits", "args": {"how": "exit"}}, {"name": "c"}))
+    out = tmp_path / "run.json"
+    assert main(["run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out), "-q"]) == 1
+    records = json.loads(out.read_text())["records"]
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    assert "raised SystemExit" in records[1]["error"]
+
+
+def test_terminating_the_parent_kills_the_isolated_worker(plugin_dir: Path, tmp_path: Path) -> None:
+    import time
+
+    path = write(tmp_path, suite({"name": "a"}, {"name": "stuck", "args": {"how": "stuck_pid"}}))
+    out, pid_file = tmp_path / "run.json", tmp_path / "worker.pid"
+    command = [sys.executable, "-m", "benchbench", "run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out),
+               "-q", "--isolate"]
+    parent = subprocess.Popen(command, cwd=REPO, env={**os.environ, "BB_PID_FILE": str(pid_file)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=60) == 130
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and [r["benchmark"] for r in data["records"]] == ["a"]
+
+
+def test_resume_keeps_its_suite_and_options(plugin_dir: Path, tmp_path: Path) -> None:
+    path = write(tmp_path, suite({"name": "a"}, {"name": "b"}, metrics=["params"]))
+    out = tmp_path / "run.json"
+    assert main(["run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out), "-q", "--batch-size", "2"]) == 0
+    data = json.loads(out.read_text())
+    data["complete"], data["records"] = False, data["records"][:1]
+    out.write_text(json.dumps(data))
+    assert main(["run", "--resume", str(out), "--plugins-dir", str(plugin_dir), "--batch-size", "4"]) == 2
+    changed = yaml.safe_load(path.read_text())
+    changed["benchmarks"][1]["args"] = {"how": "none", "seconds": 1.0}
+    path.write_text(yaml.safe_dump(changed))
+    assert main(["run", str(path), "--resume", str(out), "--plugins-dir", str(plugin_dir)]) == 2
+    assert main(["run", "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 0
+    done = json.loads(out.read_text())
+    assert [r["batch_size"] for r in done["records"]] == [2, 2]  # the replayed --batch-size
+
+
+def test_run_file_paths_that_must_not_be_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, {"defaults": {"device": "cpu", "metrics": ["params"]}, "benchmarks": [{"model": "conv", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": 1}}]})
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    assert main(["run", str(path), "--json", str(path)]) == 2
+    assert main(["run", str(path), "--json", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert "is the suite file itself" in err and "is not a benchbench run file; refusing to overwrite it" in err
+    assert notes.read_text() == "precious" and "benchmarks" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"options": "device=cpu"}, "key 'options' must be dict"),
+        ({"complete": "false"}, "key 'complete' must be bool"),
+        ({"records": [{"benchmark": "a"}]}, "record 'a' has no valid 'status'"),
+        ({"records": [["a"]]}, "record #1 needs a 'benchmark' name"),
+    ],
+)
+def test_malformed_run_files_are_usage_errors(tmp_path: Path, change: dict, expected: str) -> None:
+    from benchbench.errors import UsageError
+    from benchbench.results import RunResult
+
+    data = {"suite": "s", "records": [], "complete": False, **change}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        RunResult.read_json(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UsageError, match="not a readable JSON run file"):
+        RunResult.read_json(path)
+
+
+def test_timeout_bounds_and_the_yaml_exponent_trap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("defaults: {timeout: 1e3}\nbenchmarks:\n  - model: conv\n")
+    assert main(["run", str(path)]) == 2
+    assert "YAML reads '1e3' as text: write it as 1000 or 1.0e+3" in capsys.readouterr().err
+    assert main(["run", str(path), "--timeout", "1e10"]) == 2
+    assert "at most 1e+07" in capsys.readouterr().err
+
+
+def test_deadline_keeps_an_outer_alarm() -> None:
+    import time
+
+    from benchbench.deadline import deadline
+
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with deadline(5):
+            pass
+        time.sleep(0.6)
+        assert fired == [True]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_dry_run_uses_the_batch_and_sees_errors_of_operators_in_model_code(plugin_dir: Path) -> None:
+    (plugin_dir / "nets.py").write_text(
+        "import torch, benchbench\n"
+        "class Flat(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(400, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x.view(-1, 400))\n"
+        "class Norm(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))\n"
+        "    def forward(self, x):\n"
+        "        return self.net(x)\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_models(register):\n"
+        "    register('flat', Flat, input_shape=(16, 5, 5))\n"
+        "    register('norm', Norm, input_shape=(4,))\n"
+    )
+    with pytest.raises(SuiteError, match="model 'flat' cannot run .* 'input_shape' \\[3, 5, 5\\]: RuntimeError"):
+        benchbench.run_suite({"defaults": {"device": "cpu", "metrics": ["params"]},
+                              "benchmarks": [{"model": "flat", "input_shape": [3, 5, 5]}]}, plugins_dir=plugin_dir, quiet=True)
+    [record] = benchbench.run_suite({"defaults": {"device": "cpu", "metrics": ["params"], "batch_size": 8},
+                                     "benchmarks": [{"model": "norm", "mode": "train"}]}, plugins_dir=plugin_dir, quiet=True).records
+    assert record["status"] == "ok"

@@ -183,3 +183,32 @@ def test_core_fields_are_the_records_fields() -> None:
 
     record = benchbench.run_suite(tiny_suite(metrics=[]), quiet=True).records[0]
     assert set(record) == set(CORE_FIELDS)
+
+
+def test_rounds_interleave_pool_latency_and_measure_the_rest_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "counting.py").write_text(
+        "import benchbench\n"
+        "CALLS = []\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_register_metrics(register):\n"
+        "    register('counted', lambda ctx: CALLS.append(ctx.benchmark.name) or {'n': len(CALLS)}, fields=['n'])\n"
+        "@benchbench.hookimpl\n"
+        "def benchbench_benchmark_start(benchmark, index, total, round, rounds):\n"
+        "    CALLS.append(f'start {benchmark.name} {round + 1}/{rounds}')\n"
+    )
+    manager = PluginManager(plugins_dir=tmp_path)
+    data = tiny_suite(metrics=["params", "latency", "counted"])
+    data["rounds"] = 3
+    run = benchbench.run_suite(data, manager=manager)
+    calls = manager.pm.get_plugin("counting").CALLS
+    assert [c for c in calls if c.startswith("start")] == [
+        "start std 1/3", "start sep 1/3", "start std 2/3", "start sep 2/3", "start std 3/3", "start sep 3/3"
+    ]
+    assert [c for c in calls if not c.startswith("start")] == ["std", "sep"]  # measured in the first round only
+    for record in run.records:
+        assert record["rounds"] == 3 and len(record["latency_rounds_ms"]) == 3
+        pooled = [x for r in record["latency_rounds_ms"] for x in r]
+        assert record["latency_samples_ms"] == pooled and record["latency_runs"] == len(pooled)
+        assert record["latency_ms"] == pytest.approx(sorted(pooled)[len(pooled) // 2], rel=0.5)
+        assert len(record["latency_round_medians_ms"]) == 3 and record["params"] > 0
+    assert "round 2/3" in capsys.readouterr().err
