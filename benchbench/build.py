@@ -10,6 +10,7 @@ shapes it cannot take, in milliseconds and before anything runs (:func:`dry_run`
 from __future__ import annotations
 
 import contextlib
+import inspect
 import signal
 import traceback
 import warnings
@@ -34,20 +35,41 @@ def default_input(batch_size: int, input_shape: tuple[int, ...], device: torch.d
     return torch.randn(batch_size, *input_shape, device=device, dtype=dtype)
 
 
-def build_context(spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, batch: int) -> MeasureContext:
-    """The model (seeded, on ``device``, in the spec's dtype, memory format and mode) and its input."""
-    torch.manual_seed(spec.seed)
-    dtype = DTYPES[spec.dtype]
+def dataset_batch(dataset: Any, batch_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The first ``batch_size`` training inputs (repeated if the set is smaller), on ``device``."""
+    x = dataset.train_x
+    index = torch.arange(batch_size) % len(x)
+    batch = x[index].to(device)
+    return batch.to(dtype) if batch.is_floating_point() else batch
+
+
+def build_model(spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, seed: int) -> torch.nn.Module:
+    """The model, seeded, on ``device`` in the spec's dtype and memory format (mode not set)."""
+    torch.manual_seed(seed)
     on_meta = torch.device("meta") if device.type == "meta" else contextlib.nullcontext()
     with on_meta:  # on meta, the weights are never allocated
         model = entry.factory(**spec.args)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"factory of model {spec.model!r} returned {type(model).__name__}, not a torch.nn.Module")
-    model = model.to(device=device, dtype=dtype)
+    model = model.to(device=device, dtype=DTYPES[spec.dtype])
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_context(
+    spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, batch: int, dataset: Any = None
+) -> MeasureContext:
+    """The model (seeded, on ``device``, in the spec's dtype, memory format and mode) and its input."""
+    model = build_model(spec, entry, device, spec.seed)
     model.train(spec.mode == "train")
-    make_input = partial(entry.meta.get("make_input", default_input), input_shape=spec.input_shape, device=device, dtype=dtype)
+    dtype = DTYPES[spec.dtype]
+    if dataset is not None:  # real samples (token ids stay integers)
+        make_input = partial(dataset_batch, dataset, device=device, dtype=dtype)
+    else:
+        maker = entry.meta.get("make_input", default_input)
+        extra = {"args": spec.args} if "args" in inspect.signature(maker).parameters else {}
+        make_input = partial(maker, input_shape=spec.input_shape, device=device, dtype=dtype, **extra)
     inputs = make_input(batch)
     if spec.channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -59,6 +81,8 @@ def build_context(spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, 
         mode=spec.mode,
         benchmark=spec,
         make_sample=partial(make_input, 1),
+        dataset=dataset,
+        build_model=partial(build_model, spec, entry, device),
     )
 
 

@@ -33,6 +33,12 @@ class MeasureContext:
     """This metric's options: its registered defaults updated by the suite's ``metric_options``."""
     make_sample: Callable[[], Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    dataset: Any = None
+    """The benchmark's :class:`~benchbench.data.Dataset` when it names ``dataset:`` (else None)."""
+    build_model: Callable[[int], torch.nn.Module] | None = None
+    """A fresh model, seeded with the given seed, on the device, in the dtype: for metrics
+    that train (one model per seed) without touching the benchmarked one."""
+    progress: Callable[[str], None] | None = None
 
     @property
     def is_cuda(self) -> bool:
@@ -63,6 +69,11 @@ class MeasureContext:
     def warn(self, message: str) -> None:
         """Attach a warning to this benchmark's record (shown under the table)."""
         self.warnings.append(message)
+
+    def report(self, message: str) -> None:
+        """Show progress of long work (training epochs) on the terminal; not stored."""
+        if self.progress is not None:
+            self.progress(message)
 
 
 def _tensors(output: Any) -> list[torch.Tensor]:

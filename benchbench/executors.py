@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from benchbench.results import Record
     from benchbench.suite import BenchmarkSpec
 
+STARTUP_LIMIT_S = 300.0
+"""Seconds a worker may take to import torch and the plugins before it is given up."""
 KILL_GRACE_S = 10.0
 """Seconds past a benchmark's timeout before a worker process is killed: its own
 (SIGALRM) deadline fires first and keeps the fields measured so far."""
@@ -116,6 +119,11 @@ def run_in_worker(job: Job, session: Session) -> Record:
         relay = threading.Thread(target=_relay, args=(process, tail), daemon=True)
         relay.start()
         try:
+            # The timeout counts from when the worker is ready (torch and the plugins imported).
+            if not _wait_ready(process, Path(folder, "ready"), STARTUP_LIMIT_S):
+                if process.poll() is None:
+                    _kill(process)
+                    return session.failed(job, f"its process did not start within {STARTUP_LIMIT_S:g} s: killed")
             code = process.wait(timeout=timeout + KILL_GRACE_S if timeout else None)
         except subprocess.TimeoutExpired:
             _kill(process)
@@ -129,6 +137,18 @@ def run_in_worker(job: Job, session: Session) -> Record:
         if code == 0 and result.exists():
             return json.loads(result.read_text())
         return session.failed(job, _death(code, list(tail)))
+
+
+def _wait_ready(process: subprocess.Popen[str], marker: Path, limit: float) -> bool:
+    """Wait until the worker says it is ready; False if it ended first or took too long."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if marker.exists():
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
 
 
 def _relay(process: subprocess.Popen[str], tail: deque[str]) -> None:

@@ -58,8 +58,10 @@ def benchbench_register_models(register: ModelRegistrar) -> None:
       field of every record and a column of ``benchbench list models``.
     * ``description`` is the one line ``benchbench list models`` shows.
     * ``meta`` is kept with the entry. One key is understood by the core:
-      ``make_input(batch_size, input_shape, device, dtype) -> Tensor`` for models whose
-      input is not a float tensor from ``torch.randn`` (token ids, for instance).
+      ``make_input(batch_size, input_shape, device, dtype[, args]) -> Tensor`` for models
+      whose input is not a float tensor from ``torch.randn`` (token ids, for instance);
+      it receives the suite's ``args`` when it has a parameter of that name. A benchmark
+      that names a ``dataset:`` is fed that dataset's samples instead.
     """
 
 
@@ -87,7 +89,10 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
       (one value against the threshold); add ``"higher_is_better": True`` for scores.
     * ``merge_rounds``: optional ``merge(records) -> fields`` that combines this metric's
       fields of one benchmark measured in several rounds (``rounds:``); without it, the
-      first round's fields are kept.
+      metric is measured in the first round only.
+    * ``train_options``: the suite's ``train:`` and ``seeds:`` keys feed this metric's
+      options (``accuracy``); ``needs_dataset``: a benchmark listing it must name ``dataset:``
+      (``ctx.dataset`` is then the loaded :class:`~benchbench.data.Dataset`).
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
     """
 
@@ -97,7 +102,12 @@ def benchbench_register_datasets(register: DatasetRegistrar) -> None:
     """Register datasets, for metrics that train and evaluate a model (accuracy).
 
     ``register(name, loader, *, task="classification", description=None, **meta)``;
-    ``loader(**args)`` returns the dataset. Metrics that train (accuracy) consume them.
+    ``loader(**args)`` (args from the suite's ``dataset_args:``) returns a
+    :class:`benchbench.data.Dataset` of tensors. Two ``meta`` keys are understood:
+    ``input_shape`` (a shape, or a callable of the args) is the default ``input_shape`` of
+    benchmarks using the dataset, and ``check(**args) -> str | None`` is a cheap test run
+    while the suite is validated (a missing download folder is bad input, exit code 2,
+    before anything runs).
     """
 
 
@@ -136,6 +146,11 @@ def benchbench_run_start(suite: Suite, benchmarks: list[BenchmarkSpec]) -> None:
 @hookspec
 def benchbench_benchmark_start(benchmark: BenchmarkSpec, index: int, total: int, round: int, rounds: int) -> None:
     """Benchmark number ``index`` (0-based) of ``total`` is starting its round ``round`` (0-based) of ``rounds``."""
+
+
+@hookspec
+def benchbench_benchmark_progress(benchmark: BenchmarkSpec, message: str) -> None:
+    """A metric reports progress of long work (``ctx.report``: a training epoch and its loss)."""
 
 
 @hookspec

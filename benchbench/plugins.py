@@ -42,6 +42,7 @@ BUILTIN_PLUGINS = (
     "benchbench.metrics.flops",
     "benchbench.metrics.latency",
     "benchbench.metrics.memory",
+    "benchbench.metrics.accuracy",
     "benchbench.reporters",
     "benchbench.executors",
     "benchbench.progress",

@@ -36,6 +36,11 @@ def benchbench_benchmark_start(benchmark: Any, index: int, total: int, round: in
 
 
 @benchbench.hookimpl
+def benchbench_benchmark_progress(benchmark: Any, message: str) -> None:
+    _say(f"      {benchmark.name}: {message}")
+
+
+@benchbench.hookimpl
 def benchbench_result_ready(record: dict[str, Any], index: int, total: int) -> None:
     status = record["status"] + (f": {record['error']}" if record.get("error") else "")
     took = f" ({record['wall_time_s']:.1f} s)" if record.get("wall_time_s") else ""

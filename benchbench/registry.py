@@ -38,6 +38,8 @@ class MetricEntry:
     check_options: Callable[[dict[str, Any]], list[str]] | None = None
     compare: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     merge_rounds: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+    train_options: bool = False
+    needs_dataset: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class MetricRegistrar(Protocol):
         check_options: Callable[[dict[str, Any]], list[str]] | None = None,
         compare: Mapping[str, Mapping[str, Any]] | None = None,
         merge_rounds: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+        train_options: bool = False,
+        needs_dataset: bool = False,
     ) -> None: ...
 
 
@@ -163,7 +167,7 @@ class Registry:
 
         def register_metric(
             name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None,
-            check_options=None, compare=None, merge_rounds=None,
+            check_options=None, compare=None, merge_rounds=None, train_options=False, needs_dataset=False,
         ):
             if not callable(measure):
                 raise PluginError(f"plugin {plugin!r}: metric {name!r} needs a callable, got {measure!r}")
@@ -181,6 +185,8 @@ class Registry:
                     check_options,
                     {f: dict(spec) for f, spec in (compare or {}).items()},
                     merge_rounds,
+                    bool(train_options),
+                    bool(needs_dataset),
                 ),
             )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import gc
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,7 @@ from benchbench import environment
 from benchbench.allocator import pin_malloc_thresholds
 from benchbench.build import build_context, per_sample_shape
 from benchbench.context import MeasureContext
+from benchbench.data import Dataset
 from benchbench.deadline import DeadlineExceeded, deadline
 from benchbench.errors import UsageError
 from benchbench.executors import Job
@@ -130,6 +132,7 @@ class Runner:
         self.manager = manager
         self.registry = manager.registry
         self.plugin_config = manager.config
+        self._datasets: dict[tuple[str, str], Any] = {}
 
     def run(
         self,
@@ -320,7 +323,13 @@ class Runner:
             try:
                 with deadline(spec.timeout):
                     try:
-                        ctx = build_context(spec, self.registry.get("models", spec.model), device, record["batch_size"])
+                        dataset = self._dataset(spec)
+                    except MODEL_FAULTS as exc:
+                        errors.append(_describe(f"loading dataset {spec.dataset!r}", exc))
+                        raise _Stop from None
+                    try:
+                        ctx = build_context(spec, self.registry.get("models", spec.model), device, record["batch_size"], dataset)
+                        ctx.progress = lambda message: self.manager.hook.benchbench_benchmark_progress(benchmark=spec, message=message)
                     except MODEL_FAULTS as exc:  # a broken model is a failed benchmark, not a crash
                         errors.append(_describe("building the model and its input", exc))
                     else:
@@ -332,6 +341,8 @@ class Runner:
                         else:
                             for metric in self._metrics_of_round(spec, job.round):
                                 errors.extend(self._measure(metric, ctx, spec, record))
+            except _Stop:
+                pass
             except DeadlineExceeded:
                 errors.append(f"timed out after {spec.timeout:g} s (the fields measured before are kept)")
             finally:
@@ -345,6 +356,20 @@ class Runner:
         if errors:
             record.update(status=STATUS_FAILED, error="; ".join(errors))
         return record
+
+    def _dataset(self, spec: BenchmarkSpec) -> Any:
+        """The benchmark's dataset, loaded once per run for all benchmarks that share it."""
+        if spec.dataset is None:
+            return None
+        key = (spec.dataset, json.dumps(spec.dataset_args, sort_keys=True, default=str))
+        if key not in self._datasets:
+            entry = self.registry.get("datasets", spec.dataset)
+            dataset = entry.loader(**spec.dataset_args)
+            if not isinstance(dataset, Dataset):
+                raise TypeError(f"dataset {spec.dataset!r} loader returned {type(dataset).__name__}, not a benchbench.data.Dataset")
+            dataset.name = dataset.name or spec.dataset
+            self._datasets[key] = dataset
+        return self._datasets[key]
 
     def _metrics_of_round(self, spec: BenchmarkSpec, round_index: int) -> list[str]:
         """Every metric in the first round; later rounds repeat only those that pool rounds
@@ -386,6 +411,10 @@ class Runner:
     def _ratio_fields(self, specs: list[BenchmarkSpec]) -> list[str]:
         names = dict.fromkeys(m for s in specs for m in s.metrics)
         return [f for n in names for f in self.registry.get("metrics", n).ratio_fields]
+
+
+class _Stop(Exception):
+    """Ends a benchmark early, its error already recorded."""
 
 
 def _still_ok(records: list[Record] | None) -> bool:

@@ -60,6 +60,9 @@ class BenchmarkSpec:
     """Check args and input shape on the meta device while validating (see build.dry_run)."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """For ``benchbench compare``: field (or metric) -> allowed relative change (0.05 = 5%)."""
+    dataset: str | None = None
+    """A registered dataset: metrics that train use it, and its inputs feed the others."""
+    dataset_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,14 @@ def _thresholds(value: Any) -> tuple[Any, str | None]:
     return parsed, None
 
 
+def _seeds(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+        return value, f"must be a list of whole numbers 0 or more, such as [0, 1, 2], got {value!r}"
+    return value, None
+
+
 def _skip(value: Any) -> tuple[Any, str | None]:
     if value is None or value is False:
         return None, None
@@ -232,7 +243,14 @@ FIELD_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "timeout": _timeout,
     "dry_run": _bool,
     "thresholds": _thresholds,
+    "dataset": _str,
+    "dataset_args": _mapping,
+    "train": _mapping,
+    "seeds": _seeds,
 }
+TRAIN_KEYS = ("train", "seeds")
+"""Shorthand for the options of the metrics that train (``accuracy``): ``train: {...}`` and
+``seeds: [...]`` are folded into ``metric_options.<metric>`` (which wins where both are set)."""
 BENCHMARK_ONLY = ("name",)
 
 
@@ -465,6 +483,7 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
     Unknown names are dropped from ``values`` so that they are not reported again.
     """
     registry = manager.registry
+    _fold_train(values, manager)
     if "metrics" in values:
         for metric in values["metrics"]:
             if not registry.has("metrics", metric):
@@ -511,6 +530,48 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
                 )
 
 
+def _fold_train(values: dict[str, Any], manager: PluginManager) -> None:
+    """Move ``train:`` and ``seeds:`` into the metric_options of every metric that trains."""
+    train, seeds = values.pop("train", None), values.pop("seeds", None)
+    if train is None and seeds is None:
+        return
+    extra = {**(train or {}), **({"seeds": seeds} if seeds is not None else {})}
+    options = dict(values.get("metric_options", {}))
+    for entry in manager.registry.entries("metrics"):
+        if entry.train_options:
+            current = options.get(entry.name, {})
+            options[entry.name] = {**extra, **current} if isinstance(current, Mapping) else current
+    values["metric_options"] = options
+
+
+def _check_dataset(merged: dict[str, Any], label: str, manager: PluginManager, problems: list[str]) -> Any:
+    """The benchmark's dataset entry (or None), with its args checked; needs of metrics."""
+    registry = manager.registry
+    name = merged.get("dataset")
+    needing = [m for m in merged.get("metrics", DEFAULT_METRICS) if registry.has("metrics", m) and registry.get("metrics", m).needs_dataset]
+    if name is None:
+        if needing:
+            problems.append(
+                f"{label}: metric {needing[0]!r} needs a dataset: add 'dataset:' (`benchbench list datasets` shows them)"
+            )
+        if merged.get("dataset_args"):
+            problems.append(f"{label}: key 'dataset_args' is given but no 'dataset'")
+        return None
+    if not registry.has("datasets", name):
+        problems.append(f"{label}: key 'dataset': {manager.unknown('datasets', name)}")
+        return None
+    entry = registry.get("datasets", name)
+    args = merged.get("dataset_args", {})
+    arg_problems = _check_args(entry.loader, args)
+    problems.extend(f"{label}: key 'dataset_args': {p}" for p in arg_problems)
+    check = entry.meta.get("check")
+    if check is not None and not arg_problems:
+        problem = check(**args)
+        if problem:
+            problems.append(f"{label}: key 'dataset': {name}: {problem}")
+    return entry
+
+
 def _benchmark(
     item: Any,
     index: int,
@@ -547,8 +608,9 @@ def _benchmark(
     args = merged.get("args", {})
     arg_problems = _check_args(entry.factory, args) if "args" in own or "args" not in item else ["reported"]
     problems.extend(f"{label}: key 'args': {p}" for p in arg_problems if p != "reported")
+    dataset = _check_dataset(merged, label, manager, problems)
     if "input_shape" not in merged:
-        shape, problem = _default_shape(entry, args)
+        shape, problem = _default_shape(dataset or entry, merged.get("dataset_args", {}) if dataset else args)
         if problem and not arg_problems:
             problems.append(f"{label}: key 'input_shape' is needed: {problem}")
         if shape is None:
@@ -566,7 +628,7 @@ def _benchmark(
 def _default_shape(entry: Any, args: dict[str, Any]) -> tuple[tuple[int, ...] | None, str | None]:
     """The model's registered per-sample input shape for these args, or why there is none."""
     example = "give the per-sample shape, e.g. input_shape: [3, 224, 224]"
-    shape = entry.input_shape
+    shape = entry.input_shape if hasattr(entry, "input_shape") else entry.meta.get("input_shape")
     if shape is None:
         return None, f"model {entry.name!r} registers no default input shape ({example})"
     if callable(shape):

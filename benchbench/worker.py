@@ -1,8 +1,10 @@
 """``python -m benchbench.worker JOB RESULT``: run one benchmark in this fresh process.
 
 Started by the ``subprocess`` executor. ``JOB`` is a pickle written by the parent
-(the plugin configuration and the :class:`~benchbench.executors.Job`); the record is
-written as JSON to ``RESULT`` (atomically), and the exit code is 0. Any other ending
+(the plugin configuration and the :class:`~benchbench.executors.Job`); a file ``ready``
+beside ``RESULT`` says when the imports are done (the timeout counts from then); the
+record is written as JSON to ``RESULT`` (atomically), and the exit code is 0. Progress
+reports of the benchmark (training epochs) go to stderr, which the parent relays. Any other ending
 (a crash, a kill) is for the parent to describe.
 """
 
@@ -32,8 +34,9 @@ def main(argv: list[str]) -> int:
 
     pin_malloc_thresholds()
     manager = PluginManager(**payload["plugins"])
-    manager.pm.unregister(name="benchbench.progress")  # the parent shows progress
-    record = Runner(manager).run_job(payload["job"])
+    runner = Runner(manager)
+    result.with_name("ready").touch()  # the parent's clock for the timeout starts now
+    record = runner.run_job(payload["job"])
     partial = result.with_suffix(".tmp")
     partial.write_text(json.dumps(jsonable(record)))
     os.replace(partial, result)

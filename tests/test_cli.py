@@ -120,7 +120,7 @@ def test_list_models_shows_family_plugin_and_description(capsys: pytest.CaptureF
 def test_list_other_kinds(capsys: pytest.CaptureFixture[str], kind: str) -> None:
     assert main(["list", kind]) == 0
     out = capsys.readouterr().out
-    expected = {"metrics": "latency_ms", "reporters": "csv", "plugins": "benchbench.metrics.flops", "datasets": "no datasets"}
+    expected = {"metrics": "latency_ms", "reporters": "csv", "plugins": "benchbench.metrics.flops", "datasets": "synthetic_timeseries"}
     assert expected[kind] in out
 
 
