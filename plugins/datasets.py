@@ -225,24 +225,25 @@ def _downscaling_check(n: int = 600, factor: int = 4, size: int = 64, test_fract
 PAD, UNK = 0, 1
 
 
-def synthetic_text(n: int = 2000, vocab_size: int = 1000, length: int = 48, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def synthetic_text(n: int = 4000, vocab_size: int = 1000, length: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """Token sequences with a sentiment label that only word order can get right.
 
-    Token 2 is "not"; 3-52 are positive words, 53-102 negative, the rest neutral. Each
-    sequence holds 2-5 sentiment words among neutral ones, and each sentiment word is
+    Token 2 is "not"; 3-22 are positive words, 23-42 negative, the rest neutral. Each
+    sequence holds 3-7 sentiment words (never adjacent) among neutral ones, and each is
     preceded by "not" with probability 0.4, which flips it. The label is 1 when the
     (flipped) polarities sum above 0 (ties are redrawn). A bag of embeddings cannot see
-    which word a "not" precedes; a convolution over 2 tokens can.
+    which word a "not" precedes, so it plateaus well below a convolution over 2 tokens.
     """
     if vocab_size < 200:
         raise ValueError(f"vocab_size must be at least 200, got {vocab_size}")
     rng = np.random.default_rng(seed)
-    not_token, positive, negative = 2, np.arange(3, 53), np.arange(53, 103)
+    not_token, positive, negative = 2, np.arange(3, 23), np.arange(23, 43)
     xs, ys = [], []
     while len(xs) < n:
-        tokens = list(rng.integers(103, vocab_size, size=length))
+        tokens = list(rng.integers(43, vocab_size, size=length))
         total = 0
-        for position in sorted(rng.choice(np.arange(1, length), size=rng.integers(2, 6), replace=False)):
+        slots = rng.choice(np.arange(1, length // 2), size=rng.integers(3, 8), replace=False) * 2  # even: never adjacent
+        for position in sorted(slots):
             good = rng.random() < 0.5
             word = rng.choice(positive if good else negative)
             flipped = rng.random() < 0.4
@@ -261,10 +262,10 @@ def synthetic_text(n: int = 2000, vocab_size: int = 1000, length: int = 48, test
     return Dataset(train_x, train_y, test_x, test_y, CLASSIFICATION, 2, None, "synthetic_text", info)
 
 
-def _text_check(n: int = 2000, vocab_size: int = 1000, length: int = 48, test_fraction: float = 0.2, seed: int = 0) -> str | None:
+def _text_check(n: int = 4000, vocab_size: int = 1000, length: int = 32, test_fraction: float = 0.2, seed: int = 0) -> str | None:
     problem = _positive_ints(n=n, vocab_size=vocab_size, length=length) or _fraction_problem(test_fraction)
-    if problem is None and (vocab_size < 200 or length < 8):
-        problem = f"vocab_size must be at least 200 and length at least 8, got {vocab_size} and {length}"
+    if problem is None and (vocab_size < 200 or length < 16):
+        problem = f"vocab_size must be at least 200 and length at least 16, got {vocab_size} and {length}"
     return problem
 
 
@@ -371,7 +372,7 @@ def benchbench_register_datasets(register: Any) -> None:
              description="5 classes of multivariate series: trend, oscillation, step, damped, random walk (seeded)")
     register("synthetic_downscaling", synthetic_downscaling, task=REGRESSION, input_shape=(6, 16, 16), check=_downscaling_check,
              description="coarse 16x16x6 fields -> 64x64 temperature with terrain detail (seeded; score RMSE)")
-    register("synthetic_text", synthetic_text, task=CLASSIFICATION, input_shape=lambda a: (a.get("length", 48),),
+    register("synthetic_text", synthetic_text, task=CLASSIFICATION, input_shape=lambda a: (a.get("length", 32),),
              check=_text_check, description="token sequences whose sentiment label depends on negations (seeded)")
     register("cifar10", cifar10, task=CLASSIFICATION, input_shape=(3, 32, 32), check=_cifar_check,
              description="CIFAR-10 from a local copy of the python-pickle batches (dataset_args: {root: ...})")

@@ -135,7 +135,7 @@ def train_and_evaluate(ctx: MeasureContext, data: Dataset, opts: dict[str, Any],
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total += float(loss) * len(x)
+            total += loss.item() * len(x)
             seen += len(x)
         losses.append(total / seen)
         score = evaluate(model, data, ctx.device, dtype, opts["eval_batch_size"])
