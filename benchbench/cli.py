@@ -115,6 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-other-suite", action="store_true", help="compare runs of different suites by benchmark name")
     compare.add_argument("--format", default="simple", metavar="FMT", help="tabulate format: simple, github/markdown, grid...")
 
+    report = commands.add_parser(
+        "report", parents=[common], help="render run files: a self-contained HTML page with plots, or text tables",
+        description="Render one or more run files side by side: --html FILE writes one self-contained page "
+        "(table, bar charts, latency vs FLOPs, roofline, environment); otherwise a text table is printed.",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN.json", help="run files (results/*.json)")
+    report.add_argument("--html", metavar="FILE", help="write the HTML report here")
+    report.add_argument("--title", help="title of the HTML page")
+    report.add_argument("--format", default="simple", metavar="FMT", help="text table format: simple, github/markdown, grid...")
+
+    peak = commands.add_parser(
+        "peak", parents=[common], help="measure the device's peak matmul FLOP/s and memory bandwidth (cached)",
+        description="Measure the peak float32 matmul rate and copy bandwidth of a device, once; tables and "
+        "reports then show each benchmark's fraction of it (peak_fraction) and the roofline.",
+    )
+    peak.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    peak.add_argument("--refresh", action="store_true", help="measure again even when a cached value exists")
+
     history = commands.add_parser(
         "history", parents=[common], help="show how a field changed over the stored runs",
         description="Show a field of every benchmark over the runs stored in the history file.",
@@ -145,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return {"run": cmd_run, "list": cmd_list, "compare": cmd_compare, "history": cmd_history}[args.command](args)
+        commands = {"run": cmd_run, "list": cmd_list, "compare": cmd_compare, "history": cmd_history, "peak": cmd_peak,
+                    "report": cmd_report}
+        return commands[args.command](args)
     except BenchbenchError as exc:
         if debug:
             traceback.print_exc()
@@ -154,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("benchbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `benchbench ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # a bug in benchbench or a plugin: say so plainly
         if debug:
             traceback.print_exc()
@@ -331,6 +354,56 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchbench.reporters import table_formats
+    from benchbench.results import RunResult
+
+    if args.format not in table_formats():
+        raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
+    runs = [RunResult.read_json(path) for path in args.runs]
+    if args.html:
+        from benchbench.report import render_html
+
+        path = Path(args.html)
+        if path.is_dir():
+            raise UsageError(f"--html {args.html!r} is a folder; give a file name such as report.html")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_html(runs, args.title), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.html!r}: {exc}") from None
+        print(f"benchbench: report written to {path} ({path.stat().st_size // 1024} KiB, self-contained)", file=sys.stderr)
+        return EXIT_OK
+    from benchbench.report import render_text
+
+    print(render_text(runs, args.format))
+    return EXIT_OK
+
+
+def cmd_peak(args: argparse.Namespace) -> int:
+    from benchbench import peak
+    from benchbench.runner import resolve_device
+    from benchbench.suite import FIELD_CHECKS
+
+    _, problem = FIELD_CHECKS["device"](args.device)
+    if problem:
+        raise UsageError(f"--device {problem}")
+    device = str(resolve_device(args.device))
+    entry = None if args.refresh else peak.load(device)
+    if entry is None:
+        print(f"benchbench: measuring the peak of {device} (a few seconds)...", file=sys.stderr)
+        entry = peak.measure(device)
+        where = f"cached in {peak.cache_path()}"
+    else:
+        where = f"from the cache {peak.cache_path()} (measured {entry['time']}; --refresh to measure again)"
+    ridge = entry["matmul_flops"] / entry["bandwidth_bytes_per_s"]
+    print(f"device {device} ({entry['name']}): matmul {entry['matmul_flops'] / 1e9:.1f} GFLOP/s "
+          f"(float32, {entry['matmul_size']}x{entry['matmul_size']}, 2 FLOPs per multiply-add), "
+          f"copy bandwidth {entry['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s; ridge point {ridge:.1f} FLOP/byte")
+    print(f"benchbench: {where}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _step_summary(markdown: str) -> None:
     """Append to the GitHub Actions job summary (the file $GITHUB_STEP_SUMMARY names)."""
     try:
@@ -344,7 +417,9 @@ def _columns(text: str, manager: Any) -> list[str]:
     """``--columns a,b``: record fields or registered metric fields (and their ``_ratio``)."""
     from benchbench.results import CORE_FIELDS
 
-    known = set(CORE_FIELDS)
+    from benchbench.derived import FIELDS as DERIVED
+
+    known = set(CORE_FIELDS) | set(DERIVED)
     for entry in manager.registry.entries("metrics"):
         known.update(entry.fields)
         known.update(f"{f}_ratio" for f in entry.ratio_fields)

@@ -159,6 +159,17 @@ def benchbench_result_ready(record: Record, index: int, total: int) -> None:
 
 
 @hookspec
+def benchbench_derive_fields(record: Record, environment: dict[str, Any]) -> dict[str, Any] | None:
+    """Return fields computed from a finished ``ok`` record's other fields, or None.
+
+    Called once per record when the run ends (after ratios), with the run's environment.
+    The returned fields join the record and, in first-seen order, the table's columns.
+    The built-in ``benchbench.derived`` plugin adds achieved GFLOP/s, an arithmetic
+    intensity estimate and the fraction of the device's measured peak.
+    """
+
+
+@hookspec
 def benchbench_run_end(run: RunResult) -> None:
     """The run finished (or was interrupted: ``run.complete`` is then False)."""
 

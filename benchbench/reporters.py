@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tabulate import tabulate, tabulate_formats
@@ -24,6 +25,9 @@ FOOTNOTES = {
     "flops": "flops: fvcore's count for ONE sample, forward pass; 1 fused multiply-add = 1 FLOP (i.e. MACs).",
     "latency_ms": "latency_ms: median time of one batch; latency_iqr_ms its interquartile range.",
     "throughput": "throughput: samples per second (batch_size / latency).",
+    "achieved_gflops": "achieved_gflops: 2 x flops x batch / latency (2 FLOPs per multiply-add, as peak figures count).",
+    "arithmetic_intensity": "arithmetic_intensity: those FLOPs per byte of parameters + input + output (an upper estimate).",
+    "peak_fraction": "peak_fraction: achieved FLOP/s over the device's matmul peak (benchbench peak).",
     "peak_memory_bytes": "peak_memory_bytes: high-water mark of memory allocated during one step beyond weights "
     "and input, shown in KiB/MiB/GiB (the CSV and run file have bytes).",
 }
@@ -33,9 +37,19 @@ def table_formats() -> list[str]:
     return sorted({*tabulate_formats, *TABLE_ALIASES})
 
 
-def render_table(run: RunResult, options: dict[str, Any]) -> str:
-    """Title, one row per benchmark, then notes: failures, warnings, what the numbers mean."""
-    tablefmt = TABLE_ALIASES.get(options.get("tablefmt", "simple"), options.get("tablefmt", "simple"))
+@dataclass
+class Table:
+    """A run as a table: what every table-like output (text, markdown, HTML) shows."""
+
+    title: list[str]
+    headers: list[str]
+    rows: list[list[str]]
+    colalign: list[str]
+    notes: list[str]
+
+
+def table(run: RunResult, options: dict[str, Any]) -> Table:
+    """Title lines, one formatted row per benchmark, and the notes (failures, warnings, meanings)."""
     records = run.records
     shared = _shared_settings(records)
     if options.get("columns"):
@@ -49,19 +63,26 @@ def render_table(run: RunResult, options: dict[str, Any]) -> str:
         columns.append("status")
     rows = [[_cell(run.formats, c, r.get(c)) for c in columns] for r in records]
     colalign = ["left" if c in IDENTITY or c in ("baseline", "status", "device", "dtype", "mode") else "right" for c in columns]
-    title = f"suite {run.suite}" + (f": {run.description}" if run.description else "")
+    title = [f"suite {run.suite}" + (f": {run.description}" if run.description else "")]
     if shared:
-        title += "\n" + ", ".join(f"{k} {v}" for k, v in shared.items())
+        title.append(", ".join(f"{k} {v}" for k, v in shared.items()))
     if not run.complete:
-        title += "\n(INCOMPLETE run: interrupted)"
-    body = tabulate(rows, headers=columns, tablefmt=tablefmt, colalign=colalign, disable_numparse=True)
+        title.append("(INCOMPLETE run: interrupted)")
     notes = [f"{r['benchmark']}: {r['status']}: {r['error']}" for r in records if r.get("error")]
     notes += [f"{r['benchmark']}: warning: {w}" for r in records for w in r.get("warnings") or []]
     notes += run.notes
     notes += [text for field, text in FOOTNOTES.items() if field in columns]
     if any(c.endswith("_ratio") for c in columns):
         notes.append("*_ratio: this row's value divided by its baseline row's value (0.5x = half).")
-    return "\n".join([title, "", body, *([""] + notes if notes else [])])
+    return Table(title, columns, rows, colalign, notes)
+
+
+def render_table(run: RunResult, options: dict[str, Any]) -> str:
+    """The table as text, in a tabulate format (``options["tablefmt"]``)."""
+    tablefmt = TABLE_ALIASES.get(options.get("tablefmt", "simple"), options.get("tablefmt", "simple"))
+    t = table(run, options)
+    body = tabulate(t.rows, headers=t.headers, tablefmt=tablefmt, colalign=t.colalign, disable_numparse=True)
+    return "\n".join([*t.title, "", body, *([""] + t.notes if t.notes else [])])
 
 
 def render_csv(run: RunResult, options: dict[str, Any]) -> str:
@@ -112,8 +133,17 @@ def _cell(formats: dict[str, Callable[[Any], str]], column: str, value: Any) -> 
         return formats[column](value)
     if column.endswith("_ratio"):
         return formatting.ratio(value)
+    if column.endswith("_fraction") and isinstance(value, (int, float)):
+        return f"{value:.1%}"
     if column.endswith("shape"):
         return formatting.shape(value)
+    # No registered format (a run file read back, a plugin that gave none): go by the name.
+    if column.endswith("_bytes") and isinstance(value, (int, float)):
+        return formatting.nbytes(value)
+    if column.endswith("_ms") and isinstance(value, (int, float)):
+        return formatting.ms(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return formatting.si(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):

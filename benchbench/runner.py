@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from benchbench import environment
+from benchbench import environment, peak
 from benchbench.allocator import pin_malloc_thresholds
 from benchbench.build import build_context, per_sample_shape
 from benchbench.context import MeasureContext
@@ -148,6 +148,9 @@ class Runner:
         rounds = rounds or suite.rounds
         devices = {spec.name: str(resolve_device(spec.device)) for spec in specs}  # fail before any work
         run = self._start(suite, specs, resume, options or {})
+        peaks = {d: p for d in sorted(set(devices.values())) if (p := peak.load(d))}
+        if peaks:  # for the fraction of peak and the roofline, wherever the run file is read later
+            run.environment["peaks"] = peaks
         # A record counts as done when it has all its rounds; others run again, whole.
         done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices and r.get("rounds", 1) >= rounds}
         jobs = [
@@ -235,6 +238,16 @@ class Runner:
 
     def _finish(self, run: RunResult, specs: list[BenchmarkSpec]) -> None:
         add_ratios(run.records, self._ratio_fields(specs))
+        for record in run.records:
+            if record.get("status") != STATUS_OK:
+                continue
+            for extra in self.manager.hook.benchbench_derive_fields(record=record, environment=run.environment):
+                for key, value in (extra or {}).items():
+                    if key in CORE_FIELDS:
+                        continue  # derived fields never overwrite the runner's
+                    record[key] = value
+                    if key not in run.fields:
+                        run.fields.append(key)
         scaled = sorted({
             (r.get("suite_batch_size"), r.get("batch_size")) for r in run.records
             if r.get("batch_size") != r.get("suite_batch_size")

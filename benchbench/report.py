@@ -1,0 +1,328 @@
+"""``benchbench report``: run files as one self-contained HTML page, or as text tables.
+
+The HTML page needs nothing but a browser (the plots are PNG images embedded as data
+URIs, the style is inline, no script, no network): the comparative table, bar charts of
+params / FLOPs / latency / memory per benchmark, latency against FLOPs (log axes), a
+roofline (achieved FLOP/s against arithmetic intensity, under the device's measured peak
+and bandwidth from ``benchbench peak``), gradient-flow and training curves when the run
+has them, the environment, and for several runs a side-by-side comparison.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from benchbench import formatting
+from benchbench.reporters import TABLE_ALIASES, table
+from benchbench.results import RunResult, is_number
+
+COMPARED = ("params", "flops", "latency_ms", "peak_memory_bytes", "accuracy", "rmse")
+BARS = (("params", "parameters"), ("flops", "FLOPs per sample (fvcore, MACs)"),
+        ("latency_ms", "latency of one batch (ms)"), ("peak_memory_bytes", "peak memory of one step (bytes)"))
+
+
+def labels(runs: Sequence[RunResult]) -> list[str]:
+    """Short names for runs: the suite, plus the time when two share a suite."""
+    names = [run.suite for run in runs]
+    return [f"{name} {run.environment.get('time', i)}" if names.count(name) > 1 else name for i, (name, run) in enumerate(zip(names, runs))]
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def render_text(runs: Sequence[RunResult], tablefmt: str = "simple") -> str:
+    """One run: its table. Several: one row per benchmark, the main fields of each run side by side."""
+    tablefmt = TABLE_ALIASES.get(tablefmt, tablefmt)
+    if len(runs) == 1:
+        t = table(runs[0], {})
+        return "\n".join([*t.title, "", tabulate(t.rows, headers=t.headers, tablefmt=tablefmt, colalign=t.colalign, disable_numparse=True)])
+    headers, rows = comparison(runs)
+    legend = [f"r{i + 1}: {name}" for i, name in enumerate(labels(runs))]
+    return "\n".join([*legend, "", tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)])
+
+
+def comparison(runs: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
+    """Benchmarks (in first-seen order) against field x run, each later run with its ratio to r1."""
+    fields = [f for f in COMPARED if any(r.get(f) is not None for run in runs for r in run.records)]
+    names = list(dict.fromkeys(r["benchmark"] for run in runs for r in run.records))
+    by_run = [{r["benchmark"]: r for r in run.records} for run in runs]
+    headers = ["benchmark"] + [f"{f} r{i + 1}" for f in fields for i in range(len(runs))]
+    rows = []
+    for name in names:
+        row = [name]
+        for field in fields:
+            first = by_run[0].get(name, {}).get(field)
+            for i, records in enumerate(by_run):
+                value = records.get(name, {}).get(field)
+                cell = _format(field, value)
+                if i and is_number(value) and is_number(first) and first:
+                    cell += f" ({value / first:.3g}x)"
+                row.append(cell)
+        rows.append(row)
+    return headers, rows
+
+
+def _format(field: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if field == "peak_memory_bytes":
+        return formatting.nbytes(value)
+    if field == "latency_ms":
+        return formatting.ms(value)
+    if field == "accuracy":
+        return f"{value:.2%}"
+    if field in ("params", "flops"):
+        return formatting.si(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ----------------------------------------------------------------------------- HTML
+
+STYLE = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .3rem; }
+table { border-collapse: collapse; font-size: .85rem; margin: .8rem 0; display: block; overflow-x: auto; }
+th, td { border: 1px solid #ddd; padding: .3rem .5rem; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+.notes { font-size: .85rem; color: #555; } .notes li { margin: .15rem 0; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5rem 0; }
+.meta { color: #555; font-size: .9rem; }
+table.kv td { text-align: left; white-space: normal; max-width: 60rem; word-break: break-word; }
+"""
+
+
+def render_html(runs: Sequence[RunResult], title: str | None = None) -> str:
+    """The whole page, as one string."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, no window: files only
+    names = labels(runs)
+    title = title or "benchbench report: " + ", ".join(names)
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>{_e(title)}</h1>"]
+    for name, run in zip(names, runs):
+        parts.append(f"<h2>{_e(name)}</h2>")
+        parts.append(_run_meta(run))
+        parts.append(_html_table(run))
+    if len(runs) > 1:
+        headers, rows = comparison(runs)
+        parts.append("<h2>Comparison</h2>")
+        parts.append("<p class='meta'>" + "; ".join(f"r{i + 1}: {_e(n)}" for i, n in enumerate(names)) + "</p>")
+        parts.append(_tabulate_html(headers, rows))
+    parts.append("<h2>Cost per benchmark</h2>")
+    parts.append(_img(_bars(runs, names), "bar charts of params, FLOPs, latency and memory per benchmark"))
+    scatter = _scatter(runs, names)
+    if scatter:
+        parts.append("<h2>Latency against FLOPs</h2><p class='meta'>Log axes. Equal FLOPs, different times: "
+                     "memory traffic and kernel efficiency, not arithmetic, set the speed.</p>")
+        parts.append(_img(scatter, "latency against FLOPs, log axes"))
+    roofline = _roofline(runs, names)
+    if roofline:
+        parts.append("<h2>Roofline</h2><p class='meta'>Achieved FLOP/s (2 per multiply-add) against arithmetic "
+                     "intensity (FLOPs per byte of parameters, input and output: an upper estimate), under the "
+                     "device's measured matmul peak and copy bandwidth (<code>benchbench peak</code>).</p>")
+        parts.append(_img(roofline, "roofline plot"))
+    for heading, figure in ((("Gradient flow", _gradient_flow(runs)), ("Training curves", _training(runs)))):
+        if figure:
+            parts.append(f"<h2>{heading}</h2>")
+            parts.append(_img(figure, heading.lower()))
+    parts.append("<h2>Environment</h2>")
+    for name, run in zip(names, runs):
+        parts.append(f"<h3>{_e(name)}</h3>" if len(runs) > 1 else "")
+        parts.append(_environment(run))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _run_meta(run: RunResult) -> str:
+    env = run.environment
+    git = env.get("git") or {}
+    facts = [f"time {env.get('time', '?')}", f"host {env.get('host', '?')}", f"torch {env.get('torch', '?')}"]
+    if git.get("commit"):
+        facts.append(f"commit {git['commit'][:10]}" + (" (dirty)" if git.get("dirty") else ""))
+    if not run.complete:
+        facts.append("INCOMPLETE (interrupted)")
+    return f"<p class='meta'>{_e(' · '.join(facts))}</p>"
+
+
+def _html_table(run: RunResult) -> str:
+    t = table(run, {})
+    notes = "".join(f"<li>{_e(n)}</li>" for n in t.notes)
+    return (f"<p class='meta'>{_e(' — '.join(t.title[1:]))}</p>" + _tabulate_html(t.headers, t.rows)
+            + (f"<ul class='notes'>{notes}</ul>" if notes else ""))
+
+
+def _tabulate_html(headers: list[str], rows: list[list[str]], css: str = "") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _environment(run: RunResult) -> str:
+    env = dict(run.environment)
+    rows = []
+    for key, value in env.items():
+        if key == "plugins":
+            value = ", ".join(f"{p.get('name')} ({p.get('distribution') or p.get('source')})" for p in value or [])
+        elif isinstance(value, (dict, list)):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else "; ".join(map(str, value))
+        rows.append([key, value if value not in (None, "") else "-"])
+    return _tabulate_html(["fact", "value"], [[str(k), str(v)] for k, v in rows], css="kv")
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f"<img alt='{_e(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def _png(figure: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    if not figure.get_tight_layout() and not figure.legends:
+        figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _ok(run: RunResult) -> list[dict[str, Any]]:
+    return [r for r in run.records if r.get("status") == "ok"]
+
+
+def _bars(runs: Sequence[RunResult], names: list[str]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    benchmarks = list(dict.fromkeys(r["benchmark"] for run in runs for r in _ok(run)))
+    fig, axes = plt.subplots(1, len(BARS), figsize=(4.2 * len(BARS), 0.35 * max(len(benchmarks), 4) + 1.4), sharey=True)
+    height = 0.8 / len(runs)
+    for ax, (field, label) in zip(axes, BARS):
+        values_all = []
+        for i, (run, name) in enumerate(zip(runs, names)):
+            by_name = {r["benchmark"]: r.get(field) for r in _ok(run)}
+            values = [by_name.get(b) if is_number(by_name.get(b)) else 0 for b in benchmarks]
+            values_all += [v for v in values if v]
+            ax.barh([j + i * height for j in range(len(benchmarks))], values, height=height, label=name)
+        if values_all and max(values_all) / max(min(values_all), 1e-30) > 100:
+            ax.set_xscale("log")
+        ax.set_title(label, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks([j + height * (len(runs) - 1) / 2 for j in range(len(benchmarks))], benchmarks, fontsize=8)
+    axes[0].invert_yaxis()
+    if len(runs) > 1:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(runs), 4), fontsize=8)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return _png(fig)
+
+
+def _points(run: RunResult, x: str, y: str) -> list[tuple[str, float, float]]:
+    return [(r["benchmark"], float(r[x]), float(r[y])) for r in _ok(run) if is_number(r.get(x)) and is_number(r.get(y)) and r[x] > 0 and r[y] > 0]
+
+
+def _scatter(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
+    import matplotlib.pyplot as plt
+
+    sets = [(name, _points(run, "flops", "latency_ms")) for run, name in zip(runs, names)]
+    if sum(len(p) for _, p in sets) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for i, (name, points) in enumerate(sets):
+        ax.scatter([p[1] for p in points], [p[2] for p in points], label=name, s=36)
+        for label, x, y in points if i == 0 else []:  # the first run's names are enough
+            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("FLOPs per sample (fvcore: multiply-adds)")
+    ax.set_ylabel("latency of one batch (ms)")
+    ax.grid(alpha=0.3, which="both")
+    if len(runs) > 1:
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _roofline(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
+    import matplotlib.pyplot as plt
+
+    sets = []
+    for run, name in zip(runs, names):
+        points = [(b, x, y * 1e9) for b, x, y in _points(run, "arithmetic_intensity", "achieved_gflops")]
+        if points:
+            sets.append((name, run, points))
+    if not sets:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    xs = [p[1] for _, _, points in sets for p in points]
+    ridges = [m["matmul_flops"] / m["bandwidth_bytes_per_s"] for _, run, _ in sets for m in (run.environment.get("peaks") or {}).values()]
+    low, high = min([min(xs) / 3, *[r / 4 for r in ridges]]), max([max(xs) * 3, *[r * 4 for r in ridges]])
+    grid = [10 ** (math.log10(low) + i * (math.log10(high) - math.log10(low)) / 200) for i in range(201)]
+    drawn = set()
+    for name, run, points in sets:
+        for device, measured in (run.environment.get("peaks") or {}).items():
+            key = (device, measured.get("key"))
+            if key in drawn:
+                continue
+            drawn.add(key)
+            roof = [min(measured["matmul_flops"], measured["bandwidth_bytes_per_s"] * x) for x in grid]
+            ax.plot(grid, roof, linestyle="--", label=f"roof: {measured.get('name', device)} "
+                    f"({measured['matmul_flops'] / 1e9:.0f} GFLOP/s, {measured['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s)")
+        ax.scatter([p[1] for p in points], [p[2] for p in points], s=36, label=name)
+        for label, x, y in points if name == sets[0][0] else []:
+            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte, estimate)")
+    ax.set_ylabel("achieved FLOP/s")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if not drawn:
+        ax.set_title("no measured peak for this device: run `benchbench peak` once, then the suite", fontsize=9)
+    return _png(fig)
+
+
+def _gradient_flow(runs: Sequence[RunResult]) -> bytes | None:
+    import matplotlib.pyplot as plt
+
+    series = [(r["benchmark"], r["grad_norms"]) for run in runs for r in _ok(run) if isinstance(r.get("grad_norms"), list)]
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, norms in series:
+        points = [(i + 1, n) for i, n in enumerate(norms) if is_number(n) and n > 0]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("block (1 = nearest the input)")
+    ax.set_ylabel("gradient norm at the block's output")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _training(runs: Sequence[RunResult]) -> bytes | None:
+    import matplotlib.pyplot as plt
+
+    series = [(r["benchmark"], r["test_score_curve"][0], "accuracy" in r) for run in runs for r in _ok(run)
+              if isinstance(r.get("test_score_curve"), list) and r["test_score_curve"]]
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, curve, classification in series:
+        ax = axes[0] if classification else axes[1]
+        ax.plot(range(1, len(curve) + 1), curve, marker=".", label=name)
+    axes[0].set_title("test accuracy per epoch (classification)", fontsize=9)
+    axes[1].set_title("test RMSE per epoch (regression)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return _png(fig)
