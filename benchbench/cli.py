@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--metrics", metavar="M1,M2", help="compare only these metrics or fields, e.g. params,flops")
     compare.add_argument("--history", default="results/history.sqlite", metavar="FILE", help="history store (default: %(default)s)")
     compare.add_argument("--allow-other-suite", action="store_true", help="compare runs of different suites by benchmark name")
+    compare.add_argument(
+        "--strict", action="store_true",
+        help="exit 1 on any change, improvements too (for deterministic checks: a changed params or FLOP count "
+        "is a changed model)",
+    )
     compare.add_argument("--format", default="simple", metavar="FMT", help="tabulate format: simple, github/markdown, grid...")
 
     report = commands.add_parser(
@@ -250,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
              "executor": args.executor, "rounds": args.rounds, "metrics": metrics}
-    history_path = None if args.no_history else Path(args.history) if args.history else path.parent / "history.sqlite"
+    history_path = None if args.no_history else Path(args.history) if args.history else Path(args.out) / "history.sqlite"
     replayed = {k: v for k, v in (resume.options if resume else {}).items() if given.get(k) is None and k in given}
     if resume is not None:
         _check_resumable(resume, args, given)
@@ -311,7 +316,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _step_summary(render(comparison, "github"))
     for row in comparison.regressions:
         print(f"benchbench: regression: {row.benchmark} {row.field}", file=sys.stderr)
+    if args.strict:
+        changed = [r for r in comparison.rows if r.verdict.verdict not in ("unchanged",)]
+        if changed:
+            print("changed: " + "; ".join(_change(r) for r in changed))
+            return EXIT_FAILED
     return comparison.exit_code
+
+
+def _change(row: Any) -> str:
+    ratio = row.verdict.ratio
+    return f"{row.benchmark} {row.field}" + (f" {ratio - 1:+.1%}" if ratio is not None else f" ({row.verdict.verdict})")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -325,6 +340,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise UsageError(f"--last must be a positive whole number, got {args.last}")
     store = History(args.history)
+    runs = store.runs()
+    if not runs:
+        raise UsageError(f"history {args.history!r} holds no runs yet; `benchbench run` appends each run to it")
+    suites = sorted({r["suite"] for r in runs})
+    if args.suite is not None and args.suite not in suites:
+        raise UsageError(f"--suite {args.suite!r}: no runs of it in {args.history}{did_you_mean(args.suite, suites)}; "
+                         f"suites there: {', '.join(suites)}")
     if args.metric not in store.fields():
         raise UsageError(f"--metric {args.metric!r}: no such field in {args.history}{did_you_mean(args.metric, store.fields())}")
     if args.benchmark is not None and args.benchmark not in store.benchmarks():

@@ -7,21 +7,27 @@ registrations), so comparing needs neither the plugins nor torch; the statistics
 
 Thresholds, most specific first: ``--threshold BENCH:FIELD=x%`` (or ``BENCH:METRIC``),
 ``--threshold FIELD=x%`` (or ``METRIC=x%``), the suite's ``thresholds:`` (kept in each
-record), ``--threshold x%`` (a default for everything), and finally the built-in
-defaults: 0% for deterministic fields (params, FLOPs), 5% for the others.
+record), ``--threshold x%`` (a default for the timed and single-valued fields: params
+and FLOPs stay exact unless named), and finally the built-in defaults: 0% for
+deterministic fields (params, FLOPs), 5% for the others.
+
+Two runs are compared like with like: a benchmark whose settings differ between the runs
+(device, batch size, dtype, mode, threads, input shape...) is reported as ``not
+comparable`` instead of judged, and timings from different machines (another CPU or GPU)
+are never called regressions or improvements (``uncertain``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tabulate import tabulate
 
 from benchbench import formatting, stats
 from benchbench.errors import UsageError, did_you_mean
-from benchbench.results import STATUS_FAILED, STATUS_OK, Record, RunResult
+from benchbench.results import STATUS_FAILED, STATUS_OK, Record, RunResult, is_number
 from benchbench.suite import parse_threshold
 
 DEFAULT_THRESHOLD = 0.05
@@ -69,9 +75,9 @@ class Thresholds:
             if key and key in self.by_key:
                 return self.by_key[key]
         suite = record.get("thresholds") or {}
-        if name in suite:
+        if name in suite and is_number(suite[name]):
             return float(suite[name])
-        if self.default is not None:
+        if self.default is not None and not exact:  # a blanket default never relaxes params or FLOPs
             return self.default
         return EXACT_THRESHOLD if exact else DEFAULT_THRESHOLD
 
@@ -128,8 +134,18 @@ def compare_runs(
         name = sorted(unknown)[0]
         raise UsageError(f"--threshold: {name!r} is no compared field or metric{did_you_mean(name, specs)}; "
                          f"compared fields: {', '.join(sorted(specs)) or 'none'}")
+    if not specs:
+        raise UsageError(
+            "the run files say nothing about how to compare their fields (no 'compare' section): "
+            "they were not written by `benchbench run`, or by a version before regression tracking"
+        )
     base_records = {r["benchmark"]: r for r in base.records}
     new_records = {r["benchmark"]: r for r in new.records}
+    unknown_benchmarks = {b for b, _ in thresholds.by_benchmark} - set(base_records) - set(new_records)
+    if unknown_benchmarks:
+        name = sorted(unknown_benchmarks)[0]
+        raise UsageError(f"--threshold: no benchmark {name!r} in these runs{did_you_mean(name, new_records)}")
+    other_machine = _machine_differs(base, new)
     rows: list[Row] = []
     notes: list[str] = []
     for name in [*new_records, *[n for n in base_records if n not in new_records]]:
@@ -142,15 +158,23 @@ def compare_runs(
             verdict = _status_verdict(old["status"], cur["status"])
             rows.append(Row(name, "status", old["status"], cur["status"], stats.Verdict(verdict, None, note=cur.get("error"))))
             continue
+        differences = [f"{k} {old.get(k)!r} -> {cur.get(k)!r}" for k in SETTINGS if old.get(k) != cur.get(k)]
+        if differences:
+            rows.append(Row(name, "settings", "-", "-", stats.Verdict(NOT_COMPARABLE, None, note="; ".join(differences))))
+            continue
         for field_name in wanted:
             spec = specs[field_name]
             if old.get(field_name) is None or cur.get(field_name) is None:
                 continue
+            _check_value(base, old, field_name, spec)
+            _check_value(new, cur, field_name, spec)
             exact = bool(spec.get("exact"))
             threshold = thresholds.resolve(name, field_name, spec.get("metric"), cur, exact)
             if spec.get("samples"):
                 base_rounds, new_rounds = _rounds(old, spec), _rounds(cur, spec)
                 verdict = stats.compare_samples(base_rounds, new_rounds, threshold, alpha=alpha)
+                if other_machine and verdict.verdict in (stats.REGRESSED, stats.IMPROVED):
+                    verdict = replace(verdict, verdict=stats.UNCERTAIN, note=f"measured on other machines ({other_machine})")
                 counts = (sum(map(len, base_rounds)), sum(map(len, new_rounds)))
                 rows.append(Row(name, field_name, old[field_name], cur[field_name], verdict, threshold, counts))
             else:
@@ -162,11 +186,45 @@ def compare_runs(
     if any(r.verdict.verdict == stats.TOO_FEW for r in rows):
         notes.append(f"too few samples: some timed fields cannot reach significance {alpha:g}; "
                      "raise min_runs or rounds in the suite")
-    base_env, new_env = base.environment, new.environment
-    for key in ("host", "cpu", "torch"):
-        if base_env.get(key) != new_env.get(key):
-            notes.append(f"the runs differ in {key}: {base_env.get(key)!r} vs {new_env.get(key)!r}; timings may not be comparable")
+    if other_machine:
+        notes.append(f"the runs come from different machines ({other_machine}): timing verdicts are at most 'uncertain'")
+    single = [r.benchmark for r in rows if r.samples and (len(_rounds(base_records[r.benchmark], specs[r.field])) < 3
+                                                          or len(_rounds(new_records[r.benchmark], specs[r.field])) < 3)]
+    if single:
+        notes.append("fewer than 3 rounds on a side: the samples share few moments of the machine, so timing "
+                     "verdicts are less trustworthy; set rounds: 5 in the suite (as suites/ci.yaml does)")
+    if base.environment.get("torch") != new.environment.get("torch"):
+        notes.append(f"the runs used different torch versions: {base.environment.get('torch')} vs {new.environment.get('torch')}")
     return Comparison(base, new, rows, alpha, notes)
+
+
+SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads", "input_shape", "args")
+"""What must be equal for a benchmark's two records to be compared at all."""
+NOT_COMPARABLE = "not comparable"
+
+
+def _machine_differs(base: RunResult, new: RunResult) -> str | None:
+    """Why timings of the two runs are not comparable (another CPU, GPU or host), or None."""
+    a, b = base.environment, new.environment
+    gpus = lambda env: [g.get("name") for g in env.get("gpus") or [] if isinstance(g, dict)]  # noqa: E731
+    for what, left, right in (("cpu", a.get("cpu"), b.get("cpu")), ("gpus", gpus(a), gpus(b)), ("host", a.get("host"), b.get("host"))):
+        if left != right:
+            return f"{what} {left!r} vs {right!r}"
+    return None
+
+
+def _check_value(run: RunResult, record: Record, field_name: str, spec: dict[str, Any]) -> None:
+    """A compared value must be a number (and samples lists of numbers): else bad input."""
+    problem = None
+    if not is_number(record.get(field_name)):
+        problem = f"field {field_name!r} is {record.get(field_name)!r}, not a number"
+    elif spec.get("samples"):
+        rounds = _rounds(record, spec)
+        if not rounds or not all(is_number(x) for r in rounds for x in r):
+            problem = f"the samples of {field_name!r} ({spec['samples']}) are not lists of numbers"
+    if problem:
+        raise UsageError(f"run of suite {run.suite!r} ({run.environment.get('time', '?')}): benchmark "
+                         f"{record['benchmark']!r}: {problem}; the run file was edited or damaged")
 
 
 def _select_fields(specs: dict[str, dict[str, Any]], only: Iterable[str] | None) -> list[str]:

@@ -67,17 +67,24 @@ class History:
 
     @contextmanager
     def _connect(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection; read-only unless ``create`` (reading never changes someone's file)."""
         if not create and not self.path.is_file():
             raise UsageError(f"history {str(self.path)!r} not found; `benchbench run` creates it (see --history)")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        target = str(self.path) if create else f"{self.path.resolve().as_uri()}?mode=ro"
         try:
-            with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+            with closing(sqlite3.connect(target, timeout=30, uri=not create)) as db, db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version not in (0, SCHEMA_VERSION):
                     raise UsageError(f"history {str(self.path)!r} has schema version {version}; this benchbench reads {SCHEMA_VERSION}")
-                db.executescript(SCHEMA)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                if create:
+                    db.executescript(SCHEMA)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                else:
+                    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    if not {"runs", "measurements"} <= tables:
+                        raise UsageError(f"history {str(self.path)!r} is an SQLite file but not a benchbench history")
                 yield db
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"history {str(self.path)!r} is not a readable benchbench history: {exc}") from None
@@ -117,7 +124,12 @@ class History:
             row = db.execute("SELECT run_json FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise UsageError(f"history {str(self.path)!r} has no run {run_id}")
-        return RunResult.from_dict(json.loads(row[0]), origin=f"{self.path} run {run_id}")
+        origin = f"{self.path} run {run_id}"
+        try:
+            data = json.loads(row[0])
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise UsageError(f"{origin}: its stored run file is damaged: {exc}") from None
+        return RunResult.from_dict(data, origin=origin)
 
     def baseline(self, suite: str, which: str, *, exclude_time: str | None = None) -> RunResult:
         """``latest`` complete run of ``suite`` (other than the one at ``exclude_time``), or the

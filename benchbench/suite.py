@@ -182,6 +182,8 @@ def parse_threshold(value: Any) -> tuple[float | None, str | None]:
     try:
         if isinstance(text, str) and text.endswith("%"):
             number = float(text[:-1]) / 100
+        elif isinstance(text, str):
+            number = float(text)  # "0.05" from a command line
         elif isinstance(text, (int, float)) and not isinstance(text, bool):
             number = float(text)
         else:

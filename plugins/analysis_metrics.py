@@ -11,6 +11,8 @@ output, and measures a copy (the benchmarked model is left as it was):
   (``grad_norms``), and first over last (``grad_norm_ratio``): vanishing gradients;
 * ``equivariance``: ``|f(shift(x)) - shift(f(x))| / |shift(f(x))|`` for a shift of the
   input, borders cropped (``equivariance_error``; invariance for outputs without a map);
+* ``checkerboard``: the output's std / mean for a constant input through constant weights:
+  the checkerboard an upsampling design makes by itself (uneven kernel overlap);
 * ``backward_check``: every convolution's input and weight gradients derived by hand
   (:func:`analysis_models.conv2d_backward`) against autograd (``backward_max_error``).
 """
@@ -190,6 +192,39 @@ def equivariance(ctx: MeasureContext) -> dict[str, Any]:
     return {"equivariance_error": error, "equivariance_kind": "equivariance", "equivariance_output_shift": out_shift}
 
 
+# --------------------------------------------------------------------------- checkerboard
+
+
+def checkerboard(ctx: MeasureContext) -> dict[str, Any]:
+    """How unevenly an upsampling design spreads its input: the structural checkerboard.
+
+    A copy with every weight set to the same positive value (1 / fan-in) and zero biases
+    gets a constant input; any pattern in the output then comes from the architecture
+    alone (uneven kernel overlap), not from learned weights. The score is the coefficient
+    of variation (std / mean) of the output's interior: 0 for a perfectly even design
+    (sub-pixel convolution), large for a transposed convolution whose kernel size is not
+    a multiple of its stride.
+    """
+    model = copy.deepcopy(ctx.model).double().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, torch.Tensor) and weight.dim() > 1:
+                weight.fill_(1.0 / max(1, weight[0].numel()))
+            elif isinstance(weight, torch.Tensor):  # norm layers: identity
+                weight.fill_(1.0)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                bias.zero_()
+        out = model(torch.ones(1, *ctx.benchmark.input_shape, dtype=torch.float64))
+    if out.dim() != 4 or min(out.shape[-2:]) < 8:
+        raise ValueError(f"checkerboard needs an output map of at least 8x8, got shape {list(out.shape)}")
+    crop = max(2, min(out.shape[-2:]) // 4)  # borders see zero padding, not the pattern
+    inner = out[..., crop:-crop, crop:-crop]
+    mean = inner.mean().abs()
+    return {"checkerboard": float(inner.std() / mean) if mean > 0 else math.inf}
+
+
 # --------------------------------------------------------------------------- backward check
 
 
@@ -251,6 +286,9 @@ def benchbench_register_metrics(register: Any) -> None:
     register("equivariance", equivariance, fields=["equivariance_error"], options={"shift": 1, "border": 4},
              description="|f(shift x) - shift f(x)| / |shift f(x)| for a shift of the input (borders cropped)",
              formats={"equivariance_error": lambda v: f"{v:.2e}"})
+    register("checkerboard", checkerboard, fields=["checkerboard"],
+             description="std / mean of the output for a constant input and constant weights: uneven upsampling overlap",
+             formats={"checkerboard": lambda v: f"{v:.3g}"})
     register("backward_check", backward_check, fields=["backward_max_error"],
              description="hand-derived conv gradients (full conv with flipped kernel; correlation) vs autograd",
              formats={"backward_max_error": lambda v: f"{v:.1e}"})

@@ -38,8 +38,9 @@ from benchbench.data import CLASSIFICATION, REGRESSION, Dataset, split
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 1) -> torch.Tensor:
-    """Shift each image by up to ``pixels`` in each direction, filling with zeros (digits)."""
-    padded = F.pad(x, (pixels,) * 4)
+    """Shift each image by up to ``pixels`` in each direction (digits), filling with the
+    batch's background (its minimum: after standardisation the background is not 0)."""
+    padded = F.pad(x, (pixels,) * 4, value=float(x.min()))
     h, w = x.shape[-2:]
     out = torch.empty_like(x)
     offsets = torch.randint(0, 2 * pixels + 1, (len(x), 2), generator=generator)
@@ -49,15 +50,20 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 1) -
 
 
 def crop_flip_jitter(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Standard photo augmentation: random crop with 4-pixel padding, horizontal flip, and
-    brightness/contrast jitter of up to 20% (the CIFAR-10 recipe of exercise 8.10)."""
-    x = random_shift(x, generator, pixels=4)
+    """Standard photo augmentation (the CIFAR-10 recipe of exercise 8.10): random crop with
+    4-pixel zero padding (zero is the mean colour after normalisation), horizontal flip, and
+    colour jitter: contrast scaled by up to 20% around each image's mean, brightness shifted
+    by up to 0.2 standard deviations."""
+    padded = F.pad(x, (4,) * 4)
+    h, w = x.shape[-2:]
+    offsets = torch.randint(0, 9, (len(x), 2), generator=generator)
+    x = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
     flip = torch.rand(len(x), generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    brightness = 1 + (torch.rand(len(x), 1, 1, 1, generator=generator) - 0.5) * 0.4
     contrast = 1 + (torch.rand(len(x), 1, 1, 1, generator=generator) - 0.5) * 0.4
+    brightness = (torch.rand(len(x), 1, 1, 1, generator=generator) - 0.5) * 0.4
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * contrast + mean * brightness
+    return (x - mean) * contrast + mean + brightness
 
 
 def jitter_series(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -75,10 +81,11 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
 
     bunch = load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    x = (x - x.mean()) / x.std()
     y = torch.tensor(bunch.target, dtype=torch.long)
     train_x, train_y, test_x, test_y = split(x, y, test_fraction, seed, stratify=True)
-    return Dataset(train_x, train_y, test_x, test_y, CLASSIFICATION, 10, augment=random_shift, name="digits")
+    mean, std = train_x.mean(), train_x.std()  # the training split's statistics only
+    return Dataset((train_x - mean) / std, train_y, (test_x - mean) / std, test_y, CLASSIFICATION, 10,
+                   augment=random_shift, name="digits")
 
 
 def _digits_check(test_fraction: float = 0.2, seed: int = 0) -> str | None:
@@ -86,13 +93,21 @@ def _digits_check(test_fraction: float = 0.2, seed: int = 0) -> str | None:
         import sklearn  # noqa: F401
     except ImportError:
         return "needs scikit-learn, which bundles the digits: pip install scikit-learn"
-    return _fraction_problem(test_fraction)
+    return _fraction_problem(test_fraction, seed)
 
 
-def _fraction_problem(test_fraction: Any) -> str | None:
-    if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+def _fraction_problem(test_fraction: Any, seed: Any = 0) -> str | None:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         return f"test_fraction must be between 0 and 1, got {test_fraction!r}"
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return f"seed must be a whole number 0 or more, got {seed!r}"
     return None
+
+
+def _number_problem(**values: Any) -> str | None:
+    bad = [f"{k} must be a number 0 or more, got {v!r}" for k, v in values.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+    return bad[0] if bad else None
 
 
 # --------------------------------------------------------------------------- time series
@@ -161,7 +176,8 @@ def _positive_ints(**values: Any) -> str | None:
 
 def _series_check(n_per_class: int = 200, length: int = 128, channels: int = 3, noise: float = 0.3,
                   test_fraction: float = 0.2, seed: int = 0) -> str | None:
-    return _positive_ints(n_per_class=n_per_class, length=length, channels=channels) or _fraction_problem(test_fraction)
+    return (_positive_ints(n_per_class=n_per_class, length=length, channels=channels) or _number_problem(noise=noise)
+            or _fraction_problem(test_fraction, seed))
 
 
 # --------------------------------------------------------------------------- downscaling
@@ -214,7 +230,7 @@ def synthetic_downscaling(n: int = 600, factor: int = 4, size: int = 64, test_fr
 
 
 def _downscaling_check(n: int = 600, factor: int = 4, size: int = 64, test_fraction: float = 0.2, seed: int = 0) -> str | None:
-    problem = _positive_ints(n=n, factor=factor, size=size) or _fraction_problem(test_fraction)
+    problem = _positive_ints(n=n, factor=factor, size=size) or _fraction_problem(test_fraction, seed)
     if problem is None and size % factor:
         problem = f"size ({size}) must be a multiple of factor ({factor})"
     return problem
@@ -263,7 +279,7 @@ def synthetic_text(n: int = 4000, vocab_size: int = 1000, length: int = 32, test
 
 
 def _text_check(n: int = 4000, vocab_size: int = 1000, length: int = 32, test_fraction: float = 0.2, seed: int = 0) -> str | None:
-    problem = _positive_ints(n=n, vocab_size=vocab_size, length=length) or _fraction_problem(test_fraction)
+    problem = _positive_ints(n=n, vocab_size=vocab_size, length=length) or _fraction_problem(test_fraction, seed)
     if problem is None and (vocab_size < 200 or length < 16):
         problem = f"vocab_size must be at least 200 and length at least 16, got {vocab_size} and {length}"
     return problem
@@ -301,6 +317,8 @@ def _cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _cifar_check(root: str, max_train: int | None = None) -> str | None:
+    if max_train is not None and (problem := _positive_ints(max_train=max_train)):
+        return problem
     folder = Path(str(root)).expanduser()
     missing = [n for n in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"] if not (folder / n).is_file()]
     if missing:
@@ -325,9 +343,10 @@ def tokenize(text: str) -> list[str]:
 def imdb(root: str, vocab_size: int = 20000, max_length: int = 256, max_reviews: int | None = None) -> Dataset:
     """IMDB reviews from the ``aclImdb`` folder layout (``train|test/pos|neg/*.txt``).
 
-    The vocabulary is the ``vocab_size`` most frequent training words (ids from 2; 0 pads,
-    1 is an unknown word); each review is cut or padded to ``max_length`` tokens (exercise
-    8.16: 20,000 words, 256 tokens). ``max_reviews`` keeps that many per split and class.
+    Token ids: 0 pads, 1 is an unknown word, and 2 .. ``vocab_size - 1`` are the
+    ``vocab_size - 2`` most frequent training words (so ``vocab_size`` is the embedding
+    table's size); each review is cut or padded to ``max_length`` tokens (exercise 8.16:
+    20,000 words, 256 tokens). ``max_reviews`` keeps that many per split and class.
     """
     folder = Path(root).expanduser()
     texts = {s: {label: _reviews(folder / s / label, max_reviews) for label in ("neg", "pos")} for s in ("train", "test")}
@@ -361,7 +380,11 @@ def _imdb_check(root: str, vocab_size: int = 20000, max_length: int = 256, max_r
             f"{folder} does not have the aclImdb layout (missing {', '.join(missing)}); download {IMDB_URL}, "
             "extract it, and give its aclImdb folder as dataset_args: {root: ...}"
         )
-    return _positive_ints(vocab_size=vocab_size, max_length=max_length)
+    extra = {"max_reviews": max_reviews} if max_reviews is not None else {}
+    problem = _positive_ints(vocab_size=vocab_size, max_length=max_length, **extra)
+    if problem is None and vocab_size < 3:
+        problem = f"vocab_size must be at least 3 (ids 0 and 1 are padding and unknown), got {vocab_size}"
+    return problem
 
 
 @benchbench.hookimpl

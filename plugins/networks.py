@@ -47,7 +47,7 @@ class SimpleCNN(nn.Module):
 
 class FCClassifier(nn.Module):
     """A single fully connected layer on the flattened image: the parameter-count baseline of
-    exercise 8.3 (on a 224x224x3 image with 1,000 classes: 150,529,000 parameters)."""
+    exercise 8.8 (on a 224x224x3 image with 1,000 classes: 150,529,000 parameters)."""
 
     def __init__(self, in_channels: int = 3, image_size: int = 224, num_classes: int = 1000) -> None:
         super().__init__()
@@ -91,7 +91,7 @@ class CifarResNet(nn.Module):
     """The CIFAR ResNets of He et al. (2016): depth 6n+2 (20, 32, 44, 56, 110), three stages of
     n blocks at 16, 32 and 64 channels, global pooling and a linear classifier.
 
-    ``preact=True`` uses pre-activation blocks (exercise 8.13 compares the two). ResNet-20
+    ``preact=True`` uses pre-activation blocks (exercise 8.15 compares the two). ResNet-20
     has 0.27M parameters, ResNet-56 0.85M, ResNet-110 1.7M, as in the paper.
     """
 
@@ -230,15 +230,20 @@ def _encoder(in_channels: int, width: int) -> nn.Sequential:
 
 class DownscaleTransposed(nn.Module):
     """Exercise 8.28 (i): encoder at the coarse 16x16 resolution, then two transposed
-    convolutions (kernel 4, stride 2) for the 4x upsampling to 64x64, and a 3x3 head.
-    Kernel 4 with stride 2 overlaps unevenly: the source of checkerboard artifacts."""
+    convolutions for the 4x upsampling to 64x64, and a 3x3 head.
+
+    The transposed convolutions have kernel 3 and stride 2 (``padding=1,
+    output_padding=1``), the common choice in encoder-decoders: as 3 is not a multiple of
+    2, output pixels receive alternately one and two kernel taps (uneven overlap), the
+    source of the checkerboard artifacts that ``DownscalePixelShuffle`` avoids.
+    """
 
     def __init__(self, in_channels: int = 6, out_channels: int = 1, width: int = 64) -> None:
         super().__init__()
         self.encoder = _encoder(in_channels, width)
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, width, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, width, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True),
         )
         self.head = nn.Conv2d(width, out_channels, 3, padding=1)
 

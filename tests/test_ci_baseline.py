@@ -24,22 +24,25 @@ def test_first_party_costs_match_the_committed_baseline(tmp_path: Path, capsys: 
     new = tmp_path / "ci.json"
     assert main(["run", str(REPO / "suites" / "ci.yaml"), "--metrics", "params,flops", "--rounds", "1",
                  "--json", str(new), "--no-history", "-q"]) == 0
-    code = main(["compare", str(BASELINE), str(new), "--metrics", "params,flops"])
+    code = main(["compare", str(BASELINE), str(new), "--metrics", "params,flops", "--strict"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "no regressions" in out and out.count("unchanged") >= 7 * 3  # 7 benchmarks x params, trainable, flops
 
 
-def test_the_check_catches_a_changed_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import yaml
+def test_the_check_catches_a_changed_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchbench_plugins import layers
 
-    suite = yaml.safe_load((REPO / "suites" / "ci.yaml").read_text())
-    suite["benchmarks"][0]["args"]["out_channels"] = 65  # as if the conv layer had changed
-    suite["benchmarks"][0]["args"]["bias"] = True
-    path = tmp_path / "ci.yaml"
-    path.write_text(yaml.safe_dump(suite))
+    original = layers.StandardConv2d.__init__
+
+    def without_bias(self, *args, **kwargs):  # as if someone changed the first-party conv layer
+        original(self, *args, **{**kwargs, "bias": False})
+
+    monkeypatch.setattr(layers.StandardConv2d, "__init__", without_bias)
     new = tmp_path / "ci.json"
-    assert main(["run", str(path), "--metrics", "params,flops", "--rounds", "1", "--json", str(new), "--no-history", "-q",
-                 "--only", "conv_3x3_c64"]) == 0
-    assert main(["compare", str(BASELINE), str(new), "--metrics", "params,flops"]) == 1
-    assert "conv_3x3_c64 params +1.6%" in capsys.readouterr().out
+    assert main(["run", str(REPO / "suites" / "ci.yaml"), "--metrics", "params,flops", "--rounds", "1", "--json", str(new),
+                 "--no-history", "-q", "--only", "conv_3x3_c64"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(BASELINE), str(new), "--metrics", "params,flops", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "conv_3x3_c64" in out and "improved" in out and "changed: conv_3x3_c64 params -0.2%" in out

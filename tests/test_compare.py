@@ -141,7 +141,40 @@ def test_thresholds_most_specific_first() -> None:
     v = verdicts(compare_runs(base, new, thresholds=Thresholds.parse(["latency=15%", "b:latency_ms=1%"])))
     assert v[("a", "latency_ms")] == "unchanged" and v[("b", "latency_ms")] == "regressed"
     v = verdicts(compare_runs(run(record("a")), run(record("a", params=101)), thresholds=Thresholds.parse(["5%"])))
-    assert v[("a", "params")] == "unchanged"  # a global default applies to exact fields too
+    assert v[("a", "params")] == "regressed"  # a blanket default leaves params and FLOPs exact...
+    v = verdicts(compare_runs(run(record("a")), run(record("a", params=101)), thresholds=Thresholds.parse(["params=0.05"])))
+    assert v[("a", "params")] == "unchanged"  # ...naming them relaxes them (a fraction works as well as 5%)
+
+
+def test_only_like_is_compared_with_like() -> None:
+    base = run(record("a", batch_size=8), record("b", batch_size=8))
+    new = run(record("a", batch_size=16, latency=rounds(20.0)), record("b", batch_size=8, latency=rounds(20.0)))
+    comparison = compare_runs(base, new)
+    v = verdicts(comparison)
+    assert v[("a", "settings")] == "not comparable" and ("a", "latency_ms") not in v
+    assert v[("b", "latency_ms")] == "regressed"
+    assert "batch_size 8 -> 16" in next(r.verdict.note for r in comparison.rows if r.field == "settings")
+    elsewhere = run(record("b", latency=rounds(20.0)))
+    elsewhere.environment["cpu"] = "another CPU"
+    comparison = compare_runs(run(record("b")), elsewhere)
+    row = next(r for r in comparison.rows if r.field == "latency_ms")
+    assert row.verdict.verdict == "uncertain" and "other machines" in row.verdict.note and comparison.exit_code == 0
+    assert any("different machines" in n for n in comparison.notes)
+
+
+def test_damaged_run_files_are_bad_input() -> None:
+    with pytest.raises(UsageError, match="field 'params' is 'many', not a number"):
+        compare_runs(run(record("a")), run(record("a", params="many")))
+    broken = record("a")
+    broken["latency_rounds_ms"] = [["a", 1.0]]
+    with pytest.raises(UsageError, match="samples of 'latency_ms'"):
+        compare_runs(run(record("a")), run(broken))
+    bare = run(record("a"))
+    bare.compare = {}
+    with pytest.raises(UsageError, match="no 'compare' section"):
+        compare_runs(bare, bare)
+    with pytest.raises(UsageError, match="--threshold: no benchmark 'nosuch'"):
+        compare_runs(run(record("a")), run(record("a")), thresholds=Thresholds.parse(["nosuch:latency=5%"]))
 
 
 def test_bad_compare_input() -> None:

@@ -11,13 +11,16 @@ The benchmark names its ``dataset:`` and its ``train:`` recipe (the options belo
 With several seeds the fields are the mean, with ``<field>_std`` (sample standard
 deviation) and ``<field>_per_seed``. The run file keeps the per-epoch curves
 (``train_loss_curve``, ``test_score_curve``: one list per seed), ``final_loss`` and
-``train_time_s``. Recipes: ``none``; ``augment`` (the dataset's own standard
+``train_time_s``. A model benchmarked in float16 or bfloat16 trains with float32 master
+weights under ``torch.autocast`` (pure half-precision training diverges); a loss that
+stops being finite fails the metric. Recipes: ``none``; ``augment`` (the dataset's own standard
 augmentation, e.g. random crop + flip + colour jitter for CIFAR-10); ``mixup`` (Zhang et
 al., 2018: inputs and losses mixed with a Beta(``mixup_alpha``, ``mixup_alpha``) weight).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -31,6 +34,7 @@ import benchbench
 from benchbench.context import MeasureContext
 from benchbench.data import CLASSIFICATION, Dataset
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "none")
 RECIPES = ("none", "augment", "mixup")
@@ -100,6 +104,16 @@ def train_and_evaluate(ctx: MeasureContext, data: Dataset, opts: dict[str, Any],
     model = ctx.build_model(seed)
     model.train()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if dtype in LOW_PRECISION:  # float32 master weights, the low precision through autocast
+        model.float()
+        autocast = torch.autocast(ctx.device.type, dtype=dtype)
+        dtype = torch.float32
+    else:
+        autocast = contextlib.nullcontext()
+    if opts["recipe"] == "mixup" and not data.train_x.is_floating_point():
+        raise ValueError(f"recipe mixup mixes inputs, but dataset {data.name!r} has integer inputs (token ids); use none")
+    if opts["recipe"] == "augment" and data.augment is None:
+        raise ValueError(f"recipe augment: dataset {data.name!r} has no standard augmentation; use none or mixup")
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = _optimizer(model, opts)
@@ -119,17 +133,21 @@ def train_and_evaluate(ctx: MeasureContext, data: Dataset, opts: dict[str, Any],
         for start in range(0, n, opts["batch_size"]):
             index = order[start : start + opts["batch_size"]]
             x, y = data.train_x[index], data.train_y[index]
-            if opts["recipe"] == "augment" and data.augment is not None:
+            if opts["recipe"] == "augment":
                 x = data.augment(x, generator)
             x, y = _to(x, ctx.device, dtype), _to(y, ctx.device, dtype if not classify else None)
-            if opts["recipe"] == "mixup":
-                lam = float(rng.beta(opts["mixup_alpha"], opts["mixup_alpha"]))
-                partner = torch.randperm(len(x), generator=generator).to(ctx.device)
-                x = lam * x + (1 - lam) * x[partner] if x.is_floating_point() else x
-                output = model(x)
-                loss = lam * loss_fn(output, y) + (1 - lam) * loss_fn(output, y[partner])
-            else:
-                loss = loss_fn(model(x), y)
+            with autocast:
+                if opts["recipe"] == "mixup":
+                    lam = float(rng.beta(opts["mixup_alpha"], opts["mixup_alpha"]))
+                    partner = torch.randperm(len(x), generator=generator).to(ctx.device)
+                    output = model(lam * x + (1 - lam) * x[partner])
+                    loss = lam * loss_fn(output.float(), y) + (1 - lam) * loss_fn(output.float(), y[partner])
+                else:
+                    loss = loss_fn(model(x).float(), y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training diverged: the loss is {loss.item()} in epoch {epoch + 1} (seed {seed}); lower lr, or train in float32"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -138,13 +156,15 @@ def train_and_evaluate(ctx: MeasureContext, data: Dataset, opts: dict[str, Any],
             total += loss.item() * len(x)
             seen += len(x)
         losses.append(total / seen)
-        score = evaluate(model, data, ctx.device, dtype, opts["eval_batch_size"])
+        with autocast:
+            score = evaluate(model, data, ctx.device, dtype, opts["eval_batch_size"])
         scores.append(score["accuracy"] if classify else score["rmse"])
         label = "accuracy" if classify else "rmse"
         seed_text = f", seed {seed} ({which[0] + 1}/{which[1]})" if which[1] > 1 else ""
         ctx.report(f"epoch {epoch + 1}/{opts['epochs']}{seed_text}: train loss {losses[-1]:.4f}, test {label} {scores[-1]:.4f}")
     train_time = time.perf_counter() - started
-    final = evaluate(model, data, ctx.device, dtype, opts["eval_batch_size"])
+    with autocast:
+        final = evaluate(model, data, ctx.device, dtype, opts["eval_batch_size"])
     return {**final, "train_time_s": train_time, "final_loss": losses[-1], "train_loss_curve": losses, "test_score_curve": scores}
 
 
