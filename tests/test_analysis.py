@@ -124,3 +124,14 @@ def test_backward_check_metric_on_layers_with_inplace_relu() -> None:
     )
     assert [r["backward_layers"] for r in records] == [1, 4, 1]
     assert all(r["backward_max_error"] < 1e-10 for r in records)
+
+
+def test_checkerboard_tells_uneven_from_even_upsampling() -> None:
+    uneven, even, divisible = run(
+        {"name": "uneven", "model": "downscale_transposed", "args": {"width": 8}},
+        {"name": "even", "model": "downscale_pixel_shuffle", "args": {"width": 8}},
+        {"name": "divisible", "model": "transposed", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 4, "stride": 2, "padding": 1}},
+        metrics=["checkerboard"],
+    )
+    assert uneven["checkerboard"] > 0.1
+    assert even["checkerboard"] < 1e-9 and divisible["checkerboard"] < 1e-9  # kernel 4, stride 2: even overlap
