@@ -92,7 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", metavar="FILE", help="history store to append the run to (default: DIR/history.sqlite)"
     )
     run.add_argument("--no-history", action="store_true", help="do not append the run to the history store")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    run.add_argument(
+        "--profile", metavar="DIR",
+        help="write a torch.profiler trace of each benchmark into DIR (open with: tensorboard --logdir DIR)",
+    )
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="progress as lines even on a terminal, with each benchmark's warnings and training epochs",
+    )
 
     compare = commands.add_parser(
         "compare", parents=[common], help="compare two runs: regressions, with statistics for timings",
@@ -263,8 +271,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchbench.runner import run_suite
 
     _stop_on_terminate()
+    if args.verbose:
+        from benchbench import progress
+
+        progress.set_style("verbose")
     run = run_suite(
-        source, **{**given, **replayed}, manager=manager, quiet=args.quiet, out=path, resume=resume,
+        source, **{**given, **replayed}, manager=manager, quiet=args.quiet, out=path, resume=resume, profile=args.profile,
     )
     print(reporter.render(run, options))
     print(f"benchbench: run file written to {path}", file=sys.stderr)
@@ -384,6 +396,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
     runs = [RunResult.read_json(path) for path in args.runs]
     if args.html:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("the HTML report draws its plots with matplotlib: pip install 'benchbench[report]'") from None
         from benchbench.report import render_html
 
         path = Path(args.html)

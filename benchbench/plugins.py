@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = (
     "benchbench.metrics.latency",
     "benchbench.metrics.memory",
     "benchbench.metrics.accuracy",
+    "benchbench.metrics.profile",
     "benchbench.derived",
     "benchbench.reporters",
     "benchbench.executors",

@@ -69,6 +69,7 @@ def run_suite(
     manager: PluginManager | None = None,
     executor: str | None = None,
     rounds: int | None = None,
+    profile: str | Path | None = None,
     out: str | Path | None = None,
     resume: RunResult | None = None,
     quiet: bool = False,
@@ -80,7 +81,8 @@ def run_suite(
     baselines); ``executor`` picks where they run (``inline``, ``subprocess``...; default:
     the suite's ``executor:``, else inline); ``rounds`` runs the whole suite that many
     times, interleaved, pooling the timed samples (default: the suite's ``rounds:``, else
-    1); ``quiet`` turns the progress lines on stderr
+    1); ``profile`` (a folder) adds the ``profile`` metric to every benchmark, writing one
+    TensorBoard trace each there; ``quiet`` turns the progress lines on stderr
     off. With ``out``, the run file is written there after every benchmark; otherwise
     nothing is written (call ``.write_json(path)`` on the result). ``resume`` (a run
     file read with ``RunResult.read_json``) keeps its records and runs the rest.
@@ -98,6 +100,8 @@ def run_suite(
     if metrics is not None:
         overrides["metrics"] = list(metrics)
     loaded = load_suite(suite, manager, overrides=overrides, only=only, executor=executor)
+    if profile is not None:
+        loaded = with_profile(loaded, str(profile))
     if executor is not None and not manager.registry.has("executors", executor):
         raise UsageError(f"--executor: {manager.unknown('executors', executor)}")
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
@@ -108,6 +112,19 @@ def run_suite(
         loaded, executor=executor or loaded.executor or DEFAULT_EXECUTOR, out=out, resume=resume, options=options,
         rounds=rounds,
     )
+
+
+def with_profile(suite: Suite, folder: str) -> Suite:
+    """The suite with the ``profile`` metric (writing into ``folder``) added to every benchmark."""
+    specs = tuple(
+        replace(
+            spec,
+            metrics=(*spec.metrics, "profile") if "profile" not in spec.metrics else spec.metrics,
+            metric_options={**spec.metric_options, "profile": {**spec.metric_options.get("profile", {}), "dir": folder}},
+        )
+        for spec in suite.benchmarks
+    )
+    return replace(suite, benchmarks=specs)
 
 
 def resolve_device(name: str) -> torch.device:
