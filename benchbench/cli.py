@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 on any change, improvements too (for deterministic checks: a changed params or FLOP count "
         "is a changed model)",
     )
-    compare.add_argument("--format", default="simple", metavar="FMT", help="tabulate format: simple, github/markdown, grid...")
+    compare.add_argument("--format", default="simple", metavar="FMT", help="simple (default), github/markdown, grid..., csv or json")
 
     report = commands.add_parser(
         "report", parents=[common], help="render run files: a self-contained HTML page with plots, or text tables",
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", metavar="RUN.json", help="run files (results/*.json)")
     report.add_argument("--html", metavar="FILE", help="write the HTML report here")
     report.add_argument("--title", help="title of the HTML page")
-    report.add_argument("--format", default="simple", metavar="FMT", help="text table format: simple, github/markdown, grid...")
+    report.add_argument("--format", default="simple", metavar="FMT", help="simple (default), github/markdown, grid..., csv or json")
 
     peak = commands.add_parser(
         "peak", parents=[common], help="measure the device's peak matmul FLOP/s and memory bandwidth (cached)",
@@ -301,8 +301,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from benchbench.reporters import TABLE_ALIASES, table_formats
     from benchbench.results import RunResult
 
-    if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
+    formats = [*table_formats(), "csv", "json"]
+    if args.format not in formats:
+        raise UsageError(f"--format {args.format!r} is not a compare format{did_you_mean(args.format, formats)}")
     alpha = stats.DEFAULT_ALPHA if args.alpha is None else args.alpha
     if not 0 < alpha < 0.5:
         raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha}")
@@ -323,7 +324,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_runs(
         base, new, thresholds=thresholds, alpha=alpha, only_fields=fields, allow_other_suite=args.allow_other_suite
     )
-    print(render(comparison, TABLE_ALIASES.get(args.format, args.format)))
+    if args.format in ("csv", "json"):
+        from benchbench.compare import render_data
+
+        print(render_data(comparison, args.format))
+    else:
+        print(render(comparison, TABLE_ALIASES.get(args.format, args.format)))
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         _step_summary(render(comparison, "github"))
     for row in comparison.regressions:
@@ -392,9 +398,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchbench.reporters import table_formats
     from benchbench.results import RunResult
 
-    if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
+    formats = [*table_formats(), "csv", "json"]
+    if args.format not in formats:
+        raise UsageError(f"--format {args.format!r} is not a report format{did_you_mean(args.format, formats)}; "
+                         "csv, json or a table format (simple, github, grid...)")
     runs = [RunResult.read_json(path) for path in args.runs]
+    if args.format in ("csv", "json") and not args.html:
+        from benchbench.report import render_data
+
+        print(render_data(runs, args.format))
+        return EXIT_OK
     if args.html:
         try:
             import matplotlib  # noqa: F401

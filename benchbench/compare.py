@@ -314,3 +314,31 @@ def _describe(run: RunResult) -> str:
     commit = (git.get("commit") or "")[:10]
     when = run.environment.get("time") or "?"
     return f"{when}" + (f" @ {commit}" if commit else "") + ("" if run.complete else " (incomplete)")
+
+
+def render_data(comparison: Comparison, fmt: str) -> str:
+    """The rows as CSV or JSON (machine-readable; ``regressed`` marks the failing ones)."""
+    rows = [
+        {
+            "benchmark": r.benchmark, "field": r.field, "base": r.base, "new": r.new, "ratio": r.verdict.ratio,
+            "ci_low": r.verdict.ci_low, "ci_high": r.verdict.ci_high, "p_value": r.verdict.p_value,
+            "threshold": r.threshold, "verdict": r.verdict.verdict, "note": r.verdict.note,
+            "regressed": r.verdict.verdict in REGRESSIONS,
+        }
+        for r in comparison.rows
+    ]
+    if fmt == "json":
+        import json
+
+        from benchbench.results import jsonable
+
+        return json.dumps(jsonable({"suite": comparison.new.suite, "alpha": comparison.alpha, "rows": rows,
+                                    "notes": comparison.notes}), indent=1)
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["benchmark"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -48,6 +48,22 @@ def render_text(runs: Sequence[RunResult], tablefmt: str = "simple") -> str:
     return "\n".join([*legend, "", tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)])
 
 
+def render_data(runs: Sequence[RunResult], fmt: str) -> str:
+    """Every record of every run, with a ``run`` column: CSV, or the run files as a JSON list."""
+    if fmt == "json":
+        return "[\n" + ",\n".join(run.to_json() for run in runs) + "\n]"
+    import pandas as pd
+
+    from benchbench.reporters import render_csv
+
+    frames = []
+    for name, run in zip(labels(runs), runs):
+        frame = pd.read_csv(io.StringIO(render_csv(run, {})))
+        frame.insert(0, "run", name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)
+
+
 def comparison(runs: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
     """Benchmarks (in first-seen order) against field x run, each later run with its ratio to r1."""
     fields = [f for f in COMPARED if any(r.get(f) is not None for run in runs for r in run.records)]

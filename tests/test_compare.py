@@ -285,3 +285,18 @@ def test_run_appends_to_the_history_by_default(tmp_path: Path) -> None:
     assert len(runs) == 1 and runs[0]["suite"] == "tiny" and runs[0]["complete"] == 1
     data = json.loads(next((tmp_path / "res").glob("tiny-*.json")).read_text())
     assert data["compare"]["flops"] == {"metric": "flops", "exact": True}
+
+
+def test_compare_as_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    base = write(run(record("a")), tmp_path / "base.json")
+    slower = write(run(record("a", latency=rounds(12.0, seed=3))), tmp_path / "slower.json")
+    assert main(["compare", str(base), str(slower), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    latency = next(r for r in data["rows"] if r["field"] == "latency_ms")
+    assert latency["verdict"] == "regressed" and latency["regressed"] is True and latency["ci_low"] > 1
+    assert main(["compare", str(base), str(slower), "--format", "csv"]) == 1
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["field"] for r in rows} == {"params", "flops", "latency_ms", "peak_memory_bytes"}

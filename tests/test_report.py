@@ -136,3 +136,15 @@ def test_report_reads_run_files_without_registered_formats(run_file: Path) -> No
     text = render_table(run, {"columns": ["peak_memory_bytes", "latency_ms"]})
     row = next(line for line in text.splitlines() if line.startswith("std "))
     assert re.search(r"\d+(\.\d\d)? (B|KiB|MiB)\s+\d+\.\d+$", row), row  # bytes and ms formatted by the field's name
+
+
+def test_report_as_csv_and_json(run_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    assert main(["report", str(run_file), str(run_file), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 6 and rows[0]["run"].startswith("tiny") and rows[0]["benchmark"] == "std"
+    assert main(["report", str(run_file), "--format", "json"]) == 0
+    [data] = json.loads(capsys.readouterr().out)
+    assert data["suite"] == "tiny" and len(data["records"]) == 3
