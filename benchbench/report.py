@@ -253,17 +253,26 @@ def _scatter(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for i, (name, points) in enumerate(sets):
-        ax.scatter([p[1] for p in points], [p[2] for p in points], label=name, s=36)
-        for label, x, y in points if i == 0 else []:  # the first run's names are enough
-            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("FLOPs per sample (fvcore: multiply-adds)")
-    ax.set_ylabel("latency of one batch (ms)")
-    ax.grid(alpha=0.3, which="both")
+        _labelled_points(ax, points, name, labelled=i == 0)
+    _log_axes(ax, "FLOPs per sample (fvcore: multiply-adds)", "latency of one batch (ms)")
     if len(runs) > 1:
         ax.legend(fontsize=8)
     return _png(fig)
+
+
+def _labelled_points(ax: Any, points: list[tuple[str, float, float]], name: str, *, labelled: bool) -> None:
+    """One run's points, with the benchmark names when ``labelled`` (the first run's suffice)."""
+    ax.scatter([p[1] for p in points], [p[2] for p in points], label=name, s=36)
+    for label, x, y in points if labelled else []:
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+
+
+def _log_axes(ax: Any, xlabel: str, ylabel: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
 
 
 def _roofline(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
@@ -291,14 +300,8 @@ def _roofline(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
             roof = [min(measured["matmul_flops"], measured["bandwidth_bytes_per_s"] * x) for x in grid]
             ax.plot(grid, roof, linestyle="--", label=f"roof: {measured.get('name', device)} "
                     f"({measured['matmul_flops'] / 1e9:.0f} GFLOP/s, {measured['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s)")
-        ax.scatter([p[1] for p in points], [p[2] for p in points], s=36, label=name)
-        for label, x, y in points if name == sets[0][0] else []:
-            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOP per byte, estimate)")
-    ax.set_ylabel("achieved FLOP/s")
-    ax.grid(alpha=0.3, which="both")
+        _labelled_points(ax, points, name, labelled=name == sets[0][0])
+    _log_axes(ax, "arithmetic intensity (FLOP per byte, estimate)", "achieved FLOP/s")
     ax.legend(fontsize=8)
     if not drawn:
         ax.set_title("no measured peak for this device: run `benchbench peak` once, then the suite", fontsize=9)
