@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor", metavar="NAME",
         help="where benchmarks run: inline (default), subprocess, or a plugin's (benchbench list executors)",
     )
+    run.add_argument("--address", metavar="ADDR", help="the Ray cluster for --executor ray (default: start a local one)")
     run.add_argument(
         "--isolate", dest="executor", action="store_const", const="subprocess",
         help="each benchmark in its own process (--executor subprocess): a crash or hang costs only it",
@@ -277,6 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.set_style("verbose")
     run = run_suite(
         source, **{**given, **replayed}, manager=manager, quiet=args.quiet, out=path, resume=resume, profile=args.profile,
+        executor_options={"address": args.address} if args.address else None,
     )
     print(reporter.render(run, options))
     print(f"benchbench: run file written to {path}", file=sys.stderr)

@@ -67,6 +67,11 @@ class Session(Protocol):
 
     plugin_config: dict[str, Any]
     """Arguments that rebuild the same plugin manager in another process."""
+    executor_options: dict[str, Any]
+    """Options for the executor from the command line (``--address`` for a cluster)."""
+
+    def timed(self, job: Job) -> bool:
+        """Whether the job measures time (so it needs its device, or its cores, to itself)."""
 
     def started(self, job: Job) -> None:
         """Call when a job starts (progress, lifecycle hooks)."""
@@ -79,11 +84,16 @@ class Session(Protocol):
 
 
 class Executor(Protocol):
+    remote: bool
+    """True when jobs run on other machines: ``device: auto`` is then resolved there."""
+
     def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]: ...
 
 
 class InlineExecutor:
     """Each benchmark in this process, in suite order."""
+
+    remote = False
 
     def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]:
         for job in jobs:
@@ -93,6 +103,8 @@ class InlineExecutor:
 
 class SubprocessExecutor:
     """Each benchmark in its own ``python -m benchbench.worker`` process."""
+
+    remote = False
 
     def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]:
         for job in jobs:

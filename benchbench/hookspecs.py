@@ -70,7 +70,8 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
     """Register metrics that suites can list in ``metrics:``.
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
-    formats=None, check_options=None, compare=None, merge_rounds=None)``
+    formats=None, check_options=None, compare=None, merge_rounds=None, train_options=False,
+    needs_dataset=False, exclusive=False)``
 
     * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
       called once per benchmark with the model already built, on its device, in its mode.
@@ -92,7 +93,9 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
       metric is measured in the first round only.
     * ``train_options``: the suite's ``train:`` and ``seeds:`` keys feed this metric's
       options (``accuracy``); ``needs_dataset``: a benchmark listing it must name ``dataset:``
-      (``ctx.dataset`` is then the loaded :class:`~benchbench.data.Dataset`).
+      (``ctx.dataset`` is then the loaded :class:`~benchbench.data.Dataset`);
+      ``exclusive``: it measures time, so an executor that runs benchmarks in parallel
+      gives such a benchmark its device (or its cores) to itself.
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
     """
 

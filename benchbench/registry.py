@@ -40,6 +40,7 @@ class MetricEntry:
     merge_rounds: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
     train_options: bool = False
     needs_dataset: bool = False
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class MetricRegistrar(Protocol):
         merge_rounds: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
         train_options: bool = False,
         needs_dataset: bool = False,
+        exclusive: bool = False,
     ) -> None: ...
 
 
@@ -168,6 +170,7 @@ class Registry:
         def register_metric(
             name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None,
             check_options=None, compare=None, merge_rounds=None, train_options=False, needs_dataset=False,
+            exclusive=False,
         ):
             if not callable(measure):
                 raise PluginError(f"plugin {plugin!r}: metric {name!r} needs a callable, got {measure!r}")
@@ -187,6 +190,7 @@ class Registry:
                     merge_rounds,
                     bool(train_options),
                     bool(needs_dataset),
+                    bool(exclusive),
                 ),
             )
 

@@ -29,7 +29,7 @@ STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
 CORE_FIELDS = (
     "suite", "benchmark", "model", "family", "plugin", "args", "device", "batch_size", "suite_batch_size",
     "input_shape", "output_shape", "dtype", "mode", "channels_last", "threads", "baseline", "status", "error",
-    "warnings", "wall_time_s", "rounds", "thresholds",
+    "warnings", "wall_time_s", "host", "rounds", "thresholds",
 )
 """The fields the runner writes in every record; metrics add theirs beside them."""
 

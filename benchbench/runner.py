@@ -21,6 +21,7 @@ import datetime as _dt
 import gc
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -68,6 +69,7 @@ def run_suite(
     plugins_dir: str | Path | None = None,
     manager: PluginManager | None = None,
     executor: str | None = None,
+    executor_options: dict[str, Any] | None = None,
     rounds: int | None = None,
     profile: str | Path | None = None,
     out: str | Path | None = None,
@@ -78,8 +80,9 @@ def run_suite(
 
     ``device``, ``batch_size``, ``timeout`` and ``metrics`` override every benchmark (``batch_size``
     also turns off ``cpu_batch_size``); ``only`` keeps the named benchmarks (and their
-    baselines); ``executor`` picks where they run (``inline``, ``subprocess``...; default:
-    the suite's ``executor:``, else inline); ``rounds`` runs the whole suite that many
+    baselines); ``executor`` picks where they run (``inline``, ``subprocess``, ``ray``...; default:
+    the suite's ``executor:``, else inline) and ``executor_options`` configure it
+    (``{"address": ...}`` for Ray); ``rounds`` runs the whole suite that many
     times, interleaved, pooling the timed samples (default: the suite's ``rounds:``, else
     1); ``profile`` (a folder) adds the ``profile`` metric to every benchmark, writing one
     TensorBoard trace each there; ``quiet`` turns the progress lines on stderr
@@ -108,7 +111,9 @@ def run_suite(
         raise UsageError(f"--rounds must be a positive whole number, got {rounds!r}")
     options = {"device": device, "batch_size": batch_size, "timeout": timeout, "metrics": metrics, "only": only,
                "executor": executor, "rounds": rounds}
-    return Runner(manager).run(
+    runner = Runner(manager)
+    runner.executor_options = dict(executor_options or {})
+    return runner.run(
         loaded, executor=executor or loaded.executor or DEFAULT_EXECUTOR, out=out, resume=resume, options=options,
         rounds=rounds,
     )
@@ -149,6 +154,7 @@ class Runner:
         self.manager = manager
         self.registry = manager.registry
         self.plugin_config = manager.config
+        self.executor_options: dict[str, Any] = {}
         self._datasets: dict[tuple[str, str], Any] = {}
 
     def run(
@@ -163,9 +169,12 @@ class Runner:
     ) -> RunResult:
         specs = list(suite.benchmarks)
         rounds = rounds or suite.rounds
-        devices = {spec.name: str(resolve_device(spec.device)) for spec in specs}  # fail before any work
+        runner = self.registry.executors[executor].factory()
+        # Fail before any work on a device this machine lacks; a remote executor (a cluster)
+        # resolves devices where the job runs.
+        devices = {spec.name: spec.device if getattr(runner, "remote", False) else str(resolve_device(spec.device)) for spec in specs}
         run = self._start(suite, specs, resume, options or {})
-        peaks = {d: p for d in sorted(set(devices.values())) if (p := peak.load(d))}
+        peaks = {d: p for d in sorted(set(devices.values())) if d != "auto" and (p := peak.load(d))}
         if peaks:  # for the fraction of peak and the roofline, wherever the run file is read later
             run.environment["peaks"] = peaks
         # A record counts as done when it has all its rounds; others run again, whole.
@@ -183,7 +192,6 @@ class Runner:
         hook.benchbench_run_start(suite=replace(suite, rounds=rounds), benchmarks=specs)
         measured: dict[str, list[Record]] = {}
         try:
-            runner = self.registry.executors[executor].factory()
             for round_index in range(rounds):
                 # Interleaved rounds: A, B, C, then A, B, C again. A benchmark that failed or
                 # was skipped is not run again.
@@ -294,9 +302,12 @@ class Runner:
 
     # ------------------------------------------------------------------ one benchmark
 
+    def timed(self, job: Job) -> bool:
+        return any(self.registry.get("metrics", m).exclusive for m in job.spec.metrics)
+
     def base_record(self, job: Job) -> Record:
         """The record's fields known before anything runs."""
-        spec, device = job.spec, torch.device(job.device)
+        spec, device = job.spec, resolve_device(job.device)
         entry = self.registry.get("models", spec.model)
         batch = spec.cpu_batch_size if device.type == "cpu" and spec.cpu_batch_size else spec.batch_size
         return {
@@ -320,6 +331,7 @@ class Runner:
             "error": None,
             "warnings": [],
             "wall_time_s": None,
+            "host": socket.gethostname(),
             "rounds": 1,
             "thresholds": self._thresholds(spec),
         }
@@ -336,7 +348,7 @@ class Runner:
     def run_job(self, job: Job) -> Record:
         """Build the model, run each metric, and return the record; never raises for the model's faults."""
         record = self.base_record(job)
-        spec, device = job.spec, torch.device(job.device)
+        spec, device = job.spec, torch.device(record["device"])
         if spec.skip:
             record.update(status=STATUS_SKIPPED, error=spec.skip)
             return record
@@ -379,9 +391,11 @@ class Runner:
                 if ctx is not None:
                     record["warnings"] += ctx.warnings
                 ctx = None  # free the model before the next benchmark
-                gc.collect()
-                if device.type == "cuda":
+                if device.type == "cuda":  # collect cycles too, so that the cache can return the memory
+                    gc.collect()
                     torch.cuda.empty_cache()
+                else:  # a full collection costs ~0.1 s with torch loaded: the young generations suffice
+                    gc.collect(1)
         record["wall_time_s"] = time.perf_counter() - started
         if errors:
             record.update(status=STATUS_FAILED, error="; ".join(errors))

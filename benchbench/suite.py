@@ -10,6 +10,7 @@ This module does not import torch: a bad suite is reported in a fraction of a se
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -387,6 +388,7 @@ def load_suite(
     if not isinstance(raw, list) or not raw:
         problems.append("key 'benchmarks' must be a non-empty list of benchmarks (each with at least 'model')")
         raw = []
+    raw = _expand_sweeps(raw, problems)
     # Names come from the raw items, so that a benchmark with other problems still takes
     # part in the duplicate and baseline checks (every problem is reported at once).
     declared: dict[str, int] = {}
@@ -440,6 +442,60 @@ def _dry_run_problems(specs: list[BenchmarkSpec], manager: PluginManager) -> lis
                 "set dry_run: false on the benchmark if that is wrong)"
             )
     return problems
+
+
+MAX_SWEEP = 10_000
+
+
+def _expand_sweeps(raw: list[Any], problems: list[str]) -> list[Any]:
+    """A benchmark with ``sweep:`` becomes one benchmark per combination of the listed values.
+
+    ``sweep: {args.in_channels: [64, 128], args.kernel_size: [3, 5], batch_size: [1, 8]}``
+    gives 8 benchmarks named like ``conv[in_channels=64,kernel_size=3,batch_size=1]``.
+    Keys are suite keys (``batch_size``, ``dtype``...) or ``args.NAME`` /
+    ``dataset_args.NAME`` for one argument.
+    """
+    expanded: list[Any] = []
+    for i, item in enumerate(raw, start=1):
+        if not isinstance(item, Mapping) or "sweep" not in item:
+            expanded.append(item)
+            continue
+        base = {k: v for k, v in item.items() if k != "sweep"}
+        label = f"benchmark {_called(base) or '#' + str(i)!r} (#{i})"
+        sweep = item["sweep"]
+        if not isinstance(sweep, Mapping) or not sweep:
+            problems.append(f"{label}: key 'sweep' must map keys to lists of values, e.g. {{args.kernel_size: [3, 5]}}")
+            continue
+        axes: list[tuple[str, list[Any]]] = []
+        for key, values in sweep.items():
+            head, _, rest = str(key).partition(".")
+            if not isinstance(values, list) or not values:
+                problems.append(f"{label}: key 'sweep.{key}' must be a non-empty list of values, got {values!r}")
+            elif rest and head not in ("args", "dataset_args"):
+                problems.append(f"{label}: key 'sweep.{key}': only args.NAME and dataset_args.NAME reach inside a key")
+            elif not rest and (key not in FIELD_CHECKS or key in ("name", "model")):
+                problems.append(f"{label}: key 'sweep.{key}' is no suite key{did_you_mean(str(key), FIELD_CHECKS)}")
+            else:
+                axes.append((str(key), values))
+        if len(axes) != len(sweep):
+            continue
+        if math.prod(len(v) for _, v in axes) > MAX_SWEEP:
+            problems.append(f"{label}: key 'sweep' makes more than {MAX_SWEEP} benchmarks; split the suite")
+            continue
+        name = _called(base) or f"benchmark{i}"
+        for combination in itertools.product(*(values for _, values in axes)):
+            one = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+            parts = []
+            for (key, _), value in zip(axes, combination):
+                head, _, rest = key.partition(".")
+                if rest:
+                    one[head] = {**(one.get(head) if isinstance(one.get(head), Mapping) else {}), rest: value}
+                else:
+                    one[head] = value
+                parts.append(f"{rest or head}={value}")
+            one["name"] = f"{name}[{','.join(parts)}]"
+            expanded.append(one)
+    return expanded
 
 
 def _called(item: Any) -> str | None:

@@ -230,3 +230,32 @@ def test_input_shape_problems_name_the_real_cause(manager: PluginManager, tmp_pa
     assert "model 'weird' (plugin 'weird') gave an invalid default input shape" in weird
     [picky] = problems_of({"benchmarks": [{"model": "picky"}]}, own)
     assert "could not derive its input shape from these args (KeyError: 'size')" in picky
+
+
+def test_sweeps_expand_into_named_benchmarks(manager: PluginManager) -> None:
+    suite = load_suite(
+        {"defaults": {"device": "cpu"},
+         "benchmarks": [{"name": "c", "model": "conv", "args": {"in_channels": 8, "out_channels": 8, "padding": 1},
+                         "sweep": {"args.kernel_size": [1, 3], "batch_size": [1, 4]}}]},
+        manager,
+    )
+    assert [b.name for b in suite.benchmarks] == [
+        "c[kernel_size=1,batch_size=1]", "c[kernel_size=1,batch_size=4]", "c[kernel_size=3,batch_size=1]", "c[kernel_size=3,batch_size=4]"
+    ]
+    assert suite.benchmarks[3].args == {"in_channels": 8, "out_channels": 8, "padding": 1, "kernel_size": 3}
+    assert suite.benchmarks[3].batch_size == 4
+
+
+@pytest.mark.parametrize(
+    ("sweep", "expected"),
+    [
+        ({"args.kernel_size": []}, "must be a non-empty list"),
+        ({"batchsize": [1]}, "is no suite key (did you mean 'batch_size'?)"),
+        ({"metric_options.latency": [1]}, "only args.NAME and dataset_args.NAME"),
+        ([1, 2], "must map keys to lists"),
+    ],
+)
+def test_bad_sweeps(manager: PluginManager, sweep: object, expected: str) -> None:
+    data = {"benchmarks": [{"model": "conv", "args": {"in_channels": 8, "out_channels": 8, "kernel_size": 3}, "sweep": sweep}]}
+    [problem] = problems_of(data, manager)
+    assert expected in problem

@@ -241,6 +241,7 @@ def benchbench_register_metrics(register: Any) -> None:
         check_options=check_options,
         train_options=True,
         needs_dataset=True,
+        exclusive=True,  # train_time_s is a time
         compare={"accuracy": {"higher_is_better": True}, "rmse": {}, "mae": {}},
         description="trains with the benchmark's train: recipe on its dataset; test accuracy (or RMSE, MAE)",
         formats={

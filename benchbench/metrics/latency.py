@@ -110,6 +110,7 @@ def benchbench_register_metrics(register: Any) -> None:
         check_options=check_options,
         compare={"latency_ms": {"samples": "latency_samples_ms", "rounds": "latency_rounds_ms"}},
         merge_rounds=merge_rounds,
+        exclusive=True,
         description="median time of one batch (CPU: blocked perf_counter; CUDA: events), IQR, samples/s",
         formats={
             "latency_ms": formatting.ms,
