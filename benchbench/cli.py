@@ -219,9 +219,10 @@ def _reporter(manager: Any, fmt: str) -> tuple[Any, dict[str, Any]]:
         return reporters[fmt], {}
     if fmt in table_formats():
         return reporters["table"], {"tablefmt": fmt}
+    hint = "; for the HTML report with plots: benchbench report RUN.json --html FILE" if "htm" in fmt.lower() else ""
     raise UsageError(
         f"--format {fmt!r} is neither a reporter nor a table format{did_you_mean(fmt, [*reporters, *table_formats()])}; "
-        f"reporters: {', '.join(sorted(reporters))}; table formats: {', '.join(table_formats())}"
+        f"reporters: {', '.join(sorted(reporters))}; table formats: {', '.join(table_formats())}{hint}"
     )
 
 
@@ -260,6 +261,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(args.out) / f"{safe_filename(suite_name)}-{stamp}.json"
+        n = 1
+        while path.exists():  # two runs started in the same second keep both files
+            n += 1
+            path = Path(args.out) / f"{safe_filename(suite_name)}-{stamp}-{n}.json"
     check_writable(path, args.suite, args.resume)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
@@ -281,12 +286,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor_options={"address": args.address} if args.address else None,
     )
     print(reporter.render(run, options))
-    print(f"benchbench: run file written to {path}", file=sys.stderr)
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    say(f"benchbench: run file written to {path}")
     if history_path is not None:
         from benchbench.history import History
 
         History(history_path).append(run, path)
-        print(f"benchbench: appended to the history {history_path}", file=sys.stderr)
+        say(f"benchbench: appended to the history {history_path}")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         from benchbench.reporters import render_table
 
@@ -319,7 +325,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else:
             from benchbench.history import History
 
-            base = History(args.history).baseline(new.suite, args.baseline, exclude_time=new.environment.get("time"))
+            base = History(args.history).baseline(new.suite, args.baseline, before=new.environment.get("time"))
     else:
         raise UsageError("give BASE.json NEW.json, or NEW.json --baseline latest|<git ref>|<file>")
     fields = [f.strip() for f in args.metrics.split(",") if f.strip()] if args.metrics else None
@@ -367,11 +373,16 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.suite is not None and args.suite not in suites:
         raise UsageError(f"--suite {args.suite!r}: no runs of it in {args.history}{did_you_mean(args.suite, suites)}; "
                          f"suites there: {', '.join(suites)}")
+    if args.suite is None and len(suites) > 1:  # a benchmark name means one thing within one suite only
+        args.suite = runs[-1]["suite"]
+        print(f"benchbench: showing suite {args.suite!r}, the latest run's (--suite to choose: {', '.join(suites)})",
+              file=sys.stderr)
     if args.metric not in store.fields():
         raise UsageError(f"--metric {args.metric!r}: no such field in {args.history}{did_you_mean(args.metric, store.fields())}")
     if args.benchmark is not None and args.benchmark not in store.benchmarks():
         raise UsageError(f"--benchmark {args.benchmark!r}: not in {args.history}{did_you_mean(args.benchmark, store.benchmarks())}")
     points = store.trend(args.suite, args.metric, args.benchmark)
+    run_complete = {r["id"]: bool(r["complete"]) for r in runs}
     run_ids = list(dict.fromkeys(p["id"] for p in points))[-args.last:]
     benchmarks = list(dict.fromkeys(p["benchmark"] for p in points))
     values = {(p["id"], p["benchmark"]): p["value"] for p in points}
@@ -386,10 +397,11 @@ def cmd_history(args: argparse.Namespace) -> int:
                 cells.append("-")
                 continue
             change = f" ({value / previous[bench] - 1:+.1%})" if previous.get(bench) else ""
-            cells.append(f"{value:.4g}{change}")
+            cells.append(f"{_value_text(args.metric, value)}{change}")
             previous[bench] = value
         commit = (info[run_id]["git_commit"] or "")[:8] or "-"
-        rows.append([run_id, info[run_id]["time"], commit, info[run_id]["suite"], *cells])
+        complete = "" if run_complete.get(run_id, True) else " (incomplete)"
+        rows.append([run_id, info[run_id]["time"] + complete, commit, info[run_id]["suite"], *cells])
     headers = ["run", "time", "commit", "suite", *benchmarks]
     print(f"{args.metric} over the last {len(run_ids)} run(s) in {args.history} (change from the previous run in brackets)")
     print(tabulate(rows, headers=headers, tablefmt=TABLE_ALIASES.get(args.format, args.format), disable_numparse=True))
@@ -457,6 +469,13 @@ def cmd_peak(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _value_text(field: str, value: float) -> str:
+    """A history value formatted as tables format it (by the field's name)."""
+    from benchbench.reporters import format_cell
+
+    return format_cell({}, field, int(value) if float(value).is_integer() and abs(value) >= 1000 else value)
+
+
 def _step_summary(markdown: str) -> None:
     """Append to the GitHub Actions job summary (the file $GITHUB_STEP_SUMMARY names)."""
     try:
@@ -492,13 +511,20 @@ def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any
     Changing what is measured (device, batch size, metrics, selection, rounds) would mix
     incomparable records in one file; the timeout and the executor may change.
     """
+    from benchbench.suite import read_suite_file
+
     for key in ("device", "batch_size", "metrics", "only", "rounds"):
         if given.get(key) is not None and given[key] != resume.options.get(key):
+            was = f"{key} {resume.options[key]!r}" if key in resume.options else f"no --{key.replace('_', '-')}"
             raise UsageError(
-                f"--resume: the run was made with {key} {resume.options.get(key)!r}, not {given[key]!r}; "
+                f"--resume: the run was made with {was}, not {given[key]!r}; "
                 "a resumed run keeps its options (start a new run to change them)"
             )
     if args.suite is not None:
+        data, _ = read_suite_file(args.suite)
+        name = data.get("name") if isinstance(data.get("name"), str) else Path(args.suite).stem
+        if name != resume.suite:
+            raise UsageError(f"--resume: {args.resume} is a run of suite {resume.suite!r}, and {args.suite} is suite {name!r}")
         text = Path(args.suite).read_text(encoding="utf-8")
         if resume.suite_text is not None and text != resume.suite_text:
             raise UsageError(

@@ -108,7 +108,8 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.regressions else 0
+        """1 when something regressed, or when the new run did not finish (a killed CI run must not pass)."""
+        return 1 if self.regressions or not self.new.complete else 0
 
 
 def compare_runs(
@@ -188,11 +189,15 @@ def compare_runs(
                      "raise min_runs or rounds in the suite")
     if other_machine:
         notes.append(f"the runs come from different machines ({other_machine}): timing verdicts are at most 'uncertain'")
-    single = [r.benchmark for r in rows if r.samples and (len(_rounds(base_records[r.benchmark], specs[r.field])) < 3
-                                                          or len(_rounds(new_records[r.benchmark], specs[r.field])) < 3)]
-    if single:
-        notes.append("fewer than 3 rounds on a side: the samples share few moments of the machine, so timing "
-                     "verdicts are less trustworthy; set rounds: 5 in the suite (as suites/ci.yaml does)")
+    few = sorted({(len(_rounds(base_records[r.benchmark], specs[r.field])), len(_rounds(new_records[r.benchmark], specs[r.field])))
+                  for r in rows if r.samples})
+    if any(min(pair) < 3 for pair in few):
+        counts = ", ".join(f"{b} vs {n}" for b, n in few)
+        notes.append(f"rounds per side (base vs new): {counts}; with fewer than 3 the samples share few moments of "
+                     "the machine and timing verdicts are less trustworthy (suites/ci.yaml uses rounds: 5)")
+    if not new.complete:
+        notes.append("the new run is INCOMPLETE (interrupted or killed): compare fails until it is finished "
+                     "(benchbench run --resume)")
     if base.environment.get("torch") != new.environment.get("torch"):
         notes.append(f"the runs used different torch versions: {base.environment.get('torch')} vs {new.environment.get('torch')}")
     return Comparison(base, new, rows, alpha, notes)
@@ -281,6 +286,8 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
     regressions = comparison.regressions
     if regressions:
         lines.append(f"{len(regressions)} regression(s): " + "; ".join(_summary(r) for r in regressions))
+    elif not comparison.new.complete:
+        lines.append("no regressions among what ran, but the new run is incomplete")
     else:
         lines.append("no regressions")
     too_few = [r for r in comparison.rows if r.verdict.verdict == stats.TOO_FEW]
@@ -288,7 +295,8 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
     lines += comparison.notes
     lines.append(
         f"timed fields: one-sided Mann-Whitney U on the raw samples at alpha {comparison.alpha:g}, Hodges-Lehmann "
-        f"ratio, {100 * (1 - 2 * comparison.alpha):g}% CI from a bootstrap over rounds; deterministic fields: exact."
+        f"ratio, {100 * (1 - 2 * comparison.alpha):g}% CI from a bootstrap (over rounds, then samples); "
+        "deterministic fields: exact."
     )
     return "\n".join(lines)
 

@@ -89,11 +89,21 @@ class History:
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"history {str(self.path)!r} is not a readable benchbench history: {exc}") from None
 
-    def append(self, run: RunResult, run_file: str | Path | None = None) -> int:
-        """Store a run; return its id."""
+    def append(self, run: RunResult, run_file: str | Path | None = None) -> int | None:
+        """Store a run; return its id (None for a run without records, which says nothing).
+
+        A resumed run replaces its interrupted first part (same run file, same start time),
+        so the history holds each run once.
+        """
+        if not run.records:
+            return None
         env = run.environment
         git = env.get("git") or {}
         with self._connect(create=True) as db:
+            if run_file is not None:
+                for (old,) in db.execute("SELECT id FROM runs WHERE run_file = ? AND time = ?", (str(run_file), env.get("time") or "")).fetchall():
+                    db.execute("DELETE FROM measurements WHERE run_id = ?", (old,))
+                    db.execute("DELETE FROM runs WHERE id = ?", (old,))
             cursor = db.execute(
                 "INSERT INTO runs (suite, time, git_commit, git_branch, git_dirty, host, complete, run_file, run_json)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -131,10 +141,10 @@ class History:
             raise UsageError(f"{origin}: its stored run file is damaged: {exc}") from None
         return RunResult.from_dict(data, origin=origin)
 
-    def baseline(self, suite: str, which: str, *, exclude_time: str | None = None) -> RunResult:
-        """``latest`` complete run of ``suite`` (other than the one at ``exclude_time``), or the
-        latest one at the commit a git ref names (``main``, ``HEAD~1``, a hash)."""
-        runs = [r for r in self.runs(suite) if r["complete"] and r["time"] != exclude_time]
+    def baseline(self, suite: str, which: str, *, before: str | None = None) -> RunResult:
+        """``latest`` complete run of ``suite`` that started before ``before`` (the new run's
+        time), or the latest such run at the commit a git ref names (``main``, ``HEAD~1``...)."""
+        runs = [r for r in self.runs(suite) if r["complete"] and (before is None or r["time"] < before)]
         if not runs:
             raise UsageError(f"history {str(self.path)!r} has no complete earlier run of suite {suite!r} to compare with")
         if which == "latest":

@@ -174,6 +174,9 @@ class Registry:
         ):
             if not callable(measure):
                 raise PluginError(f"plugin {plugin!r}: metric {name!r} needs a callable, got {measure!r}")
+            for what, value in (("fields", fields), ("ratio_fields", ratio_fields)):
+                if isinstance(value, str) or not all(isinstance(f, str) for f in value):
+                    raise PluginError(f"plugin {plugin!r}: metric {name!r}: {what} must be a list of field names, got {value!r}")
             self.add(
                 "metrics",
                 MetricEntry(

@@ -65,10 +65,15 @@ def render_data(runs: Sequence[RunResult], fmt: str) -> str:
 
 
 def comparison(runs: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
-    """Benchmarks (in first-seen order) against field x run, each later run with its ratio to r1."""
+    """Benchmarks (in first-seen order) against field x run, each later run with its ratio to r1.
+
+    Runs of different suites are keyed ``suite:benchmark``: a name means one benchmark
+    within a suite only (``upsample_transposed`` differs between efficiency and ci).
+    """
     fields = [f for f in COMPARED if any(r.get(f) is not None for run in runs for r in run.records)]
-    names = list(dict.fromkeys(r["benchmark"] for run in runs for r in run.records))
-    by_run = [{r["benchmark"]: r for r in run.records} for run in runs]
+    key = (lambda run, r: r["benchmark"]) if len({run.suite for run in runs}) == 1 else (lambda run, r: f"{run.suite}:{r['benchmark']}")
+    names = list(dict.fromkeys(key(run, r) for run in runs for r in run.records))
+    by_run = [{key(run, r): r for r in run.records} for run in runs]
     headers = ["benchmark"] + [f"{f} r{i + 1}" for f in fields for i in range(len(runs))]
     rows = []
     for name in names:
@@ -191,6 +196,9 @@ def _environment(run: RunResult) -> str:
     for key, value in env.items():
         if key == "plugins":
             value = ", ".join(f"{p.get('name')} ({p.get('distribution') or p.get('source')})" for p in value or [])
+        elif key == "peaks" and isinstance(value, dict):
+            value = "; ".join(f"{d}: {m.get('name')}, {m.get('matmul_flops', 0) / 1e9:.0f} GFLOP/s, "
+                              f"{m.get('bandwidth_bytes_per_s', 0) / 1e9:.0f} GB/s (measured {m.get('time')})" for d, m in value.items())
         elif isinstance(value, (dict, list)):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else "; ".join(map(str, value))
         rows.append([key, value if value not in (None, "") else "-"])

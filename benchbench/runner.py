@@ -263,6 +263,13 @@ class Runner:
 
     def _finish(self, run: RunResult, specs: list[BenchmarkSpec]) -> None:
         add_ratios(run.records, self._ratio_fields(specs))
+        by_name = {r["benchmark"]: r for r in run.records}
+        for name in sorted({r.get("baseline") for r in run.records if r.get("baseline")} - {None}):
+            base = by_name.get(name)
+            if base is not None and base.get("status") != STATUS_OK:
+                note = f"no ratios against {name!r}: that baseline {base.get('status')}"
+                if note not in run.notes:
+                    run.notes.append(note)
         for record in run.records:
             if record.get("status") != STATUS_OK:
                 continue
@@ -386,7 +393,8 @@ class Runner:
             except _Stop:
                 pass
             except DeadlineExceeded:
-                errors.append(f"timed out after {spec.timeout:g} s (the fields measured before are kept)")
+                kept = any(k not in CORE_FIELDS for k in record)
+                errors.append(f"timed out after {spec.timeout:g} s" + (" (the fields measured before are kept)" if kept else ""))
             finally:
                 if ctx is not None:
                     record["warnings"] += ctx.warnings

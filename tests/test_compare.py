@@ -246,7 +246,7 @@ def test_history_store_trend_and_baselines(tmp_path: Path, monkeypatch: pytest.M
     assert [r["git_commit"] for r in store.runs("s")] == [first, second]
     assert [p["value"] for p in store.trend("s", "params", "a")] == [100, 200]
     assert store.baseline("s", "latest").records[0]["params"] == 200
-    assert store.baseline("s", "latest", exclude_time="2026-01-02T00:00:00+00:00").records[0]["params"] == 100
+    assert store.baseline("s", "latest", before="2026-01-02T00:00:00+00:00").records[0]["params"] == 100  # earlier runs only
     assert store.baseline("s", "HEAD~1").records[0]["params"] == 100
     assert store.baseline("s", "main").records[0]["params"] == 200
     with pytest.raises(UsageError, match="neither 'latest', an existing run file, nor a git ref"):
@@ -300,3 +300,24 @@ def test_compare_as_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["compare", str(base), str(slower), "--format", "csv"]) == 1
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {r["field"] for r in rows} == {"params", "flops", "latency_ms", "peak_memory_bytes"}
+
+
+def test_an_incomplete_new_run_fails_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(run(record("a"), record("b")), tmp_path / "base.json")
+    killed = run(record("a"))
+    killed.complete = False
+    new = write(killed, tmp_path / "new.json")
+    assert main(["compare", str(base), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "the new run is INCOMPLETE" in out and "missing in new" in out
+
+
+def test_history_keeps_a_resumed_run_once_and_skips_empty_ones(tmp_path: Path) -> None:
+    store = History(tmp_path / "h.sqlite")
+    first = run(record("a"), time="2026-01-01T00:00:00+00:00")
+    first.complete = False
+    store.append(first, tmp_path / "r.json")
+    finished = run(record("a"), record("b"), time="2026-01-01T00:00:00+00:00")
+    store.append(finished, tmp_path / "r.json")
+    assert [(r["complete"], r["time"]) for r in store.runs()] == [(1, "2026-01-01T00:00:00+00:00")]
+    assert store.append(run(time="2026-01-02T00:00:00+00:00")) is None and len(store.runs()) == 1

@@ -212,3 +212,12 @@ def test_rounds_interleave_pool_latency_and_measure_the_rest_once(tmp_path: Path
         assert record["latency_ms"] == pytest.approx(sorted(pooled)[len(pooled) // 2], rel=0.5)
         assert len(record["latency_round_medians_ms"]) == 3 and record["params"] > 0
     assert "round 2/3" in capsys.readouterr().err
+
+
+def test_a_failed_baseline_is_named_instead_of_silently_dropping_ratios(tmp_path: Path) -> None:
+    write_plugin(tmp_path, "toys", prefix="t_")
+    data = tiny_suite(metrics=["params"])
+    data["benchmarks"][0] = {"name": "std", "model": "t_broken"}
+    run = benchbench.run_suite(data, plugins_dir=tmp_path, quiet=True)
+    assert "params_ratio" not in run.records[1]
+    assert "no ratios against 'std': that baseline failed" in run.notes

@@ -246,6 +246,7 @@ def benchbench_register_metrics(register: Any) -> None:
         description="trains with the benchmark's train: recipe on its dataset; test accuracy (or RMSE, MAE)",
         formats={
             "accuracy": lambda v: f"{v:.2%}", "accuracy_std": lambda v: f"{v:.2%}",
+            "rmse": lambda v: f"{v:.4f}", "rmse_std": lambda v: f"{v:.4f}", "mae": lambda v: f"{v:.4f}",
             "train_time_s": lambda v: f"{v:.1f} s",
         },
     )

@@ -60,8 +60,9 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
     if fields["latency_ms"] > 0 and fields["latency_iqr_ms"] / fields["latency_ms"] > opts["noise_threshold"]:
         ctx.warn(
             f"latency is noisy: IQR {fields['latency_iqr_ms']:.3g} ms is "
-            f"{fields['latency_iqr_ms'] / fields['latency_ms']:.0%} of the median {fields['latency_ms']:.3g} ms "
-            f"(> {opts['noise_threshold']:.0%}); other load on the machine? Close it, pin threads, or raise min_run_time_s"
+            f"{fields['latency_iqr_ms'] / fields['latency_ms']:.1%} of the median {fields['latency_ms']:.3g} ms "
+            f"(> {opts['noise_threshold']:.0%}) in one round of samples; other load on the machine? Close it, pin "
+            "threads, or raise min_run_time_s"
         )
     return {
         **fields,
