@@ -37,10 +37,11 @@ from benchbench.data import CLASSIFICATION, REGRESSION, Dataset, split
 # --------------------------------------------------------------------------- augmentations
 
 
-def random_shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 1) -> torch.Tensor:
-    """Shift each image by up to ``pixels`` in each direction (digits), filling with the
-    batch's background (its minimum: after standardisation the background is not 0)."""
-    padded = F.pad(x, (pixels,) * 4, value=float(x.min()))
+def random_shift(x: torch.Tensor, generator: torch.Generator, pixels: int = 1, fill: float | None = None) -> torch.Tensor:
+    """Shift each image by up to ``pixels`` in each direction (a random crop of the padded
+    image), filling with ``fill``, by default the batch's background (its minimum: after
+    standardisation the digits' background is not 0)."""
+    padded = F.pad(x, (pixels,) * 4, value=float(x.min()) if fill is None else fill)
     h, w = x.shape[-2:]
     out = torch.empty_like(x)
     offsets = torch.randint(0, 2 * pixels + 1, (len(x), 2), generator=generator)
@@ -54,10 +55,7 @@ def crop_flip_jitter(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     4-pixel zero padding (zero is the mean colour after normalisation), horizontal flip, and
     colour jitter: contrast scaled by up to 20% around each image's mean, brightness shifted
     by up to 0.2 standard deviations."""
-    padded = F.pad(x, (4,) * 4)
-    h, w = x.shape[-2:]
-    offsets = torch.randint(0, 9, (len(x), 2), generator=generator)
-    x = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+    x = random_shift(x, generator, pixels=4, fill=0.0)
     flip = torch.rand(len(x), generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     contrast = 1 + (torch.rand(len(x), 1, 1, 1, generator=generator) - 0.5) * 0.4
