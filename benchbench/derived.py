@@ -11,7 +11,8 @@ A built-in plugin on ``benchbench_derive_fields``, called once per finished reco
   is lower: a layer this estimate places under the roofline's ridge is surely bound by
   memory bandwidth.
 * ``peak_fraction``: achieved FLOP/s over the device's measured peak (``benchbench peak``,
-  when it has been run on this machine; nothing is measured here).
+  when it has been run on this machine: the runner stores it in the run's environment;
+  nothing is measured or read here).
 """
 
 from __future__ import annotations
@@ -49,9 +50,7 @@ def benchbench_derive_fields(record: dict[str, Any], environment: dict[str, Any]
     moved = bytes_moved(record)
     if moved:
         fields["arithmetic_intensity"] = work / moved
-    from benchbench import peak
-
-    measured = peak.load(record.get("device") or "cpu")
+    measured = (environment.get("peaks") or {}).get(record.get("device") or "cpu")  # stored by the runner
     if measured:
         fields["peak_fraction"] = rate / measured["matmul_flops"]
     return fields
