@@ -238,8 +238,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Before importing torch: a typo in a path or the YAML costs a fraction of a second.
     resume = RunResult.read_json(args.resume) if args.resume else None
+    suite_text = None
     if args.suite is not None:
-        data, _ = read_suite_file(args.suite)
+        data, suite_text = read_suite_file(args.suite)
         source: Any = args.suite
         suite_name = data.get("name") if isinstance(data.get("name"), str) else Path(args.suite).stem
     elif resume is not None:
@@ -272,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     history_path = None if args.no_history else Path(args.history) if args.history else Path(args.out) / "history.sqlite"
     replayed = {k: v for k, v in (resume.options if resume else {}).items() if given.get(k) is None and k in given}
     if resume is not None:
-        _check_resumable(resume, args, given)
+        _check_resumable(resume, args, given, suite_name, suite_text)
 
     from benchbench.runner import run_suite
 
@@ -505,14 +506,15 @@ def _columns(text: str, manager: Any) -> list[str]:
     return columns
 
 
-def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any]) -> None:
+def _check_resumable(
+    resume: Any, args: argparse.Namespace, given: dict[str, Any], suite_name: str, suite_text: str | None
+) -> None:
     """A resumed run finishes the same measurement: same suite text, same options.
 
     Changing what is measured (device, batch size, metrics, selection, rounds) would mix
     incomparable records in one file; the timeout and the executor may change.
+    ``suite_text`` is the SUITE.yaml given beside ``--resume`` (None without one).
     """
-    from benchbench.suite import read_suite_file
-
     for key in ("device", "batch_size", "metrics", "only", "rounds"):
         if given.get(key) is not None and given[key] != resume.options.get(key):
             was = f"{key} {resume.options[key]!r}" if key in resume.options else f"no --{key.replace('_', '-')}"
@@ -520,13 +522,10 @@ def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any
                 f"--resume: the run was made with {was}, not {given[key]!r}; "
                 "a resumed run keeps its options (start a new run to change them)"
             )
-    if args.suite is not None:
-        data, _ = read_suite_file(args.suite)
-        name = data.get("name") if isinstance(data.get("name"), str) else Path(args.suite).stem
-        if name != resume.suite:
-            raise UsageError(f"--resume: {args.resume} is a run of suite {resume.suite!r}, and {args.suite} is suite {name!r}")
-        text = Path(args.suite).read_text(encoding="utf-8")
-        if resume.suite_text is not None and text != resume.suite_text:
+    if suite_text is not None:
+        if suite_name != resume.suite:
+            raise UsageError(f"--resume: {args.resume} is a run of suite {resume.suite!r}, and {args.suite} is suite {suite_name!r}")
+        if resume.suite_text is not None and suite_text != resume.suite_text:
             raise UsageError(
                 f"--resume: {args.suite} has changed since the run was made; resume with the run file alone "
                 f"(benchbench run --resume {args.resume}, which uses the suite it keeps) or start a new run"
