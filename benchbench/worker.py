@@ -18,6 +18,7 @@ import pickle
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def main(argv: list[str]) -> int:
@@ -27,20 +28,37 @@ def main(argv: list[str]) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
     request, result = Path(argv[0]), Path(argv[1])
     payload = pickle.loads(request.read_bytes())
+    runner = runner_for(payload["plugins"])
+    result.with_name("ready").touch()  # the parent's clock for the timeout starts now
+    record = run_job(runner, payload["job"])
+    partial = result.with_suffix(".tmp")
+    partial.write_text(json.dumps(record))
+    os.replace(partial, result)
+    return 0
+
+
+_RUNNERS: dict[str, Any] = {}
+
+
+def runner_for(plugin_config: dict[str, Any]) -> Any:
+    """A runner for jobs in this process (a subprocess worker, a Ray worker), built once per
+    plugin configuration: malloc pinned as in the parent, the same plugins loaded."""
     from benchbench.allocator import pin_malloc_thresholds
     from benchbench.plugins import PluginManager
-    from benchbench.results import jsonable
     from benchbench.runner import Runner
 
     pin_malloc_thresholds()
-    manager = PluginManager(**payload["plugins"])
-    runner = Runner(manager)
-    result.with_name("ready").touch()  # the parent's clock for the timeout starts now
-    record = runner.run_job(payload["job"])
-    partial = result.with_suffix(".tmp")
-    partial.write_text(json.dumps(jsonable(record)))
-    os.replace(partial, result)
-    return 0
+    key = json.dumps(plugin_config, sort_keys=True)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = Runner(PluginManager(**plugin_config))
+    return _RUNNERS[key]
+
+
+def run_job(runner: Any, job: Any) -> dict[str, Any]:
+    """Run one job and return its record as plain JSON-safe data, ready to send back."""
+    from benchbench.results import jsonable
+
+    return jsonable(runner.run_job(job))
 
 
 def _die_with_parent() -> None:

@@ -30,26 +30,15 @@ from typing import Any
 
 import benchbench
 
-_MANAGERS: dict[str, Any] = {}
-
-
 def run_remote(plugin_config: dict[str, Any], job: Any) -> dict[str, Any]:
-    """The task: build the plugin manager once per worker process, run the job, return its record."""
-    import json
+    """The task: the same per-process runner as a subprocess worker's (built once per Ray
+    worker), then the job's record."""
+    from benchbench import worker
 
-    from benchbench.allocator import pin_malloc_thresholds
-    from benchbench.plugins import PluginManager
-    from benchbench.results import jsonable
-    from benchbench.runner import Runner
-
-    pin_malloc_thresholds()
-    key = json.dumps(plugin_config, sort_keys=True)
-    if key not in _MANAGERS:
-        manager = PluginManager(**plugin_config)
-        if manager.pm.get_plugin("benchbench.progress") is not None:
-            manager.pm.unregister(name="benchbench.progress")  # the driver shows progress
-        _MANAGERS[key] = Runner(manager)
-    return jsonable(_MANAGERS[key].run_job(job))
+    runner = worker.runner_for(plugin_config)
+    if runner.manager.pm.get_plugin("benchbench.progress") is not None:
+        runner.manager.pm.unregister(name="benchbench.progress")  # the driver shows progress
+    return worker.run_job(runner, job)
 
 
 class RayExecutor:
