@@ -44,15 +44,7 @@ def receptive_field(ctx: MeasureContext) -> dict[str, Any]:
     ReLU passes and no path cancels; a max-pool passes the gradient to one input per
     window, so the support is the union over ``trials`` random inputs.
     """
-    model = copy.deepcopy(ctx.model).double().eval()
-    with torch.no_grad():
-        for module in model.modules():
-            weight = getattr(module, "weight", None)
-            if isinstance(weight, torch.Tensor) and weight.dim() > 1:
-                weight.copy_(weight.abs() + 1e-3)
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, torch.Tensor):
-                bias.zero_()
+    model = _probe_copy(ctx.model, lambda weight: weight.abs() + 1e-3, lambda weight: weight)
     shape = tuple(ctx.benchmark.input_shape)
     generator = torch.Generator().manual_seed(0)
     x = (torch.rand(ctx.options["trials"], *shape, generator=generator, dtype=torch.float64) + 0.5).requires_grad_()
@@ -73,6 +65,22 @@ def receptive_field(ctx: MeasureContext) -> dict[str, Any]:
         "receptive_field_hw": [side_h, side_w],
         "receptive_field_theory": analytic_receptive_field(chain.leaves) if chain.is_chain else None,
     }
+
+
+def _probe_copy(model: nn.Module, weights: Any, vectors: Any) -> nn.Module:
+    """An eval-mode float64 copy with every bias zeroed, each weight of 2+ dimensions
+    replaced by ``weights(weight)`` and each 1-dimensional one (norm scales) by
+    ``vectors(weight)``: a model whose response shows its structure, not its training."""
+    probe = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for module in probe.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, torch.Tensor):
+                weight.copy_(weights(weight) if weight.dim() > 1 else vectors(weight))
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                bias.zero_()
+    return probe
 
 
 def analytic_receptive_field(layers: list[nn.Module]) -> int:
@@ -205,17 +213,12 @@ def checkerboard(ctx: MeasureContext) -> dict[str, Any]:
     (sub-pixel convolution), large for a transposed convolution whose kernel size is not
     a multiple of its stride.
     """
-    model = copy.deepcopy(ctx.model).double().eval()
+    model = _probe_copy(
+        ctx.model,
+        lambda weight: torch.full_like(weight, 1.0 / max(1, weight[0].numel())),
+        lambda weight: torch.ones_like(weight),  # norm layers: identity
+    )
     with torch.no_grad():
-        for module in model.modules():
-            weight = getattr(module, "weight", None)
-            if isinstance(weight, torch.Tensor) and weight.dim() > 1:
-                weight.fill_(1.0 / max(1, weight[0].numel()))
-            elif isinstance(weight, torch.Tensor):  # norm layers: identity
-                weight.fill_(1.0)
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, torch.Tensor):
-                bias.zero_()
         out = model(torch.ones(1, *ctx.benchmark.input_shape, dtype=torch.float64))
     if out.dim() != 4 or min(out.shape[-2:]) < 8:
         raise ValueError(f"checkerboard needs an output map of at least 8x8, got shape {list(out.shape)}")
