@@ -307,12 +307,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from benchbench import stats
     from benchbench.compare import Thresholds, compare_runs, render
-    from benchbench.reporters import TABLE_ALIASES, table_formats
+    from benchbench.reporters import TABLE_ALIASES
     from benchbench.results import RunResult
 
-    formats = [*table_formats(), "csv", "json"]
-    if args.format not in formats:
-        raise UsageError(f"--format {args.format!r} is not a compare format{did_you_mean(args.format, formats)}")
+    _check_format(args.format, "compare", data=True)
     alpha = stats.DEFAULT_ALPHA if args.alpha is None else args.alpha
     if not 0 < alpha < 0.5:
         raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha}")
@@ -360,10 +358,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from benchbench.history import History
-    from benchbench.reporters import TABLE_ALIASES, table_formats
+    from benchbench.reporters import TABLE_ALIASES
 
-    if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
+    _check_format(args.format, "table")
     if args.last < 1:
         raise UsageError(f"--last must be a positive whole number, got {args.last}")
     store = History(args.history)
@@ -410,13 +407,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchbench.reporters import table_formats
     from benchbench.results import RunResult
 
-    formats = [*table_formats(), "csv", "json"]
-    if args.format not in formats:
-        raise UsageError(f"--format {args.format!r} is not a report format{did_you_mean(args.format, formats)}; "
-                         "csv, json or a table format (simple, github, grid...)")
+    _check_format(args.format, "report", data=True)
     runs = [RunResult.read_json(path) for path in args.runs]
     if args.format in ("csv", "json") and not args.html:
         from benchbench.report import render_data
@@ -475,6 +468,16 @@ def _value_text(field: str, value: float) -> str:
     from benchbench.reporters import format_cell
 
     return format_cell({}, field, int(value) if float(value).is_integer() and abs(value) >= 1000 else value)
+
+
+def _check_format(fmt: str, kind: str, *, data: bool = False) -> None:
+    """``--format`` of list, history (table formats) and compare, report (also csv, json)."""
+    from benchbench.reporters import table_formats
+
+    formats = [*table_formats(), *(("csv", "json") if data else ())]
+    if fmt not in formats:
+        hint = "; csv, json or a table format (simple, github, grid...)" if data else ""
+        raise UsageError(f"--format {fmt!r} is not a {kind} format{did_you_mean(fmt, formats)}{hint}")
 
 
 def _step_summary(markdown: str) -> None:
@@ -579,10 +582,9 @@ def check_writable(path: Path, suite: str | None = None, resume: str | None = No
 def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from benchbench.reporters import TABLE_ALIASES, table_formats
+    from benchbench.reporters import TABLE_ALIASES
 
-    if args.format not in table_formats():
-        raise UsageError(f"--format {args.format!r} is not a table format{did_you_mean(args.format, table_formats())}")
+    _check_format(args.format, "table")
     tablefmt = TABLE_ALIASES.get(args.format, args.format)
     manager = _manager(args)
     registry = manager.registry

@@ -197,7 +197,6 @@ def time_cuda(
             stop.record()
         torch.cuda.synchronize(device)
         samples = [s.elapsed_time(e) for s, e in zip(starts, ends)]  # milliseconds
-        del flush
     flushed = f", {L2_FLUSH_BYTES // 2**20} MiB written between steps to flush L2" if flush_l2 else ""
     timer = f"cuda: CUDA events around each step{flushed}, after {warmup + 5} warm-up step(s)"
     return Timing(samples, 1, timer, warmup + 5, _short_note(len(samples), min_runs, max_run_time_s))
