@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import benchbench
+from benchbench.errors import UsageError
 
 def run_remote(plugin_config: dict[str, Any], job: Any) -> dict[str, Any]:
     """The task: the same per-process runner as a subprocess worker's (built once per Ray
@@ -50,7 +51,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise RuntimeError("the ray executor needs Ray: pip install 'benchbench[ray]'") from None
+            raise UsageError("the ray executor needs Ray: pip install 'benchbench[ray]'") from None
         address = session.executor_options.get("address")
         started_here = not ray.is_initialized()
         if started_here:

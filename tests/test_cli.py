@@ -249,3 +249,11 @@ def test_list_executors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "executors"]) == 0
     out = capsys.readouterr().out
     assert "inline" in out and "subprocess" in out and "benchbench.executors" in out
+
+
+def test_ray_executor_without_ray_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    suite = write_suite(tmp_path, tiny_suite(metrics=["params"]))
+    assert main(["run", str(suite), "--executor", "ray", "--json", str(tmp_path / "r.json"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "the ray executor needs Ray: pip install 'benchbench[ray]'" in err and "Traceback" not in err
