@@ -106,8 +106,8 @@ class PluginManager:
         if problems:
             raise PluginError(f"plugin {info.name!r} ({info.module}): " + "; ".join(problems))
         name = info.name
-        if self.pm.get_plugin(name) is not None:  # two distributions using one entry-point name
-            name = f"{info.distribution}:{info.name}"
+        if self.pm.get_plugin(name) is not None:  # two plugins of one name (two distributions, or -p and a folder)
+            name = f"{info.distribution or info.source}:{info.name}"
             info = replace(info, name=name)
         try:
             self.pm.register(module, name=name)
@@ -161,8 +161,8 @@ class PluginManager:
         if not directory.is_dir():
             raise PluginError(f"--plugins-dir {str(directory)!r} is not a folder")
         for path in sorted(directory.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
+            if path.name.startswith("_") or any(_same_file(plugin, path) for plugin in self.pm.get_plugins()):
+                continue  # private, or the same file already loaded another way (-p)
             info = PluginInfo(path.stem, "plugins-dir", str(path))
             try:
                 self._register(_import_file(path, prefix="benchbench_dir_plugins"), info)

@@ -234,10 +234,15 @@ class Registry:
             raise UsageError(self.unknown(kind, name)) from None
 
     def unknown(self, kind: str, name: str) -> str:
-        """The message for an unknown name: the closest registered one, and how to list them."""
+        """The message for an unknown name: the closest registered one, or where plugins come from."""
+        close = did_you_mean(name, self._entries[kind])
+        if close:
+            return f"unknown {_SINGULAR[kind]} {name!r}{close}; `benchbench list {kind}` shows the registered ones"
         return (
-            f"unknown {_SINGULAR[kind]} {name!r}{did_you_mean(name, self._entries[kind])}; "
-            f"`benchbench list {kind}` shows the registered ones"
+            f"unknown {_SINGULAR[kind]} {name!r}: no loaded plugin registers a {_SINGULAR[kind]} of that name "
+            f"(`benchbench list {kind}` shows the registered ones). A plugin that provides it is either installed "
+            "(pip install it: it registers in the 'benchbench' entry-point group) or loaded for one run with "
+            "-p MODULE, -p path/to/plugin.py or --plugins-dir DIR"
         )
 
     @property

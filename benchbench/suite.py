@@ -9,7 +9,6 @@ This module does not import torch: a bad suite is reported in a fraction of a se
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import re
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from benchbench.arguments import check_args, without_defaults
 from benchbench.errors import SuiteError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
@@ -620,8 +620,8 @@ def _check_dataset(merged: dict[str, Any], label: str, manager: PluginManager, p
         return None
     entry = registry.get("datasets", name)
     args = merged.get("dataset_args", {})
-    arg_problems = _check_args(entry.loader, args)
-    problems.extend(f"{label}: key 'dataset_args': {p}" for p in arg_problems)
+    arg_problems = check_args(entry.loader, args, key="dataset_args")
+    problems.extend(f"{label}: {p}" for p in arg_problems)
     check = entry.meta.get("check")
     if check is not None and not arg_problems:
         problem = check(**args)
@@ -664,8 +664,9 @@ def _benchmark(
         return None
     entry = registry.get("models", model)
     args = merged.get("args", {})
-    arg_problems = _check_args(entry.factory, args) if "args" in own or "args" not in item else ["reported"]
-    problems.extend(f"{label}: key 'args': {p}" for p in arg_problems if p != "reported")
+    arg_problems = check_args(entry.factory, args) if "args" in own or "args" not in item else ["reported"]
+    problems.extend(f"{label}: {p}" for p in arg_problems if p != "reported")
+    merged["args"] = without_defaults(entry.factory, args)  # `stride: 1` and no stride are one benchmark
     dataset = _check_dataset(merged, label, manager, problems)
     if "input_shape" not in merged:
         shape, problem = _default_shape(dataset or entry, merged.get("dataset_args", {}) if dataset else args)
@@ -701,31 +702,6 @@ def _default_shape(entry: Any, args: dict[str, Any]) -> tuple[tuple[int, ...] | 
     if problem:
         return None, f"model {entry.name!r} (plugin {entry.plugin!r}) gave an invalid default input shape: {problem}"
     return checked, None
-
-
-def _check_args(factory: Callable[..., Any], args: dict[str, Any]) -> list[str]:
-    """Argument names the factory cannot take, and required ones that are missing."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return []  # builtins without a signature: the factory call will tell
-    params = signature.parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return []
-    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    problems = [
-        f"unknown argument {name!r}{did_you_mean(name, accepted)}; accepted: {', '.join(accepted)}"
-        for name in args
-        if name not in accepted
-    ]
-    missing = [
-        n
-        for n, p in params.items()
-        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in args
-    ]
-    if missing:
-        problems.append(f"missing required argument(s): {', '.join(missing)}")
-    return problems
 
 
 def _same_kind(value: Any, default: Any) -> bool:

@@ -186,3 +186,30 @@ def test_the_same_file_named_twice_is_loaded_once(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     manager = PluginManager(["twice.py", "./twice.py", str(tmp_path / "twice.py")], autoload=False)
     assert manager.registry.names("models").count("t_scale") == 1
+
+
+def test_one_file_through_dash_p_and_plugins_dir_is_one_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_plugin(tmp_path, "my_blocks", prefix="mb_")
+    monkeypatch.chdir(tmp_path)
+    for named in ("my_blocks", str(tmp_path / "my_blocks.py")):
+        manager = PluginManager([named], plugins_dir=tmp_path, autoload=False)
+        assert manager.registry.models["mb_scale"].plugin == named
+        assert not manager.failures and "None" not in str([p.name for p in manager.plugins])
+
+
+def test_two_different_plugins_of_one_name_are_told_apart_by_where_they_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_plugin(tmp_path / "a", "blocks", prefix="a_")
+    write_plugin(tmp_path / "b", "blocks", prefix="b_")
+    monkeypatch.syspath_prepend(str(tmp_path / "a"))
+    manager = PluginManager(["blocks"], plugins_dir=tmp_path / "b", autoload=False)
+    assert manager.registry.models["a_scale"].plugin == "blocks"
+    assert manager.registry.models["b_scale"].plugin == "plugins-dir:blocks"
+
+
+def test_an_unknown_name_with_no_close_match_says_where_plugins_come_from() -> None:
+    message = PluginManager().unknown("models", "squeeze_excite")
+    assert "did you mean" not in message  # 'squeezenet1_1' only shares a prefix
+    assert "no loaded plugin registers a model of that name" in message and "-p MODULE" in message
+    assert "did you mean 'depthwise_separable'" in PluginManager().unknown("models", "depthwise_seperable")
