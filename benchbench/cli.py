@@ -1,8 +1,10 @@
 """The ``benchbench`` command.
 
-Exit codes, everywhere: 0 success; 1 the work ran but something failed; 2 bad input or
-usage (one paragraph on stderr, no traceback; ``--debug`` or ``BENCHBENCH_DEBUG=1``
-adds it); 130 interrupted (what finished is saved first).
+Exit codes, everywhere (:class:`benchbench.errors.ExitCode`): 0 success; 1 the work ran
+but a benchmark failed or a comparison found a regression; 2 bad input or usage (one
+paragraph on stderr, no traceback; ``--debug`` or ``BENCHBENCH_DEBUG=1`` adds it); 3 an
+internal error (a bug in benchbench or a plugin's hook); 130 interrupted (what finished
+is saved first).
 
 Only the standard library and pluggy are imported at module level: ``--help`` and
 argument errors must not pay for importing torch.
@@ -11,6 +13,7 @@ argument errors must not pay for importing torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -22,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from benchbench import __version__
-from benchbench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BenchbenchError, UsageError, did_you_mean
+from benchbench.errors import BenchbenchError, ExitCode, UsageError, describe_exit_codes, did_you_mean
 
 LIST_KINDS = ("models", "metrics", "datasets", "reporters", "executors", "plugins")
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchbench",
         description="Benchmark PyTorch models and layers: params, FLOPs, latency, memory, side by side.",
-        epilog="Exit codes: 0 ok, 1 a benchmark failed, 2 bad input, 130 interrupted. "
+        epilog=f"Exit codes: {describe_exit_codes()}. "
         "Set BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD=1 to load only built-ins and -p plugins.",
     )
     parser.add_argument("--version", action="version", version=f"benchbench {__version__}")
@@ -175,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("BENCHBENCH_DEBUG", "") not in ("", "0")
     if args.command is None:
         parser.print_help()
-        return EXIT_USAGE
+        return ExitCode.USAGE_ERROR
     try:
         commands = {"run": cmd_run, "list": cmd_list, "compare": cmd_compare, "history": cmd_history, "peak": cmd_peak,
                     "report": cmd_report}
@@ -187,18 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("benchbench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `benchbench ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return ExitCode.OK
     except Exception as exc:  # a bug in benchbench or a plugin: say so plainly
         if debug:
             traceback.print_exc()
         print(
-            f"benchbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"benchbench: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback; "
+            "please report it)",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return ExitCode.INTERNAL_ERROR
 
 
 def _manager(args: argparse.Namespace) -> Any:
@@ -255,58 +258,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter, options = _reporter(manager, args.format)
     if args.columns:
         options["columns"] = _columns(args.columns, manager)
-    if args.json:
-        path = Path(args.json)
-    elif args.resume:
-        path = Path(args.resume)
+    from benchbench.history import History
+    from benchbench.outputs import check_folder, check_output, claim_new_file, exclusive, released_if_unused
+    from benchbench.results import is_run_file
+
+    # Every output is checked before the first benchmark: an hour of work must not end
+    # in "cannot write".
+    history = None if args.no_history else History(args.history or Path(args.out) / "history.sqlite")
+    if history is not None:
+        history.check_writable()
+    if args.profile is not None:
+        check_output_folder(args.profile, "--profile")
+    given_path = args.json if args.json is not None else args.resume
+    if given_path is not None:
+        path = check_output(given_path, option="--json" if args.json is not None else "--resume", what="benchbench run file",
+                            inputs=[args.suite] if args.suite else [], ours=is_run_file)
     else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path(args.out) / f"{safe_filename(suite_name)}-{stamp}.json"
-        n = 1
-        while path.exists():  # two runs started in the same second keep both files
-            n += 1
-            path = Path(args.out) / f"{safe_filename(suite_name)}-{stamp}-{n}.json"
-    check_writable(path, args.suite, args.resume)
+        check_folder(args.out, f"run files into --out {args.out!r}")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
              "executor": args.executor, "rounds": args.rounds, "metrics": metrics}
-    history_path = None if args.no_history else Path(args.history) if args.history else Path(args.out) / "history.sqlite"
     replayed = {k: v for k, v in (resume.options if resume else {}).items() if given.get(k) is None and k in given}
     if resume is not None:
         _check_resumable(resume, args, given, suite_name, suite_text)
 
-    from benchbench.runner import run_suite
+    from benchbench.runner import Runner, RunOptions, prepare
 
+    run_options = RunOptions(**{**given, **replayed}, profile=args.profile, quiet=args.quiet,
+                             executor_options={"address": args.address} if args.address else None)
+    suite = prepare(source, manager, run_options)  # every problem with the input, before anything is written
     _stop_on_terminate()
     if args.verbose:
         from benchbench import progress
 
         progress.set_style("verbose")
-    run = run_suite(
-        source, **{**given, **replayed}, manager=manager, quiet=args.quiet, out=path, resume=resume, profile=args.profile,
-        executor_options={"address": args.address} if args.address else None,
-    )
+    with contextlib.ExitStack() as stack:
+        if given_path is None:  # a name of its own, claimed atomically: two runs in one second keep both
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = stack.enter_context(released_if_unused(claim_new_file(args.out, f"{safe_filename(suite_name)}-{stamp}", ".json")))
+        stack.enter_context(exclusive(path, "run file"))
+        run = Runner(manager).run(suite, run_options, out=path, resume=resume)
     print(reporter.render(run, options))
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     say(f"benchbench: run file written to {path}")
-    if history_path is not None:
-        from benchbench.history import History
-
-        History(history_path).append(run, path)
-        say(f"benchbench: appended to the history {history_path}")
+    if history is not None:
+        history.append(run, path)
+        say(f"benchbench: appended to the history {history.path}")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         from benchbench.reporters import render_table
 
         _step_summary(render_table(run, {**options, "tablefmt": "github"}))
     if not run.complete:
         print(f"benchbench: interrupted; `benchbench run --resume {path}` runs the rest", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if run.failed else EXIT_OK
+        return ExitCode.INTERRUPTED
+    return ExitCode.FAILED if run.failed else ExitCode.OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from benchbench import stats
-    from benchbench.compare import Thresholds, compare_runs, render
+    from benchbench.compare import Thresholds, compare_runs, describe_change, render
     from benchbench.reporters import TABLE_ALIASES
     from benchbench.results import RunResult
 
@@ -329,7 +339,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError("give BASE.json NEW.json, or NEW.json --baseline latest|<git ref>|<file>")
     fields = [f.strip() for f in args.metrics.split(",") if f.strip()] if args.metrics else None
     comparison = compare_runs(
-        base, new, thresholds=thresholds, alpha=alpha, only_fields=fields, allow_other_suite=args.allow_other_suite
+        base, new, thresholds=thresholds, alpha=alpha, only_fields=fields, allow_other_suite=args.allow_other_suite,
+        strict=args.strict,
     )
     if args.format in ("csv", "json"):
         from benchbench.compare import render_data
@@ -340,18 +351,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         _step_summary(render(comparison, "github"))
     for row in comparison.regressions:
-        print(f"benchbench: regression: {row.benchmark} {row.field}", file=sys.stderr)
-    if args.strict:
-        changed = [r for r in comparison.rows if r.verdict.verdict not in ("unchanged",)]
-        if changed:
-            print("changed: " + "; ".join(_change(r) for r in changed))
-            return EXIT_FAILED
+        print(f"benchbench: regression: {describe_change(row)}", file=sys.stderr)
+    if comparison.judged_nothing:
+        print("benchbench: compare judged nothing (every benchmark not comparable, failed or missing): failing",
+              file=sys.stderr)
     return comparison.exit_code
-
-
-def _change(row: Any) -> str:
-    ratio = row.verdict.ratio
-    return f"{row.benchmark} {row.field}" + (f" {ratio - 1:+.1%}" if ratio is not None else f" ({row.verdict.verdict})")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -403,40 +407,49 @@ def cmd_history(args: argparse.Namespace) -> int:
     headers = ["run", "time", "commit", "suite", *benchmarks]
     print(f"{args.metric} over the last {len(run_ids)} run(s) in {args.history} (change from the previous run in brackets)")
     print(tabulate(rows, headers=headers, tablefmt=TABLE_ALIASES.get(args.format, args.format), disable_numparse=True))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from benchbench.results import RunResult
 
     _check_format(args.format, "report", data=True)
-    runs = [RunResult.read_json(path) for path in args.runs]
-    if args.format in ("csv", "json") and not args.html:
-        from benchbench.report import render_data
-
-        print(render_data(runs, args.format))
-        return EXIT_OK
     if args.html:
+        html_path = _check_html_output(args.html, args.runs)
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("the HTML report draws its plots with matplotlib: pip install 'benchbench[report]'") from None
+    runs = [RunResult.read_json(path) for path in args.runs]
+    if args.html:
+        from benchbench.outputs import atomic_write_text
         from benchbench.report import render_html
 
-        path = Path(args.html)
-        if path.is_dir():
-            raise UsageError(f"--html {args.html!r} is a folder; give a file name such as report.html")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render_html(runs, args.title), encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.html!r}: {exc}") from None
-        print(f"benchbench: report written to {path} ({path.stat().st_size // 1024} KiB, self-contained)", file=sys.stderr)
-        return EXIT_OK
+        atomic_write_text(html_path, render_html(runs, args.title), what="HTML report")
+        print(f"benchbench: report written to {html_path} ({html_path.stat().st_size // 1024} KiB, self-contained)", file=sys.stderr)
+        return ExitCode.OK
+    if args.format in ("csv", "json"):
+        from benchbench.report import render_data
+
+        print(render_data(runs, args.format))
+        return ExitCode.OK
     from benchbench.report import render_text
 
     print(render_text(runs, args.format))
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _check_html_output(html: str, runs: list[str]) -> Path:
+    """``--html FILE``: an .html name that is none of the inputs and replaces only an earlier report."""
+    from benchbench.outputs import check_output
+    from benchbench.report import is_html_report
+
+    if Path(html).suffix.lower() not in (".html", ".htm"):
+        raise UsageError(
+            f"--html {html!r}: the report's file name must end in .html (did the shell put a run file right "
+            "after --html? write the name first: benchbench report --html report.html results/*.json)"
+        )
+    return check_output(html, option="--html", what="benchbench HTML report", inputs=runs, ours=is_html_report)
 
 
 def cmd_peak(args: argparse.Namespace) -> int:
@@ -460,7 +473,7 @@ def cmd_peak(args: argparse.Namespace) -> int:
           f"(float32, {entry['matmul_size']}x{entry['matmul_size']}, 2 FLOPs per multiply-add), "
           f"copy bandwidth {entry['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s; ridge point {ridge:.1f} FLOP/byte")
     print(f"benchbench: {where}", file=sys.stderr)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _value_text(field: str, value: float) -> str:
@@ -553,30 +566,13 @@ def safe_filename(name: str) -> str:
     return cleaned or "suite"
 
 
-def check_writable(path: Path, suite: str | None = None, resume: str | None = None) -> None:
-    """Fail before the run, not after an hour of it, when the run file cannot be written,
-    and never overwrite something that is not a run file (the suite itself, /dev/null...)."""
-    if path.is_dir():
-        raise UsageError(f"run file {str(path)!r} is a folder; give a file name (--json FILE) or use --out DIR")
-    if path.exists() or path.is_symlink():
-        if not path.is_file():
-            raise UsageError(f"run file {str(path)!r} exists and is not a regular file; give another --json")
-        if suite is not None and Path(suite).exists() and path.samefile(suite):
-            raise UsageError(f"--json {str(path)!r} is the suite file itself; give another file name")
-        if resume is None or not path.samefile(resume):
-            from benchbench.results import RunResult
+def check_output_folder(folder: str, option: str) -> None:
+    """A folder an option names for files benchbench adds (traces): not a file, writable."""
+    from benchbench.outputs import check_folder
 
-            try:
-                RunResult.read_json(path)
-            except UsageError:
-                raise UsageError(
-                    f"--json {str(path)!r} exists and is not a benchbench run file; refusing to overwrite it"
-                ) from None
-    folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
-    if not folder.is_dir():
-        raise UsageError(f"cannot write the run file {str(path)!r}: {str(folder)!r} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write the run file {str(path)!r}: folder {str(folder)!r} is not writable")
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UsageError(f"{option} {folder!r} is a file; give a folder")
+    check_folder(folder, f"into {option} {folder!r}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -609,7 +605,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
     else:
         print(f"no {args.kind} registered (plugins add them; `benchbench list plugins` shows what is loaded)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

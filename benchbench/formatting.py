@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 
@@ -10,11 +11,20 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _not_a_number(value: Any) -> bool:
+    """A value a number format cannot take (a damaged run file, a plugin's odd field): shown as it is."""
+    return not isinstance(value, numbers.Real) or isinstance(value, bool)
+
+
 def si(value: Any, digits: int = 3) -> str:
     """1234567 -> '1.23M' (k, M, G, T); counts such as params and FLOPs."""
     if _missing(value):
         return "-"
+    if _not_a_number(value):
+        return str(value)
     value = float(value)
+    if math.isinf(value):
+        return str(value)
     if value == int(value) and abs(value) < 1e3:
         return str(int(value))
     return _scaled(value, digits, 1e3, ("", "k", "M", "G", "T"))
@@ -34,6 +44,8 @@ def nbytes(value: Any) -> str:
     """Bytes in binary units: 8388608 -> '8.00 MiB'."""
     if _missing(value):
         return "-"
+    if _not_a_number(value):
+        return str(value)
     value = float(value)
     if abs(value) < 1024:
         return f"{int(value)} B"
@@ -48,6 +60,8 @@ def ms(value: Any) -> str:
     """Milliseconds with 3 significant digits (at least 3 decimals below 1 ms)."""
     if _missing(value):
         return "-"
+    if _not_a_number(value):
+        return str(value)
     value = float(value)
     return f"{value:.3f}" if abs(value) < 1 else f"{value:.4g}"
 
@@ -56,6 +70,8 @@ def ratio(value: Any) -> str:
     """A ratio against the baseline row: '0.115x'."""
     if _missing(value):
         return "-"
+    if _not_a_number(value):
+        return str(value)
     return f"{float(value):.3g}x"
 
 

@@ -21,6 +21,7 @@ alone (CI caches this one file); ``measurements`` makes trends one SQL query.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import UsageError
+from benchbench.outputs import check_folder
 from benchbench.results import RunResult, is_number
 
 SCHEMA_VERSION = 1
@@ -88,6 +90,46 @@ class History:
                 yield db
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"history {str(self.path)!r} is not a readable benchbench history: {exc}") from None
+
+    def check_writable(self) -> None:
+        """Fail before a run, not after it, when the run could not be appended, naming the cause.
+
+        A missing file needs a writable folder; an existing one must be a benchbench
+        history that this process can write (tried with a write lock, rolled back, which
+        also catches read-only mounts and root-owned files that ``os.access`` misjudges).
+        """
+        shown = f"history {str(self.path)!r}"
+        fix = "give another --history FILE, or pass --no-history"
+        if self.path.is_dir():
+            raise UsageError(f"{shown} is a folder, not a history file; {fix}")
+        if not self.path.exists():
+            check_folder(self.path.parent, f"the {shown}")
+            return
+        if not self.path.is_file():
+            raise UsageError(f"{shown} is not a regular file; {fix}")
+        if not os.access(self.path, os.R_OK | os.W_OK):
+            raise UsageError(f"{shown} is read-only (no write permission for this user); make it writable, or {fix}")
+        try:
+            with closing(sqlite3.connect(str(self.path), timeout=30)) as db:
+                db.execute("BEGIN IMMEDIATE")  # the write lock an append needs
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                db.rollback()
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "readonly" in text or "read-only" in text:
+                cause = "is read-only (the file or its folder cannot be written)"
+            elif "not a database" in text or "malformed" in text:
+                cause = "is not an SQLite database (damaged, or another kind of file)"
+            elif "locked" in text:
+                cause = "is locked by another program for more than 30 s"
+            else:
+                cause = f"cannot be written: {text}"
+            raise UsageError(f"{shown} {cause}; {fix}") from None
+        if tables and not {"runs", "measurements"} <= tables:
+            raise UsageError(f"{shown} is an SQLite file but not a benchbench history; {fix}")
+        if version not in (0, SCHEMA_VERSION):
+            raise UsageError(f"{shown} has schema version {version}; this benchbench writes {SCHEMA_VERSION}; {fix}")
 
     def append(self, run: RunResult, run_file: str | Path | None = None) -> int | None:
         """Store a run; return its id (None for a run without records, which says nothing).

@@ -15,6 +15,7 @@ import html
 import io
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
@@ -119,14 +120,34 @@ table.kv td { text-align: left; white-space: normal; max-width: 60rem; word-brea
 """
 
 
+GENERATOR = "<meta name='generator' content='benchbench'>"
+"""Marks a page as a benchbench report: ``--html`` replaces such a file, and no other."""
+
+
+def is_html_report(path: Path) -> bool:
+    """Whether ``path`` is a report an earlier ``benchbench report --html`` wrote."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return head.startswith("<!DOCTYPE html>") and GENERATOR in head
+
+
 def render_html(runs: Sequence[RunResult], title: str | None = None) -> str:
     """The whole page, as one string."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display, no window: files only
+    # Benchmark names are drawn literally: 'x_$\frac{$' must not reach matplotlib's mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _render_html(runs, title)
+
+
+def _render_html(runs: Sequence[RunResult], title: str | None) -> str:
     names = labels(runs)
     title = title or "benchbench report: " + ", ".join(names)
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>",
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{GENERATOR}<title>{_e(title)}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{_e(title)}</h1>"]
     for name, run in zip(names, runs):
         parts.append(f"<h2>{_e(name)}</h2>")

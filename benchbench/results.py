@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +38,12 @@ RUN_FILE_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 """The type of each optional key of a run file, checked when one is read."""
 
-COMPARABLE_SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads")
-"""Settings a row and its baseline should share for a ratio to compare like with like."""
+MODEL_SETTINGS = ("model", "args", "input_shape")
+"""What decides the model itself: a deterministic count (params, FLOPs) depends on these alone."""
+RUN_SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads")
+"""How the model was run: a measurement (latency, memory) depends on these too. A ratio
+column between rows that differ here compares more than the models (a warning says so),
+and ``benchbench compare`` judges a measured field only when both runs agree on them."""
 
 
 @dataclass
@@ -107,27 +110,9 @@ class RunResult:
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the run file atomically (temp file, then rename): never half a file."""
-        path = Path(path)
-        text = self.to_json()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        except OSError as exc:
-            raise UsageError(f"cannot write the run file {str(path)!r}: {exc}") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a run file is an ordinary file
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.write("\n")
-            os.replace(tmp, path)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise UsageError(f"cannot write the run file {str(path)!r}: {exc}") from None
-            raise
-        return path
+        from benchbench.outputs import atomic_write_text
+
+        return atomic_write_text(path, self.to_json() + "\n", what="run file")
 
     @classmethod
     def read_json(cls, path: str | os.PathLike[str]) -> RunResult:
@@ -149,11 +134,14 @@ class RunResult:
             for key, kind in RUN_FILE_TYPES.items()
             if key in data and data[key] is not None and not isinstance(data[key], kind)
         ]
+        compared = set(data["compare"]) if isinstance(data.get("compare"), dict) else set()
         for i, record in enumerate(data["records"], start=1):
             if not isinstance(record, dict) or not isinstance(record.get("benchmark"), str):
                 problems.append(f"record #{i} needs a 'benchmark' name")
             elif record.get("status") not in (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED):
                 problems.append(f"record {record['benchmark']!r} has no valid 'status' (ok, failed or skipped)")
+            else:
+                problems.extend(f"record {record['benchmark']!r}: {p}" for p in _field_problems(record, compared))
         if problems:
             raise UsageError(f"{origin}: not a valid benchbench run file: {'; '.join(problems[:5])}")
         return cls(
@@ -171,6 +159,46 @@ class RunResult:
         )
 
 
+RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "suite": str, "model": str, "family": str, "plugin": str, "args": dict, "device": str, "input_shape": list,
+    "output_shape": (list, dict), "dtype": str, "mode": str, "channels_last": bool, "baseline": str, "error": str,
+    "warnings": list, "host": str, "thresholds": dict,
+}
+"""The type of each non-numeric core field of a record (``None`` is always allowed)."""
+NUMERIC_CORE = ("batch_size", "suite_batch_size", "threads", "wall_time_s", "rounds")
+NUMERIC_SUFFIXES = ("_ratio", "_ms", "_bytes", "_s", "_gflops", "_fraction")
+"""Fields whose names promise numbers (alone, or lists of them for raw samples)."""
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_numeric(v) for v in value)
+    return is_number(value)
+
+
+def _field_problems(record: Record, compared: set[str]) -> list[str]:
+    """Fields of a record read from a file whose type cannot be right (the file was edited or damaged)."""
+    problems = []
+    for key, value in record.items():
+        if value is None:
+            continue
+        kind = RECORD_TYPES.get(key)
+        if kind is not None and not isinstance(value, kind):
+            problems.append(f"field {key!r} is {value!r}, not {kind.__name__ if isinstance(kind, type) else 'a list or mapping'}")
+        elif (key in NUMERIC_CORE or key in compared or key.endswith(NUMERIC_SUFFIXES)) and not _numeric(value):
+            problems.append(f"field {key!r} is {value!r}, not a number")
+    return problems
+
+
+def is_run_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a readable benchbench run file (which a new run may replace)."""
+    try:
+        RunResult.read_json(path)
+    except UsageError:
+        return False
+    return True
+
+
 def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
     """Give each record with a ``baseline`` a ``<field>_ratio`` = value / baseline's value."""
     records = list(records)
@@ -186,7 +214,7 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
             if is_number(value) and is_number(reference) and reference != 0:
                 record[f"{name}_ratio"] = value / reference
                 computed = True
-        differ = [f"{k} {base.get(k)} vs {record.get(k)}" for k in COMPARABLE_SETTINGS if base.get(k) != record.get(k)]
+        differ = [f"{k} {base.get(k)} vs {record.get(k)}" for k in RUN_SETTINGS if base.get(k) != record.get(k)]
         warning = (
             f"its baseline {base['benchmark']!r} ran with other settings ({'; '.join(differ)}): "
             "the ratios compare more than the model"

@@ -20,11 +20,10 @@ import contextlib
 import datetime as _dt
 import gc
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,32 +90,61 @@ def run_suite(
     file read with ``RunResult.read_json``) keeps its records and runs the rest.
     """
     manager = manager or PluginManager(list(plugins), plugins_dir)
-    if quiet and manager.pm.get_plugin("benchbench.progress") is not None:
+    options = RunOptions(device=device, batch_size=batch_size, timeout=timeout, metrics=metrics, only=only,
+                         executor=executor, executor_options=executor_options, rounds=rounds, profile=profile, quiet=quiet)
+    loaded = prepare(suite, manager, options)
+    return Runner(manager).run(loaded, options, out=out, resume=resume)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line (or the API's keywords) changes about a suite's run."""
+
+    device: str | None = None
+    batch_size: int | None = None
+    timeout: float | None = None
+    metrics: list[str] | None = None
+    only: list[str] | None = None
+    executor: str | None = None
+    executor_options: dict[str, Any] | None = None
+    rounds: int | None = None
+    profile: str | Path | None = None
+    quiet: bool = False
+
+    def overrides(self) -> dict[str, Any]:
+        """The suite keys these options set on every benchmark."""
+        out: dict[str, Any] = {}
+        if self.device is not None:
+            out["device"] = self.device
+        if self.batch_size is not None:
+            out.update(batch_size=self.batch_size, cpu_batch_size=None)
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        if self.metrics is not None:
+            out["metrics"] = list(self.metrics)
+        return out
+
+    def stored(self) -> dict[str, Any]:
+        """What the run file keeps (``options``), so that ``--resume`` replays the same run."""
+        given = {"device": self.device, "batch_size": self.batch_size, "timeout": self.timeout, "metrics": self.metrics,
+                 "only": self.only, "executor": self.executor, "rounds": self.rounds}
+        return {k: v for k, v in given.items() if v is not None}
+
+
+def prepare(suite: str | Path | Mapping[str, Any], manager: PluginManager, options: RunOptions) -> Suite:
+    """Load and validate the suite with the options applied: every input problem surfaces
+    here (exit code 2), before a run file is claimed or anything is measured."""
+    if options.quiet and manager.pm.get_plugin("benchbench.progress") is not None:
         manager.pm.unregister(name="benchbench.progress")
-    overrides: dict[str, Any] = {}
-    if device is not None:
-        overrides["device"] = device
-    if batch_size is not None:
-        overrides.update(batch_size=batch_size, cpu_batch_size=None)
-    if timeout is not None:
-        overrides["timeout"] = timeout
-    if metrics is not None:
-        overrides["metrics"] = list(metrics)
-    loaded = load_suite(suite, manager, overrides=overrides, only=only, executor=executor)
-    if profile is not None:
-        loaded = with_profile(loaded, str(profile))
-    if executor is not None and not manager.registry.has("executors", executor):
-        raise UsageError(f"--executor: {manager.unknown('executors', executor)}")
+    if options.executor is not None and not manager.registry.has("executors", options.executor):
+        raise UsageError(f"--executor: {manager.unknown('executors', options.executor)}")
+    rounds = options.rounds
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise UsageError(f"--rounds must be a positive whole number, got {rounds!r}")
-    options = {"device": device, "batch_size": batch_size, "timeout": timeout, "metrics": metrics, "only": only,
-               "executor": executor, "rounds": rounds}
-    runner = Runner(manager)
-    runner.executor_options = dict(executor_options or {})
-    return runner.run(
-        loaded, executor=executor or loaded.executor or DEFAULT_EXECUTOR, out=out, resume=resume, options=options,
-        rounds=rounds,
-    )
+    loaded = load_suite(suite, manager, overrides=options.overrides(), only=options.only, executor=options.executor)
+    if options.profile is not None:
+        loaded = with_profile(loaded, str(options.profile))
+    return replace(loaded, rounds=rounds or loaded.rounds, executor=options.executor or loaded.executor or DEFAULT_EXECUTOR)
 
 
 def with_profile(suite: Suite, folder: str) -> Suite:
@@ -160,20 +188,22 @@ class Runner:
     def run(
         self,
         suite: Suite,
+        options: RunOptions | None = None,
         *,
-        executor: str = DEFAULT_EXECUTOR,
         out: str | Path | None = None,
         resume: RunResult | None = None,
-        options: dict[str, Any] | None = None,
-        rounds: int | None = None,
     ) -> RunResult:
+        """Run a prepared suite (:func:`prepare`): every benchmark, every round, saving as it goes."""
+        options = options or RunOptions()
+        self.executor_options = dict(options.executor_options or {})
+        rounds = suite.rounds
+        executor = suite.executor or DEFAULT_EXECUTOR
         specs = list(suite.benchmarks)
-        rounds = rounds or suite.rounds
         runner = self.registry.executors[executor].factory()
         # Fail before any work on a device this machine lacks; a remote executor (a cluster)
         # resolves devices where the job runs.
         devices = {spec.name: spec.device if getattr(runner, "remote", False) else str(resolve_device(spec.device)) for spec in specs}
-        run = self._start(suite, specs, resume, options or {})
+        run = self._start(suite, specs, resume, options.stored())
         peaks = {d: p for d in sorted(set(devices.values())) if d != "auto" and (p := peak.load(d))}
         if peaks:  # for the fraction of peak and the roofline, wherever the run file is read later
             run.environment["peaks"] = peaks
@@ -189,7 +219,7 @@ class Runner:
         run.complete = False
         save()
         hook = self.manager.hook
-        hook.benchbench_run_start(suite=replace(suite, rounds=rounds), benchmarks=specs)
+        hook.benchbench_run_start(suite=suite, benchmarks=specs)
         measured: dict[str, list[Record]] = {}
         try:
             for round_index in range(rounds):
@@ -214,21 +244,28 @@ class Runner:
         return run
 
     def _merge(self, spec: BenchmarkSpec, records: list[Record]) -> Record:
-        """One record from a benchmark's rounds: each metric pools its own fields."""
+        """One record from a benchmark's rounds (one or more): each metric pools its own fields.
+
+        A metric's ``merge_rounds`` may return ``warnings``: they join the record's, once per
+        benchmark however many rounds it ran.
+        """
         merged = dict(records[0])
         merged["rounds"] = len(records)
-        if len(records) == 1:
-            return merged
         merged["wall_time_s"] = sum(r.get("wall_time_s") or 0 for r in records)
-        merged["warnings"] = list(dict.fromkeys(w for r in records for w in r.get("warnings") or []))
+        warnings = list(dict.fromkeys(w for r in records for w in r.get("warnings") or []))
         failed = next((r for r in records if r["status"] == STATUS_FAILED), None)
         if failed is not None:
-            merged.update(status=STATUS_FAILED, error=f"round {records.index(failed) + 1}: {failed['error']}")
+            error = failed["error"] if len(records) == 1 else f"round {records.index(failed) + 1}: {failed['error']}"
+            merged.update(status=STATUS_FAILED, error=error, warnings=warnings)
             return merged
-        for metric in spec.metrics:
-            entry = self.registry.get("metrics", metric)
-            if entry.merge_rounds is not None:
-                merged.update(entry.merge_rounds(records))
+        if merged["status"] == STATUS_OK:
+            for metric in spec.metrics:
+                entry = self.registry.get("metrics", metric)
+                if entry.merge_rounds is not None:
+                    fields = dict(entry.merge_rounds(records) or {})
+                    warnings += [w for w in fields.pop("warnings", None) or [] if w not in warnings]
+                    merged.update(fields)
+        merged["warnings"] = warnings
         return merged
 
     def _start(self, suite: Suite, specs: list[BenchmarkSpec], resume: RunResult | None, options: dict[str, Any]) -> RunResult:
@@ -248,7 +285,7 @@ class Runner:
                 suite_text=suite.text,
                 description=suite.description,
                 environment=environment.collect(self.manager),
-                options={k: v for k, v in options.items() if v is not None},
+                options=options,
             )
             run.notes.extend(suite.notes)
             if any(s.device == "auto" for s in specs) and not torch.cuda.is_available():
@@ -364,7 +401,7 @@ class Runner:
         ctx: MeasureContext | None = None
         with _threads(spec.threads if device.type == "cpu" else None):
             record["threads"] = torch.get_num_threads()
-            cores = os.cpu_count() or 1
+            cores = environment.available_cores()
             if device.type == "cpu" and record["threads"] > cores:
                 record["warnings"].append(
                     f"{record['threads']} threads on {cores} CPU(s): oversubscribed, timings mostly measure contention"

@@ -1,8 +1,20 @@
-"""Shared fixtures. GPU tests carry ``@pytest.mark.cuda`` and skip without a GPU."""
+"""Shared fixtures and the rules every test follows.
+
+* GPU tests carry ``@pytest.mark.cuda`` and skip without a GPU.
+* Tests write only into their temporary folders: each test runs in its own ``tmp_path``
+  (so ``results/`` and ``history.sqlite``, relative by default, land there) with the peak
+  cache moved there too, and the session fails if the checkout's ``results/`` or its top
+  level changed anyway: a user's history must never fill up with the tests' runs.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]  # for tests of pytest-facing behaviour (a real inner session)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -17,6 +29,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _isolated_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see only the plugins they ask for beyond the installed ones: no env leakage."""
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No env leakage between tests, and nothing written outside ``tmp_path``."""
     monkeypatch.delenv("BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("BENCHBENCH_CACHE", str(tmp_path / "benchbench-cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+def _checkout_state() -> dict[str, tuple[int, int]]:
+    """What the tests must leave alone: every file under results/ (size, mtime) and the top level's names."""
+    state = {f"top:{p.name}": (0, 0) for p in REPO.iterdir() if p.name not in _CACHES}
+    for path in (REPO / "results").rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            state[str(path.relative_to(REPO))] = (stat.st_size, stat.st_mtime_ns)
+    return state
+
+
+_CACHES = {".pytest_cache", ".hypothesis", "__pycache__", ".mypy_cache", ".ruff_cache"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = _checkout_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_BEFORE, None)
+    if before is None:
+        return
+    after = _checkout_state()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        listing = ", ".join(name.removeprefix("top:") for name in changed[:10])
+        message = (f"the tests changed the checkout ({REPO}): {listing}; tests must write only into their "
+                   "temporary folders")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[dict]()

@@ -126,13 +126,13 @@ def test_list_other_kinds(capsys: pytest.CaptureFixture[str], kind: str) -> None
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "benchbench", *args], capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=120
+        [sys.executable, "-m", "benchbench", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120
     )
 
 
 def test_help_does_not_import_torch() -> None:
     probe = "import sys; from benchbench.cli import main; code = main(['--help']); print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: benchbench")
     assert done.stdout.strip().endswith("NO-TORCH")
@@ -143,7 +143,7 @@ def test_console_entry_and_usage_errors_in_a_real_process(tmp_path: Path) -> Non
     assert done.returncode == 2 and "Traceback" not in done.stderr
     done = run_cli("run", str(tmp_path / "nope.yaml"))
     assert done.returncode == 2 and "not found" in done.stderr and "Traceback" not in done.stderr
-    done = run_cli("run", "suites/efficiency.yaml", "-p", "no_such_module_xyz")
+    done = run_cli("run", str(REPO / "suites" / "efficiency.yaml"), "-p", "no_such_module_xyz")
     assert done.returncode == 2 and "could not import plugin 'no_such_module_xyz'" in done.stderr
 
 

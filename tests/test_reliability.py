@@ -183,12 +183,12 @@ def test_a_killed_run_leaves_what_finished(plugin_dir: Path, tmp_path: Path) -> 
     path = write(tmp_path, suite({"name": "first"}, {"name": "killer", "args": {"how": "crash_if_env"}}, {"name": "third"}))
     out = tmp_path / "run.json"
     command = [sys.executable, "-m", "benchbench", "run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out), "-q"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "BB_CRASH": "1"}, timeout=300)
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "BB_CRASH": "1"}, timeout=300)
     assert done.returncode == -signal.SIGKILL
     partial = json.loads(out.read_text())  # valid JSON: every write is atomic
     assert partial["complete"] is False and [r["benchmark"] for r in partial["records"]] == ["first"]
     resumed = subprocess.run([*command[:4], "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"],
-                             capture_output=True, text=True, cwd=REPO, timeout=300)
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert [r["status"] for r in json.loads(out.read_text())["records"]] == ["ok", "ok", "ok"]
 
@@ -250,7 +250,7 @@ def test_terminating_the_parent_kills_the_isolated_worker(plugin_dir: Path, tmp_
     out, pid_file = tmp_path / "run.json", tmp_path / "worker.pid"
     command = [sys.executable, "-m", "benchbench", "run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out),
                "-q", "--isolate"]
-    parent = subprocess.Popen(command, cwd=REPO, env={**os.environ, "BB_PID_FILE": str(pid_file)},
+    parent = subprocess.Popen(command, env={**os.environ, "BB_PID_FILE": str(pid_file)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not pid_file.exists() and time.monotonic() < deadline:
@@ -289,7 +289,7 @@ def test_run_file_paths_that_must_not_be_overwritten(tmp_path: Path, capsys: pyt
     assert main(["run", str(path), "--json", str(path)]) == 2
     assert main(["run", str(path), "--json", str(notes)]) == 2
     err = capsys.readouterr().err
-    assert "is the suite file itself" in err and "is not a benchbench run file; refusing to overwrite it" in err
+    assert "is also one of this command's inputs" in err and "is not a benchbench run file; refusing to overwrite it" in err
     assert notes.read_text() == "precious" and "benchmarks" in path.read_text()
 
 

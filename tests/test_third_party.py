@@ -38,7 +38,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def benchbench(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "benchbench", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    return subprocess.run([sys.executable, "-m", "benchbench", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_installed_plugin_is_listed_with_its_distribution(installed: dict[str, str]) -> None:
