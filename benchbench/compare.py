@@ -11,10 +11,15 @@ record), ``--threshold x%`` (a default for the timed and single-valued fields: p
 and FLOPs stay exact unless named), and finally the built-in defaults: 0% for
 deterministic fields (params, FLOPs), 5% for the others.
 
-Two runs are compared like with like: a benchmark whose settings differ between the runs
-(device, batch size, dtype, mode, threads, input shape...) is reported as ``not
-comparable`` instead of judged, and timings from different machines (another CPU or GPU)
-are never called regressions or improvements (``uncertain``).
+Two runs are compared like with like. A field is judged only when the settings it
+depends on are equal in both records, else it is ``not comparable``: a deterministic
+field (params, FLOPs) depends on the model, its args and the input shape only, so it
+is compared across machines, thread counts and devices; a measured one (latency,
+memory) on every setting (:data:`benchbench.results.MODEL_SETTINGS` and
+:data:`~benchbench.results.RUN_SETTINGS`). Timings from different machines (another
+CPU or GPU), from a busy CPU, or with fewer than 3 rounds a side are never called
+regressions or improvements (``uncertain``; see :mod:`benchbench.stats`). A compare that
+judged nothing at all fails: a CI gate must not pass by comparing nothing.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from typing import Any
 from tabulate import tabulate
 
 from benchbench import formatting, stats
-from benchbench.errors import UsageError, did_you_mean
-from benchbench.results import STATUS_FAILED, STATUS_OK, Record, RunResult, is_number
+from benchbench.errors import ExitCode, UsageError, did_you_mean
+from benchbench.results import MODEL_SETTINGS, RUN_SETTINGS, STATUS_FAILED, STATUS_OK, Record, RunResult, is_number
 from benchbench.suite import parse_threshold
 
 DEFAULT_THRESHOLD = 0.05
 EXACT_THRESHOLD = 0.0
 FAILED, FIXED, MISSING, ADDED = "failed", "fixed", "missing in new", "new"
+NOT_COMPARABLE = "not comparable"
 REGRESSIONS = (stats.REGRESSED, FAILED)
+JUDGED = (stats.REGRESSED, stats.IMPROVED, stats.UNCHANGED, stats.UNCERTAIN, stats.TOO_FEW)
 
 
 @dataclass
@@ -101,15 +108,29 @@ class Comparison:
     rows: list[Row]
     alpha: float
     notes: list[str] = field(default_factory=list)
+    strict: bool = False
 
     @property
     def regressions(self) -> list[Row]:
         return [r for r in self.rows if r.verdict.verdict in REGRESSIONS]
 
     @property
-    def exit_code(self) -> int:
-        """1 when something regressed, or when the new run did not finish (a killed CI run must not pass)."""
-        return 1 if self.regressions or not self.new.complete else 0
+    def changes(self) -> list[Row]:
+        """What ``--strict`` fails on: every row that is not a field judged unchanged."""
+        return [r for r in self.rows if r.verdict.verdict != stats.UNCHANGED]
+
+    @property
+    def judged_nothing(self) -> bool:
+        """Benchmarks were there to compare, yet none could be judged (all not comparable,
+        missing or failing on both sides); new benchmarks and fixed ones count as judged."""
+        return bool(self.rows) and not any(r.verdict.verdict in (*JUDGED, FIXED, ADDED) for r in self.rows)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """1 when something regressed, when the new run did not finish (a killed CI run must not
+        pass), when nothing could be judged, or (strict) when anything changed."""
+        failing = self.regressions or not self.new.complete or self.judged_nothing or (self.strict and self.changes)
+        return ExitCode.FAILED if failing else ExitCode.OK
 
 
 def compare_runs(
@@ -120,8 +141,13 @@ def compare_runs(
     alpha: float = stats.DEFAULT_ALPHA,
     only_fields: Iterable[str] | None = None,
     allow_other_suite: bool = False,
+    strict: bool = False,
 ) -> Comparison:
-    """Judge every benchmark and compared field of ``new`` against ``base``."""
+    """Judge every benchmark and compared field of ``new`` against ``base``.
+
+    ``strict``: any change fails (``Comparison.exit_code``), improvements too, and timing
+    verdicts may rest on fewer than 3 rounds a side.
+    """
     thresholds = thresholds or Thresholds()
     if base.suite != new.suite and not allow_other_suite:
         raise UsageError(
@@ -159,13 +185,14 @@ def compare_runs(
             verdict = _status_verdict(old["status"], cur["status"])
             rows.append(Row(name, "status", old["status"], cur["status"], stats.Verdict(verdict, None, note=cur.get("error"))))
             continue
-        differences = [f"{k} {old.get(k)!r} -> {cur.get(k)!r}" for k in SETTINGS if old.get(k) != cur.get(k)]
-        if differences:
-            rows.append(Row(name, "settings", "-", "-", stats.Verdict(NOT_COMPARABLE, None, note="; ".join(differences))))
-            continue
+        skipped: dict[str, list[str]] = {}
         for field_name in wanted:
             spec = specs[field_name]
             if old.get(field_name) is None or cur.get(field_name) is None:
+                continue
+            differences = _differences(old, cur, _settings_of(spec))
+            if differences:
+                skipped.setdefault(differences, []).append(field_name)
                 continue
             _check_value(base, old, field_name, spec)
             _check_value(new, cur, field_name, spec)
@@ -173,9 +200,10 @@ def compare_runs(
             threshold = thresholds.resolve(name, field_name, spec.get("metric"), cur, exact)
             if spec.get("samples"):
                 base_rounds, new_rounds = _rounds(old, spec), _rounds(cur, spec)
-                verdict = stats.compare_samples(base_rounds, new_rounds, threshold, alpha=alpha)
-                if other_machine and verdict.verdict in (stats.REGRESSED, stats.IMPROVED):
-                    verdict = replace(verdict, verdict=stats.UNCERTAIN, note=f"measured on other machines ({other_machine})")
+                busy = (_busy("base", old, spec) or _busy("new", cur, spec)
+                        or (f"measured on other machines ({other_machine})" if other_machine else None))
+                verdict = stats.compare_samples(base_rounds, new_rounds, threshold, alpha=alpha, busy=busy,
+                                                min_rounds=1 if strict else stats.MIN_ROUNDS)
                 counts = (sum(map(len, base_rounds)), sum(map(len, new_rounds)))
                 rows.append(Row(name, field_name, old[field_name], cur[field_name], verdict, threshold, counts))
             else:
@@ -184,6 +212,8 @@ def compare_runs(
                     higher_is_better=bool(spec.get("higher_is_better")),
                 )
                 rows.append(Row(name, field_name, old[field_name], cur[field_name], verdict, threshold))
+        for differences, fields in skipped.items():
+            rows.append(Row(name, ", ".join(fields), "-", "-", stats.Verdict(NOT_COMPARABLE, None, note=differences)))
     if any(r.verdict.verdict == stats.TOO_FEW for r in rows):
         notes.append(f"too few samples: some timed fields cannot reach significance {alpha:g}; "
                      "raise min_runs or rounds in the suite")
@@ -198,14 +228,29 @@ def compare_runs(
     if not new.complete:
         notes.append("the new run is INCOMPLETE (interrupted or killed): compare fails until it is finished "
                      "(benchbench run --resume)")
+    if rows and not any(r.verdict.verdict in (*JUDGED, FIXED, ADDED) for r in rows):
+        notes.append("NOTHING WAS COMPARED: no field of any benchmark could be judged (see the verdicts above); "
+                     "a compare that judges nothing fails")
     if base.environment.get("torch") != new.environment.get("torch"):
         notes.append(f"the runs used different torch versions: {base.environment.get('torch')} vs {new.environment.get('torch')}")
-    return Comparison(base, new, rows, alpha, notes)
+    return Comparison(base, new, rows, alpha, notes, strict)
 
 
-SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads", "input_shape", "args")
-"""What must be equal for a benchmark's two records to be compared at all."""
-NOT_COMPARABLE = "not comparable"
+def _settings_of(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The record settings a compared field depends on: a deterministic count only on the
+    model (so it compares across machines, devices and thread counts), anything measured
+    on how it was run too."""
+    return MODEL_SETTINGS if spec.get("exact") else (*MODEL_SETTINGS, *RUN_SETTINGS)
+
+
+def _differences(old: Record, cur: Record, settings: Iterable[str]) -> str:
+    return "; ".join(f"{k} {old.get(k)!r} -> {cur.get(k)!r}" for k in settings if old.get(k) != cur.get(k))
+
+
+def _busy(side: str, record: Record, spec: dict[str, Any]) -> str | None:
+    """Why this side's timing was taken on a busy CPU (from the metric's per-round contention), or None."""
+    key = spec.get("contention")
+    return stats.busy_cpu(side, record.get(key)) if key else None
 
 
 def _machine_differs(base: RunResult, new: RunResult) -> str | None:
@@ -285,11 +330,16 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
     lines = [title, "", body, ""]
     regressions = comparison.regressions
     if regressions:
-        lines.append(f"{len(regressions)} regression(s): " + "; ".join(_summary(r) for r in regressions))
+        lines.append(f"{len(regressions)} regression(s): " + "; ".join(describe_change(r) for r in regressions))
     elif not comparison.new.complete:
         lines.append("no regressions among what ran, but the new run is incomplete")
+    elif comparison.judged_nothing:
+        lines.append("no regressions found because nothing could be compared: FAILED")
     else:
         lines.append("no regressions")
+    if comparison.strict and comparison.changes:
+        lines.append(f"--strict: FAILED on {len(comparison.changes)} change(s), improvements included: "
+                     + "; ".join(describe_change(r) for r in comparison.changes))
     too_few = [r for r in comparison.rows if r.verdict.verdict == stats.TOO_FEW]
     lines += [f"{r.benchmark} {r.field}: {r.verdict.note}" for r in too_few if r.verdict.note]
     lines += comparison.notes
@@ -309,11 +359,21 @@ def _value(field_name: str, value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _summary(row: Row) -> str:
+def describe_change(row: Row) -> str:
+    """``conv params +1 (+0.00108%)``, ``conv latency_ms +12.3%``, ``conv failed (why)``: one change in words.
+
+    Exact counts show the absolute change too: a one-parameter change must not read "+0.0%".
+    """
     v = row.verdict
     if v.verdict == FAILED:
         return f"{row.benchmark} failed ({v.note})"
-    change = f" {v.ratio - 1:+.1%}" if v.ratio is not None else ""
+    if v.verdict not in JUDGED:
+        return f"{row.benchmark} {row.field}: {v.verdict}" + (f" ({v.note})" if v.note else "")
+    if is_number(row.base) and is_number(row.new) and isinstance(row.base, int) and isinstance(row.new, int):
+        delta = row.new - row.base
+        relative = f" ({(row.new / row.base - 1) * 100:+.3g}%)" if row.base else ""
+        return f"{row.benchmark} {row.field} {delta:+,}{relative}"
+    change = f" {v.ratio - 1:+.1%}" if v.ratio is not None else f" ({v.verdict})"
     return f"{row.benchmark} {row.field}{change}"
 
 

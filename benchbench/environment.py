@@ -33,6 +33,7 @@ def collect(manager: PluginManager) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_available": available_cores(),
         "torch_threads": torch.get_num_threads(),
         "host": socket.gethostname(),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -48,6 +49,14 @@ def collect(manager: PluginManager) -> dict[str, Any]:
         if extra:
             env.update(extra)
     return env
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity (a container's or taskset's limit), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def cpu_model() -> str | None:

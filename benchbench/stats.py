@@ -21,9 +21,20 @@ Two kinds of fields:
   When the data cannot reach ``alpha`` at all (too few samples: the smallest one-sided
   p-value of the exact test is 1 / C(n + m, n)), the verdict says so.
 
+  Two more conditions keep a busy machine from crying wolf. Rounds of one run share a
+  few seconds of the machine, while load comes and goes over tens of seconds, so
+  nothing *within* a run can see that the two runs met different machines:
+
+  4. each side has at least ``MIN_ROUNDS`` (3) rounds, unless the caller is strict;
+     with fewer, a change beyond the threshold is ``uncertain``, never a regression;
+  5. neither run was measured on a busy CPU (the caller passes what it knows, see
+     :func:`busy_cpu`): then every timing verdict is ``uncertain``, never "unchanged"
+     with a confidence it does not have.
+
 Verdicts: ``regressed``, ``improved``, ``unchanged`` (the estimated change is within the
 threshold), ``uncertain`` (the estimate is beyond the threshold but the test or the
-interval does not back it: noise too high to tell), ``too few samples``.
+interval does not back it, or the machine was busy: noise too high to tell), ``too few
+samples``.
 """
 
 from __future__ import annotations
@@ -37,6 +48,11 @@ import numpy as np
 REGRESSED, IMPROVED, UNCHANGED, UNCERTAIN, TOO_FEW = "regressed", "improved", "unchanged", "uncertain", "too few samples"
 DEFAULT_ALPHA = 0.01
 BOOTSTRAP_RESAMPLES = 2000
+MIN_ROUNDS = 3
+"""Rounds per side below which a timing change cannot be a regression (unless strict)."""
+BUSY_CONTENTION = 0.2
+"""A timed round in which other work took more than this share of the CPU its threads
+asked for ran on a busy machine (see :func:`busy_cpu`)."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +79,6 @@ def compare_values(base: float, new: float, threshold: float, *, higher_is_bette
     return Verdict(REGRESSED if worse else IMPROVED if better else UNCHANGED, ratio)
 
 
-def min_p_value(n: int, m: int) -> float:
-    """The smallest one-sided p-value the exact Mann-Whitney test can give for sizes n and m."""
-    return math.exp(math.lgamma(n + 1) + math.lgamma(m + 1) - math.lgamma(n + m + 1))  # 1 / C(n+m, n), no overflow
-
-
 def compare_samples(
     base_rounds: Sequence[Sequence[float]],
     new_rounds: Sequence[Sequence[float]],
@@ -75,14 +86,21 @@ def compare_samples(
     *,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
+    min_rounds: int = MIN_ROUNDS,
+    busy: str | None = None,
 ) -> Verdict:
-    """Timed samples (lower is better), grouped by round; see the module docstring."""
+    """Timed samples (lower is better), grouped by round; see the module docstring.
+
+    ``busy`` says why the machine cannot be trusted for these two runs (:func:`busy_cpu`);
+    ``min_rounds`` is the fewest rounds per side that may decide a regression (1: strict).
+    """
     from scipy.stats import mannwhitneyu
 
-    base = np.concatenate([np.asarray(r, dtype=float) for r in base_rounds if len(r)]) if base_rounds else np.array([])
-    new = np.concatenate([np.asarray(r, dtype=float) for r in new_rounds if len(r)]) if new_rounds else np.array([])
-    if base.size == 0 or new.size == 0:
+    base_groups = [np.asarray(r, dtype=float) for r in base_rounds if len(r)]
+    new_groups = [np.asarray(r, dtype=float) for r in new_rounds if len(r)]
+    if not base_groups or not new_groups:
         return Verdict(TOO_FEW, None, note="no samples on one side")
+    base, new = np.concatenate(base_groups), np.concatenate(new_groups)
     if (base <= 0).any() or (new <= 0).any():
         return Verdict(TOO_FEW, None, note="samples must be positive times")
     ratio = float(np.exp(_hodges_lehmann(np.log(new), np.log(base))))
@@ -94,15 +112,41 @@ def compare_samples(
         )
     slower = ratio >= 1
     p_value = float(mannwhitneyu(new, base, alternative="greater" if slower else "less").pvalue)
-    low, high = _bootstrap_ratio_ci(base_rounds, new_rounds, alpha, seed)
+    low, high = _bootstrap_ratio_ci(base_groups, new_groups, alpha, seed)
     significant = p_value < alpha and (low > 1 if slower else high < 1)
+    rounds = min(len(base_groups), len(new_groups))
+    if busy:
+        return Verdict(UNCERTAIN, ratio, low, high, p_value, note=busy)
     if abs(ratio - 1) <= threshold:
-        verdict = UNCHANGED  # whatever the test says, the change is within what the user accepts
+        verdict, note = UNCHANGED, None  # whatever the test says, the change is within what the user accepts
+    elif significant and rounds >= min_rounds:
+        verdict, note = (REGRESSED if slower else IMPROVED), None
     elif significant:
-        verdict = REGRESSED if slower else IMPROVED
+        verdict = UNCERTAIN
+        note = (f"{rounds} round(s) on a side: too few to tell a slower model from a busier moment of the machine; "
+                f"use rounds: {MIN_ROUNDS} or more (or --strict)")
     else:
-        verdict = UNCERTAIN  # a change beyond the threshold, but the noise hides whether it is real
-    return Verdict(verdict, ratio, low, high, p_value)
+        verdict, note = UNCERTAIN, None  # a change beyond the threshold, but the noise hides whether it is real
+    return Verdict(verdict, ratio, low, high, p_value, note=note)
+
+
+def busy_cpu(side: str, contention: Sequence[float | None] | None) -> str | None:
+    """Why the rounds of one run were timed on a busy CPU, or None.
+
+    ``contention`` holds each round's share of the CPU time the benchmark's threads asked
+    for that other work took (``latency_round_cpu_contention``): above
+    :data:`BUSY_CONTENTION`, the times measure that contention rather than the model.
+    """
+    known = [c for c in contention or [] if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    if not known or max(known) <= BUSY_CONTENTION:
+        return None
+    return (f"busy CPU in the {side} run: other work took {max(known):.0%} of the CPU its threads asked for; "
+            "timings then measure the contention")
+
+
+def min_p_value(n: int, m: int) -> float:
+    """The smallest one-sided p-value the exact Mann-Whitney test can give for sizes n and m."""
+    return math.exp(math.lgamma(n + 1) + math.lgamma(m + 1) - math.lgamma(n + m + 1))  # 1 / C(n+m, n), no overflow
 
 
 def _hodges_lehmann(x: np.ndarray, y: np.ndarray, max_side: int = 1000) -> float:
@@ -118,7 +162,7 @@ def _hodges_lehmann(x: np.ndarray, y: np.ndarray, max_side: int = 1000) -> float
 
 
 def _bootstrap_ratio_ci(
-    base_rounds: Sequence[Sequence[float]], new_rounds: Sequence[Sequence[float]], alpha: float, seed: int
+    base_rounds: Sequence[np.ndarray], new_rounds: Sequence[np.ndarray], alpha: float, seed: int
 ) -> tuple[float, float]:
     """Two-sided (1 - 2*alpha) percentile interval of median(new) / median(base).
 
@@ -126,16 +170,36 @@ def _bootstrap_ratio_ci(
     bootstrap), so that the spread between rounds shows in the interval.
     """
     rng = np.random.default_rng(seed)
-
-    def medians(rounds: Sequence[Sequence[float]]) -> np.ndarray:
-        groups = [np.asarray(r, dtype=float) for r in rounds if len(r)]
-        out = np.empty(BOOTSTRAP_RESAMPLES)
-        for b in range(BOOTSTRAP_RESAMPLES):
-            chosen = rng.integers(0, len(groups), size=len(groups)) if len(groups) > 1 else [0]
-            pooled = np.concatenate([rng.choice(groups[i], size=groups[i].size) for i in chosen])
-            out[b] = np.median(pooled)
-        return out
-
-    ratios = medians(new_rounds) / medians(base_rounds)
+    ratios = _bootstrap_medians(new_rounds, rng) / _bootstrap_medians(base_rounds, rng)
     low, high = np.percentile(ratios, [100 * alpha, 100 * (1 - alpha)])
     return float(low), float(high)
+
+
+def _bootstrap_medians(groups: Sequence[np.ndarray], rng: np.random.Generator,
+                       resamples: int = BOOTSTRAP_RESAMPLES, budget: int = 4_000_000) -> np.ndarray:
+    """The pooled median of ``resamples`` hierarchical resamples, computed in arrays.
+
+    Each resample picks len(groups) rounds with replacement, then as many samples from
+    each picked round as it holds, with replacement. Rounds of different sizes are padded
+    with NaN (sorted to the end) and each median is read at its own count; resamples are
+    done in chunks that keep the arrays under ``budget`` elements.
+    """
+    sizes = np.array([g.size for g in groups])
+    padded = np.full((len(groups), sizes.max()), np.nan)
+    for i, g in enumerate(groups):
+        padded[i, : g.size] = g
+    width = len(groups) * int(sizes.max())
+    out = np.empty(resamples)
+    chunk = max(1, budget // width)
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        chosen = rng.integers(0, len(groups), size=(b, len(groups)))
+        counts = sizes[chosen]  # (b, rounds)
+        picks = (rng.random((b, len(groups), padded.shape[1])) * counts[..., None]).astype(np.intp)
+        values = padded[chosen[..., None], picks]
+        values[np.arange(padded.shape[1]) >= counts[..., None]] = np.nan  # beyond a round's own size
+        values = np.sort(values.reshape(b, width), axis=1)
+        total = counts.sum(axis=1)
+        rows = np.arange(b)
+        out[start : start + b] = (values[rows, (total - 1) // 2] + values[rows, total // 2]) / 2
+    return out

@@ -24,6 +24,7 @@ can use statistics (a rank test) rather than two medians.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,11 @@ class Timing:
     warmup_runs: int = 0
     notes: list[str] = field(default_factory=list)
     """Remarks for the user (the time budget ran out before ``min_runs``...)."""
+    other_cores: float | None = None
+    """CPU: how many of this process's cores other work kept busy, on average, while the
+    blocks were timed (other processes, and a hypervisor's steal); None where unknown."""
+    load: float | None = None
+    """The 1-minute load average when the timed blocks started (None where unknown)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ def time_cpu(
         block = max(block + 1, math.ceil(block * min_block_s / max(took, 1e-9)))
     samples: list[float] = []
     total = 0.0
+    load = _load_average()
+    meter = OtherWork()
     while len(samples) < max_runs:
         took = _time_block(step, block)
         samples.append(took / block * 1e3)
@@ -122,7 +130,61 @@ def time_cpu(
         if (total >= min_run_time_s and len(samples) >= min_runs) or total >= max_run_time_s:
             break
     timer = f"cpu: time.perf_counter_ns over blocks of {block} step(s), after {count} warm-up step(s)"
-    return Timing(samples, block, timer, count, _short_note(len(samples), min_runs, max_run_time_s))
+    notes = _short_note(len(samples), min_runs, max_run_time_s)
+    return Timing(samples, block, timer, count, notes, meter.cores_busy(), load)
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+class OtherWork:
+    """How busy *other* work kept this process's cores while something was timed.
+
+    The kernel's per-CPU counters (``/proc/stat``: time spent busy, plus the time a
+    hypervisor stole) over the CPUs this process may use, minus this process's own CPU
+    time, over the wall time: the average number of those cores that something else used.
+    A property of the machine, not of the model, so it means the same for a layer that
+    keeps every thread busy and for one that runs on one thread. Linux only (elsewhere
+    :meth:`cores_busy` is None); ticks are 10 ms, so it is meant for windows of 0.1 s or more.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+            self.tick = 1.0 / os.sysconf("SC_CLK_TCK")
+        except (AttributeError, ValueError, OSError):
+            self.cpus = set()
+        self.started = (time.perf_counter(), time.process_time(), self._busy_seconds())
+
+    def _busy_seconds(self) -> float | None:
+        if not self.cpus:
+            return None
+        try:
+            with open("/proc/stat", encoding="ascii") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            return None
+        busy = 0
+        for line in lines:
+            name, _, rest = line.partition(" ")
+            if name in self.cpus:  # user nice system idle iowait irq softirq steal ...
+                values = [int(v) for v in rest.split()]
+                busy += sum(values) - values[3] - values[4]
+        return busy * self.tick
+
+    def cores_busy(self) -> float | None:
+        """The average number of this process's cores that other work used since construction."""
+        wall0, own0, busy0 = self.started
+        busy = self._busy_seconds()
+        wall = time.perf_counter() - wall0
+        if busy is None or busy0 is None or wall <= 0:
+            return None
+        others = (busy - busy0) - (time.process_time() - own0)
+        return max(0.0, others / wall)
 
 
 # ----------------------------------------------------------------------------- CUDA

@@ -45,4 +45,4 @@ def test_the_check_catches_a_changed_model(tmp_path: Path, monkeypatch: pytest.M
     capsys.readouterr()
     assert main(["compare", str(BASELINE), str(new), "--metrics", "params,flops", "--strict"]) == 1
     out = capsys.readouterr().out
-    assert "conv_3x3_c64" in out and "improved" in out and "changed: conv_3x3_c64 params -0.2%" in out
+    assert "improved" in out and "--strict: FAILED" in out and "conv_3x3_c64 params -64 (-0.173%)" in out

@@ -122,7 +122,7 @@ def test_compare_runs_verdicts_and_exit_code() -> None:
     assert comparison.exit_code == 1
     assert {(r.benchmark, r.field) for r in comparison.regressions} == {("b", "latency_ms"), ("b", "flops")}
     text = render(comparison)
-    assert "2 regression(s): b flops +0.1%; b latency_ms +" in text and "REGRESSED" in text
+    assert "2 regression(s): b flops +1 (+0.1%); b latency_ms +" in text and "REGRESSED" in text
 
 
 def test_a_benchmark_that_now_fails_is_a_regression() -> None:
@@ -151,9 +151,10 @@ def test_only_like_is_compared_with_like() -> None:
     new = run(record("a", batch_size=16, latency=rounds(20.0)), record("b", batch_size=8, latency=rounds(20.0)))
     comparison = compare_runs(base, new)
     v = verdicts(comparison)
-    assert v[("a", "settings")] == "not comparable" and ("a", "latency_ms") not in v
+    assert v[("a", "latency_ms, peak_memory_bytes")] == "not comparable" and ("a", "latency_ms") not in v
+    assert v[("a", "params")] == v[("a", "flops")] == "unchanged"  # counts do not depend on the batch size
     assert v[("b", "latency_ms")] == "regressed"
-    assert "batch_size 8 -> 16" in next(r.verdict.note for r in comparison.rows if r.field == "settings")
+    assert "batch_size 8 -> 16" in next(r.verdict.note for r in comparison.rows if r.verdict.verdict == "not comparable")
     elsewhere = run(record("b", latency=rounds(20.0)))
     elsewhere.environment["cpu"] = "another CPU"
     comparison = compare_runs(run(record("b")), elsewhere)
@@ -321,3 +322,58 @@ def test_history_keeps_a_resumed_run_once_and_skips_empty_ones(tmp_path: Path) -
     store.append(finished, tmp_path / "r.json")
     assert [(r["complete"], r["time"]) for r in store.runs()] == [(1, "2026-01-01T00:00:00+00:00")]
     assert store.append(run(time="2026-01-02T00:00:00+00:00")) is None and len(store.runs()) == 1
+
+
+def test_counts_compare_across_machines_threads_and_devices_but_not_across_models() -> None:
+    """A committed CPU baseline checks params and FLOPs on any machine: hosted CI runners included."""
+    base = run(record("a", threads=2, device="cpu"), record("b", args={"in_channels": 8}))
+    elsewhere = run(record("a", threads=16, device="cuda:0"), record("b", args={"in_channels": 16}))
+    elsewhere.environment.update(cpu="another CPU", host="gpu-box")
+    comparison = compare_runs(base, elsewhere, only_fields=["params", "flops"])
+    v = verdicts(comparison)
+    assert v[("a", "params")] == v[("a", "flops")] == "unchanged" and comparison.exit_code == 0
+    assert v[("b", "params, flops")] == "not comparable"
+    full = compare_runs(base, elsewhere)
+    assert verdicts(full)[("a", "latency_ms, peak_memory_bytes")] == "not comparable"
+
+
+def test_a_compare_that_judges_nothing_fails() -> None:
+    base = run(record("a", threads=2), record("b", threads=2))
+    new = run(record("a", threads=16), record("b", threads=16))
+    comparison = compare_runs(base, new, only_fields=["latency"])
+    assert comparison.judged_nothing and comparison.exit_code == 1
+    assert "nothing could be compared: FAILED" in render(comparison)
+    assert compare_runs(run(), run(record("new_one"))).exit_code == 0  # only new benchmarks: nothing to fail on
+
+
+def test_fewer_than_three_rounds_never_fail_on_timing_unless_strict() -> None:
+    base = run(record("a", latency=rounds(10.0, count=1, n=60)))
+    slower = run(record("a", latency=rounds(12.0, count=1, n=60, seed=4)))
+    row = next(r for r in compare_runs(base, slower).rows if r.field == "latency_ms")
+    assert row.verdict.verdict == "uncertain" and "too few to tell" in row.verdict.note
+    strict = compare_runs(base, slower, strict=True)
+    assert next(r for r in strict.rows if r.field == "latency_ms").verdict.verdict == "regressed"
+    assert strict.exit_code == 1
+
+
+def test_a_busy_cpu_makes_timing_uncertain_never_a_verdict() -> None:
+    spec = {**COMPARE["latency_ms"], "contention": "latency_round_cpu_contention"}
+    quiet = run(record("a", latency_round_cpu_contention=[0.0, 0.02, 0.0]))
+    busy = run(record("a", latency=rounds(13.0, seed=2), latency_round_cpu_contention=[0.0, 0.59, 0.01]))
+    for r in (quiet, busy):
+        r.compare["latency_ms"] = spec
+    row = next(r for r in compare_runs(quiet, busy).rows if r.field == "latency_ms")
+    assert row.verdict.verdict == "uncertain" and "busy CPU in the new run" in row.verdict.note and "59%" in row.verdict.note
+    assert next(r for r in compare_runs(busy, busy).rows if r.field == "latency_ms").verdict.verdict == "uncertain"
+    calm = run(record("a", latency=rounds(13.0, seed=2), latency_round_cpu_contention=[0.0, 0.05, None]))
+    calm.compare["latency_ms"] = spec
+    assert next(r for r in compare_runs(quiet, calm).rows if r.field == "latency_ms").verdict.verdict == "regressed"
+
+
+def test_strict_says_why_it_fails_and_shows_absolute_count_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(run(record("a", params=36_928)), tmp_path / "base.json")
+    new = write(run(record("a", params=36_929)), tmp_path / "new.json")
+    assert main(["compare", str(base), str(new), "--metrics", "params", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "a params +1 (+0.00271%)" in out and "--strict: FAILED on 1 change(s)" in out
+    assert "no regressions\n" not in out.replace("no regressions\n--strict", "")  # never 'no regressions' alone

@@ -153,12 +153,37 @@ def test_fast_steps_are_timed_in_calibrated_blocks() -> None:
     assert out["latency_ms"] * block >= 0.005 * 1e3 * 0.5  # a block lasts about min_block_s
 
 
-def test_noisy_samples_raise_a_warning() -> None:
+def test_noisy_samples_raise_one_warning_about_the_worst_round() -> None:
     options = {**latency.OPTIONS, "min_run_time_s": 0.05, "min_runs": 12, "min_block_s": 0.0}
     ctx = context(Sleepy(1.0, other_ms=4.0), torch.zeros(1), **options)
+    noisy = {**latency.measure(ctx), "batch_size": 1}
+    assert noisy["latency_iqr_ms"] > 1.0
+    noisy["latency_cpu_contention"] = 0.0  # whatever the machine did meanwhile: only the noise is tested here
+    [warning] = latency.merge_rounds([noisy])["warnings"]
+    assert "latency is noisy" in warning and "> 10%" in warning and "round" not in warning
+    steady = {**noisy, "latency_samples_ms": [1.0] * 12}
+    [warning] = latency.merge_rounds([steady, noisy, steady, noisy, steady])["warnings"]  # one, not one per round
+    assert "(round 2 of 5, the worst)" in warning
+
+
+def test_a_busy_cpu_while_timing_is_measured_and_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchbench import environment
+
+    monkeypatch.setattr(latency, "available_cores", lambda: 2)
+    assert latency.contention(0.0, 2) == 0 and latency.contention(1.0, 1) == 0  # a free core for the one thread
+    assert latency.contention(1.0, 2) == 0.5 and latency.contention(2.0, 2) == 1.0
+    assert latency.contention(None, 2) is None
+    busy = {"latency_samples_ms": [1.0] * 12, "batch_size": 1, "threads": 2, "latency_cpu_contention": 0.5,
+            "latency_other_cores": 1.0}
+    calm = {**busy, "latency_cpu_contention": 0.0, "latency_other_cores": 0.0}
+    merged = latency.merge_rounds([calm, busy, calm])
+    [warning] = merged["warnings"]
+    assert "busy CPU while timing: other work kept 1.0 of 2 core(s) busy, taking 50%" in warning and "round 2 of 3" in warning
+    assert merged["latency_round_cpu_contention"] == [0.0, 0.5, 0.0]
+    assert environment.available_cores() >= 1
+    ctx = context(nn.Identity(), torch.zeros(1), **{**latency.OPTIONS, "min_run_time_s": 0.2})
     out = latency.measure(ctx)
-    assert out["latency_iqr_ms"] > 1.0
-    assert any("latency is noisy" in w and "> 10%" in w for w in ctx.warnings)
+    assert out["latency_cpu_contention"] is None or 0 <= out["latency_cpu_contention"] <= 1
 
 
 def test_time_budget_caps_the_runs_and_says_so() -> None:

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 import benchbench
 from benchbench import formatting, timing
 from benchbench.context import MeasureContext
+from benchbench.environment import available_cores
+from benchbench.stats import BUSY_CONTENTION
 
 OPTIONS: dict[str, Any] = {
     "warmup_s": 0.2,
@@ -56,22 +60,27 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
         result = timing.time_cpu(ctx.step, min_block_s=opts["min_block_s"], **budget)
     for note in result.notes:
         ctx.warn(note)
-    fields = summary_fields(result.samples_ms, ctx.batch_size)
-    if fields["latency_ms"] > 0 and fields["latency_iqr_ms"] / fields["latency_ms"] > opts["noise_threshold"]:
-        ctx.warn(
-            f"latency is noisy: IQR {fields['latency_iqr_ms']:.3g} ms is "
-            f"{fields['latency_iqr_ms'] / fields['latency_ms']:.1%} of the median {fields['latency_ms']:.3g} ms "
-            f"(> {opts['noise_threshold']:.0%}) in one round of samples; other load on the machine? Close it, pin "
-            "threads, or raise min_run_time_s"
-        )
     return {
-        **fields,
+        **summary_fields(result.samples_ms, ctx.batch_size),
         "latency_samples_ms": result.samples_ms,
-        "latency_rounds_ms": [result.samples_ms],
         "latency_block_size": result.block_size,
         "latency_warmup_runs": result.warmup_runs,
         "latency_timer": result.timer,
+        "latency_cpu_contention": contention(result.other_cores, torch.get_num_threads()),
+        "latency_other_cores": result.other_cores,
+        "latency_load": result.load,
+        "latency_noise_threshold": opts["noise_threshold"],
     }
+
+
+def contention(other_cores: float | None, threads: int) -> float | None:
+    """The share of what the benchmark's threads asked for that other work took (0 on a quiet
+    machine): with ``threads`` of the process's cores wanted and ``other_cores`` busy with
+    something else, only the overlap beyond the free cores competes."""
+    if other_cores is None:
+        return None
+    overlap = other_cores + threads - available_cores()
+    return min(1.0, max(0.0, overlap / threads))
 
 
 def summary_fields(samples_ms: list[float], batch_size: int) -> dict[str, Any]:
@@ -87,17 +96,54 @@ def summary_fields(samples_ms: list[float], batch_size: int) -> dict[str, Any]:
 
 
 def merge_rounds(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool the samples of every round; keep each round's samples apart for the statistics."""
-    rounds = [r["latency_samples_ms"] for r in records if r.get("latency_samples_ms")]
-    if not rounds:
+    """Pool the samples of every round (one or more); keep each round's samples apart for
+    the statistics, and warn once per benchmark, about its worst round."""
+    measured = [r for r in records if r.get("latency_samples_ms")]
+    if not measured:
         return {}
-    pooled = [x for samples in rounds for x in samples]
-    return {
-        **summary_fields(pooled, records[0]["batch_size"]),
-        "latency_samples_ms": pooled,
+    rounds = [r["latency_samples_ms"] for r in measured]
+    fields = {
+        **summary_fields([x for samples in rounds for x in samples], records[0]["batch_size"]),
+        "latency_samples_ms": [x for samples in rounds for x in samples],
         "latency_rounds_ms": rounds,
         "latency_round_medians_ms": [timing.summarize(r).median for r in rounds],
+        "latency_round_cpu_contention": [r.get("latency_cpu_contention") for r in measured],
+        "latency_round_other_cores": [r.get("latency_other_cores") for r in measured],
+        "latency_round_load": [r.get("latency_load") for r in measured],
     }
+    fields["warnings"] = [w for w in (_noise_warning(measured), _busy_warning(measured)) if w]
+    return fields
+
+
+def _which(index: int, count: int) -> str:
+    return f" (round {index + 1} of {count}, the worst)" if count > 1 else ""
+
+
+def _noise_warning(records: list[dict[str, Any]]) -> str | None:
+    """One warning when the interquartile range of a round exceeds its noise_threshold of the median."""
+    spreads = [(timing.summarize(r["latency_samples_ms"]), r.get("latency_noise_threshold", 0.1)) for r in records]
+    worst = max(range(len(spreads)), key=lambda i: spreads[i][0].iqr / spreads[i][0].median if spreads[i][0].median > 0 else 0)
+    summary, limit = spreads[worst]
+    if summary.median <= 0 or summary.iqr / summary.median <= limit:
+        return None
+    return (f"latency is noisy: IQR {summary.iqr:.3g} ms is {summary.iqr / summary.median:.1%} of the median "
+            f"{summary.median:.3g} ms (> {limit:.0%}){_which(worst, len(spreads))}; other load on the machine? "
+            "Close it, pin threads, or raise min_run_time_s")
+
+
+def _busy_warning(records: list[dict[str, Any]]) -> str | None:
+    """One warning when other work took the cores a round's threads wanted (contention, not the model)."""
+    taken = [(i, r["latency_cpu_contention"]) for i, r in enumerate(records) if r.get("latency_cpu_contention") is not None]
+    if not taken:
+        return None
+    worst, share = max(taken, key=lambda pair: pair[1])
+    if share <= BUSY_CONTENTION:
+        return None
+    record = records[worst]
+    return (f"busy CPU while timing: other work kept {record['latency_other_cores']:.1f} of {available_cores()} core(s) "
+            f"busy, taking {share:.0%} of what the benchmark's {record.get('threads') or '?'} thread(s) asked for"
+            f"{_which(worst, len(records))}: the times measure contention, not the model (benchbench compare calls "
+            "them uncertain); close other work, or lower threads:")
 
 
 @benchbench.hookimpl
@@ -109,7 +155,8 @@ def benchbench_register_metrics(register: Any) -> None:
         ratio_fields=["latency_ms"],
         options=OPTIONS,
         check_options=check_options,
-        compare={"latency_ms": {"samples": "latency_samples_ms", "rounds": "latency_rounds_ms"}},
+        compare={"latency_ms": {"samples": "latency_samples_ms", "rounds": "latency_rounds_ms",
+                                "contention": "latency_round_cpu_contention"}},
         merge_rounds=merge_rounds,
         exclusive=True,
         description="median time of one batch (CPU: blocked perf_counter; CUDA: events), IQR, samples/s",
