@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import benchbench
 from benchbench import peak, progress
 from benchbench.cli import main
 from benchbench.results import RunResult
-from tests.helpers import tiny_suite
+from tests.helpers import require_tool, tiny_suite
 
 pytest.importorskip("matplotlib")
 
@@ -63,13 +62,10 @@ def test_report_bad_input(run_file: Path, tmp_path: Path, capsys: pytest.Capture
     assert "Traceback" not in capsys.readouterr().err
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium) for a real browser")
 def test_a_real_browser_renders_the_report(run_file: Path, tmp_path: Path) -> None:
     from PIL import Image
 
+    CHROMIUM = require_tool("chromium", "Debian package chromium: the report in a real browser")
     page, shot = tmp_path / "report.html", tmp_path / "shot.png"
     assert main(["report", str(run_file), "--html", str(page)]) == 0
     done = subprocess.run(
@@ -135,7 +131,7 @@ def test_report_reads_run_files_without_registered_formats(run_file: Path) -> No
     assert run.formats == {}  # formats are not stored in run files
     text = render_table(run, {"columns": ["peak_memory_bytes", "latency_ms"]})
     row = next(line for line in text.splitlines() if line.startswith("std "))
-    assert re.search(r"\d+(\.\d\d)? (B|KiB|MiB)\s+\d+\.\d+$", row), row  # bytes and ms formatted by the field's name
+    assert re.search(r"\d+(\.\d\d)? (B|KiB|MiB|GiB)\s+\d+(\.\d+)?$", row), row  # bytes and ms formatted by the field's name
 
 
 def test_report_as_csv_and_json(run_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,7 +55,7 @@ def cpu_peak_bytes(step: Any) -> int:
     del output
     events = _memory_events(prof)
     current = peak = 0
-    for _, nbytes in sorted(events):
+    for _, nbytes in sorted(events, key=lambda event: event[0]):  # stable: same-tick events keep their order
         current += nbytes
         peak = max(peak, current)
     return peak
@@ -70,10 +70,15 @@ def _memory_events(prof: Any) -> list[tuple[int, int]]:
             "the CPU memory metric needs them"
         )
     return [
-        (event.start_ns(), int(event.nbytes()))
+        (_start_ns(event), int(event.nbytes()))
         for event in results.events()
         if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
     ]
+
+
+def _start_ns(event: Any) -> int:
+    """The event's start in ns: torch 2.1-2.3 give only ``start_us``, 2.14 only ``start_ns``."""
+    return event.start_ns() if hasattr(event, "start_ns") else event.start_us() * 1000
 
 
 def measure(ctx: MeasureContext) -> dict[str, Any]:
