@@ -419,7 +419,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UsageError("the HTML report draws its plots with matplotlib: pip install 'benchbench[report]'") from None
+            raise UsageError("the HTML report draws its plots with matplotlib: pip install 'torch-benchbench[report]'") from None
     runs = [RunResult.read_json(path) for path in args.runs]
     if args.html:
         from benchbench.outputs import atomic_write_text

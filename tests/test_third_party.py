@@ -68,3 +68,15 @@ def test_autoload_off_leaves_it_out_until_named(installed: dict[str, str]) -> No
     env = {**installed, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
     assert "squeeze_excite" not in benchbench(env, "list", "models").stdout
     assert "squeeze_excite" in benchbench(env, "list", "models", "-p", "se_blocks").stdout
+
+
+def test_the_example_depends_on_this_distribution_not_a_namesake() -> None:
+    """'benchbench' on the package index is an unrelated project: a plugin that depended on it
+    would get that one in a fresh environment. The example names this project's distribution."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    ours = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    example = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    assert ours == "torch-benchbench" and ours in example["dependencies"]
+    assert "benchbench" not in example["dependencies"]  # the unrelated namesake
+    assert ours in (REPO / "README.md").read_text()

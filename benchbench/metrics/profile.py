@@ -3,7 +3,7 @@
 One trace per benchmark, written by ``torch.profiler.tensorboard_trace_handler`` into
 ``DIR/<benchmark>/`` in the format the TensorBoard profiler plugin (torch-tb-profiler)
 reads: ``tensorboard --logdir DIR`` shows the timeline, the operator and kernel tables
-and the memory view (``pip install benchbench[tensorboard]``). The trace is plain
+and the memory view (``pip install "torch-benchbench[tensorboard]"``). The trace is plain
 Chrome-trace JSON, which chrome://tracing and Perfetto open too.
 
 The steps profiled are the benchmark's own ``ctx.step()`` (eval forward or train
