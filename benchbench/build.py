@@ -22,12 +22,18 @@ import torch
 
 from benchbench.context import MeasureContext
 from benchbench.deadline import DeadlineExceeded, deadline
-from benchbench.registry import ModelEntry
-from benchbench.suite import BenchmarkSpec
+from benchbench.registry import ModelEntry, Registry
+from benchbench.spec import DTYPES, BenchmarkSpec
 
 DRY_RUN_LIMIT_S = 30.0
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a suite's ``dtype:`` name (one of :data:`benchbench.spec.DTYPES`)."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return getattr(torch, name)
 
 
 def default_input(batch_size: int, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -51,7 +57,7 @@ def build_model(spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, se
         model = entry.factory(**spec.args)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"factory of model {spec.model!r} returned {type(model).__name__}, not a torch.nn.Module")
-    model = model.to(device=device, dtype=DTYPES[spec.dtype])
+    model = model.to(device=device, dtype=torch_dtype(spec.dtype))
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -63,7 +69,7 @@ def build_context(
     """The model (seeded, on ``device``, in the spec's dtype, memory format and mode) and its input."""
     model = build_model(spec, entry, device, spec.seed)
     model.train(spec.mode == "train")
-    dtype = DTYPES[spec.dtype]
+    dtype = torch_dtype(spec.dtype)
     if dataset is not None:  # real samples (token ids stay integers)
         make_input = partial(dataset_batch, dataset, device=device, dtype=dtype)
     else:
@@ -95,6 +101,26 @@ def per_sample_shape(output: Any) -> Any:
     if isinstance(output, dict):
         return {k: per_sample_shape(v) for k, v in output.items()}
     return None
+
+
+def preflight(specs: list[BenchmarkSpec], registry: Registry) -> list[str]:
+    """Args a model rejects and input shapes it cannot take, found on the meta device.
+
+    The suite loader calls this on the benchmarks that passed every other check (exit
+    code 2 before anything runs); benchmarks with ``dry_run: false`` or ``skip`` are left out.
+    """
+    problems = []
+    for spec in specs:
+        if not spec.dry_run or spec.skip:
+            continue
+        problem = dry_run(spec, registry.get("models", spec.model))
+        if problem:
+            problems.append(
+                f"benchmark {spec.name!r}: model {spec.model!r} cannot run with these 'args' and "
+                f"'input_shape' {list(spec.input_shape)}: {problem} (found by a dry run on the meta device; "
+                "set dry_run: false on the benchmark if that is wrong)"
+            )
+    return problems
 
 
 def dry_run(spec: BenchmarkSpec, entry: ModelEntry) -> str | None:

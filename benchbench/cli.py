@@ -232,24 +232,24 @@ def _reporter(manager: Any, fmt: str) -> tuple[Any, dict[str, Any]]:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive whole number, got {args.batch_size}")
-    from benchbench.suite import MAX_TIMEOUT_S
+    from benchbench.checks import MAX_TIMEOUT_S
 
     if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT_S:
         raise UsageError(f"--timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {args.timeout}")
     from benchbench.results import RunResult
-    from benchbench.suite import SuiteText, read_suite_file
+    from benchbench.suitefile import parse_suite_text, read_suite_file
 
     # Before importing torch: a typo in a path or the YAML costs a fraction of a second.
     resume = RunResult.read_json(args.resume) if args.resume else None
     suite_text = None
     if args.suite is not None:
-        data, suite_text = read_suite_file(args.suite)
-        source: Any = args.suite
-        suite_name = data.get("name") if isinstance(data.get("name"), str) else Path(args.suite).stem
+        source = read_suite_file(args.suite)
+        suite_text, suite_name = source.text, source.name
     elif resume is not None:
         if not resume.suite_text:
             raise UsageError(f"{args.resume}: the run file keeps no suite text (it ran from a dict); give SUITE.yaml too")
-        source, suite_name = SuiteText(resume.suite_text, f"{args.resume} (its suite)", resume.suite), resume.suite
+        source = parse_suite_text(resume.suite_text, f"{args.resume} (its suite)", stem=resume.suite)
+        suite_name = resume.suite
     else:
         raise UsageError("benchbench run needs a SUITE.yaml (or --resume RUN.json); the ready ones are in suites/")
     if resume is not None and resume.complete:
@@ -455,7 +455,7 @@ def _check_html_output(html: str, runs: list[str]) -> Path:
 def cmd_peak(args: argparse.Namespace) -> int:
     from benchbench import peak
     from benchbench.runner import resolve_device
-    from benchbench.suite import FIELD_CHECKS
+    from benchbench.checks import FIELD_CHECKS
 
     _, problem = FIELD_CHECKS["device"](args.device)
     if problem:

@@ -33,7 +33,7 @@ from tabulate import tabulate
 from benchbench import formatting, stats
 from benchbench.errors import ExitCode, UsageError, did_you_mean
 from benchbench.results import MODEL_SETTINGS, RUN_SETTINGS, STATUS_FAILED, STATUS_OK, Record, RunResult, is_number
-from benchbench.suite import parse_threshold
+from benchbench.checks import parse_threshold
 
 DEFAULT_THRESHOLD = 0.05
 EXACT_THRESHOLD = 0.0

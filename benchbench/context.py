@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from benchbench.suite import BenchmarkSpec
+    from benchbench.spec import BenchmarkSpec
 
 
 @dataclass

@@ -39,7 +39,7 @@ import benchbench
 
 if TYPE_CHECKING:
     from benchbench.results import Record
-    from benchbench.suite import BenchmarkSpec
+    from benchbench.spec import BenchmarkSpec
 
 STARTUP_LIMIT_S = 300.0
 """Seconds a worker may take to import torch and the plugins before it is given up."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         ReporterRegistrar,
     )
     from benchbench.results import Record, RunResult
-    from benchbench.suite import BenchmarkSpec, Suite
+    from benchbench.spec import BenchmarkSpec, Suite
 
 hookspec = pluggy.HookspecMarker("benchbench")
 

@@ -22,6 +22,7 @@ import gc
 import json
 import socket
 import time
+from functools import partial
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 
 from benchbench import environment, peak
 from benchbench.allocator import pin_malloc_thresholds
-from benchbench.build import build_context, per_sample_shape
+from benchbench.build import build_context, per_sample_shape, preflight
 from benchbench.context import MeasureContext
 from benchbench.data import Dataset
 from benchbench.deadline import DeadlineExceeded, deadline
@@ -47,7 +48,9 @@ from benchbench.results import (
     RunResult,
     add_ratios,
 )
-from benchbench.suite import BenchmarkSpec, Suite, load_suite
+from benchbench.spec import BenchmarkSpec, Suite
+from benchbench.suite import load_suite
+from benchbench.suitefile import SuiteDocument
 
 DEFAULT_EXECUTOR = "inline"
 MODEL_FAULTS = (Exception, SystemExit)
@@ -131,7 +134,7 @@ class RunOptions:
         return {k: v for k, v in given.items() if v is not None}
 
 
-def prepare(suite: str | Path | Mapping[str, Any], manager: PluginManager, options: RunOptions) -> Suite:
+def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, manager: PluginManager, options: RunOptions) -> Suite:
     """Load and validate the suite with the options applied: every input problem surfaces
     here (exit code 2), before a run file is claimed or anything is measured."""
     if options.quiet and manager.pm.get_plugin("benchbench.progress") is not None:
@@ -141,7 +144,11 @@ def prepare(suite: str | Path | Mapping[str, Any], manager: PluginManager, optio
     rounds = options.rounds
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise UsageError(f"--rounds must be a positive whole number, got {rounds!r}")
-    loaded = load_suite(suite, manager, overrides=options.overrides(), only=options.only, executor=options.executor)
+    document = SuiteDocument.of(suite)
+    # The dry run executes model code in this process: only when the benchmarks will run here too.
+    in_process = (options.executor or document.data.get("executor") or DEFAULT_EXECUTOR) == DEFAULT_EXECUTOR
+    loaded = load_suite(document, manager, overrides=options.overrides(), only=options.only,
+                        preflight=partial(preflight, registry=manager.registry) if in_process else None)
     if options.profile is not None:
         loaded = with_profile(loaded, str(options.profile))
     return replace(loaded, rounds=rounds or loaded.rounds, executor=options.executor or loaded.executor or DEFAULT_EXECUTOR)

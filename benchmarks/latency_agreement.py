@@ -25,7 +25,7 @@ from torch.utils.benchmark import Timer
 from benchbench.allocator import pin_malloc_thresholds
 from benchbench.context import MeasureContext
 from benchbench.metrics import latency
-from benchbench.suite import BenchmarkSpec
+from benchbench.spec import BenchmarkSpec
 from benchbench_plugins import layers
 
 CASES = {

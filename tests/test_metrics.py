@@ -14,7 +14,7 @@ import benchbench
 from benchbench import timing
 from benchbench.context import MeasureContext
 from benchbench.metrics import flops, latency, memory, params
-from benchbench.suite import BenchmarkSpec
+from benchbench.spec import BenchmarkSpec
 from benchbench_plugins import layers
 from tests.helpers import TINY_LATENCY, tiny_suite
 

@@ -82,7 +82,7 @@ def test_ray_measures_latency_for_every_benchmark_and_records_failures(tmp_path:
 
 def test_timed_jobs_ask_for_whole_devices() -> None:
     from benchbench.executors import Job
-    from benchbench.suite import BenchmarkSpec
+    from benchbench.spec import BenchmarkSpec
     from benchbench_plugins.ray_executor import _resources
 
     spec = BenchmarkSpec(name="x", model="conv", threads=2)

@@ -8,7 +8,9 @@ import pytest
 
 from benchbench.errors import SuiteError, UsageError
 from benchbench.plugins import PluginManager
-from benchbench.suite import DEFAULT_METRICS, load_suite, read_suite_file
+from benchbench.spec import DEFAULT_METRICS
+from benchbench.suite import load_suite
+from benchbench.suitefile import read_suite_file
 from tests.helpers import tiny_suite
 
 REPO = Path(__file__).resolve().parents[1]

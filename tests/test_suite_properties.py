@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from benchbench.errors import UsageError
 from benchbench.plugins import PluginManager
-from benchbench.suite import FIELD_CHECKS, SUITE_KEYS, Suite, load_suite
+from benchbench.checks import FIELD_CHECKS
+from benchbench.spec import Suite
+from benchbench.suite import SUITE_KEYS, load_suite
 
 MANAGER = PluginManager()
 
@@ -81,7 +83,7 @@ def test_validation_never_raises_anything_but_usage_errors(data: dict) -> None:
 
 @pytest.mark.parametrize("text", ["[", "a: [1, 2", "- - - -", "{a: 1, a: 2}", "\t- x", "!!python/object:os.system ls", "*x"])
 def test_yaml_text_errors_are_usage_errors(text: str) -> None:
-    from benchbench.suite import parse_suite_text
+    from benchbench.suitefile import parse_suite_text
 
     with pytest.raises(UsageError):
         parse_suite_text(text, "t.yaml")

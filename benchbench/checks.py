@@ -1,0 +1,222 @@
+"""The value checks of suite keys: one table, so a key means the same wherever it is written.
+
+Each check takes a value as YAML (or the command line) gives it and returns
+``(normalised value, problem or None)``; the problem is a phrase that follows the key's
+name (``key 'batch_size' must be a positive whole number, got 0``). The suite loader
+applies them to ``defaults``, to every benchmark and to command-line overrides; the
+command line reuses them as argparse ``type=`` functions (:func:`argparse_type`), so
+``--batch-size 0`` and ``batch_size: 0`` get the same words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from benchbench.errors import did_you_mean
+from benchbench.spec import DTYPES, MODES
+
+MAX_THREADS = 1024  # beyond this OpenMP fails to start threads, or crashes
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+Check = Callable[[Any], "tuple[Any, str | None]"]
+
+def positive_int(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return value, f"must be a positive whole number, got {value!r}"
+    return value, None
+
+
+def shape(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        return value, f"must be a list of positive whole numbers such as [3, 224, 224], got {value!r}"
+    if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value):
+        return value, f"must be a list of positive whole numbers such as [3, 224, 224], got {value!r}"
+    return tuple(value), None
+
+
+def choice(choices: tuple[str, ...]) -> Callable[[Any], tuple[Any, str | None]]:
+    def check(value: Any) -> tuple[Any, str | None]:
+        if value not in choices:
+            return value, f"must be one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}"
+        return value, None
+
+    return check
+
+
+def device(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, str) or not _DEVICE_RE.match(value):
+        return value, f"must be auto, cpu, cuda or cuda:N, got {value!r}"
+    return value, None
+
+
+def boolean(value: Any) -> tuple[Any, str | None]:
+    return (value, None) if isinstance(value, bool) else (value, f"must be true or false, got {value!r}")
+
+
+def int_between(low: int, high: int) -> Callable[[Any], tuple[Any, str | None]]:
+    def check(value: Any) -> tuple[Any, str | None]:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return value, f"must be a whole number from {low} to {high}, got {value!r}"
+        return value, None
+
+    return check
+
+
+def optional(check: Callable[[Any], tuple[Any, str | None]]) -> Callable[[Any], tuple[Any, str | None]]:
+    return lambda value: (None, None) if value is None else check(value)
+
+
+def nonempty_str(value: Any) -> tuple[Any, str | None]:
+    return (value, None) if isinstance(value, str) and value else (value, f"must be a non-empty string, got {value!r}")
+
+
+def mapping(value: Any) -> tuple[Any, str | None]:
+    if value is None:
+        return {}, None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        return value, f"must be a mapping of names to values, got {value!r}"
+    return dict(value), None
+
+
+def name_list(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return value, f"must be a list of names such as [params, flops], got {value!r}"
+    return tuple(value), None
+
+
+MAX_TIMEOUT_S = 1e7  # about 115 days: longer is "no limit" in all but name, and overflows timers
+
+
+def timeout(value: Any) -> tuple[Any, str | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, str) and _is_float(value):
+        return value, f"must be a number of seconds; YAML reads {value!r} as text: write it as 1000 or 1.0e+3"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
+        return value, f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, or null for no limit, got {value!r}"
+    return float(value), None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_threshold(value: Any) -> tuple[float | None, str | None]:
+    """``"5%"`` or ``0.05`` -> 0.05; the problem in words otherwise."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if isinstance(text, str) and text.endswith("%"):
+            number = float(text[:-1]) / 100
+        elif isinstance(text, str):
+            number = float(text)  # "0.05" from a command line
+        elif isinstance(text, (int, float)) and not isinstance(text, bool):
+            number = float(text)
+        else:
+            raise ValueError
+    except ValueError:
+        return None, f"must be a percentage such as 5% (or a fraction such as 0.05), got {value!r}"
+    if not math.isfinite(number) or number < 0:
+        return None, f"must be 0% or more, got {value!r}"
+    return number, None
+
+
+def thresholds(value: Any) -> tuple[Any, str | None]:
+    entries, problem = mapping(value)
+    if problem:
+        return value, "must map fields or metrics to percentages, e.g. {latency: 5%, flops: 0%}"
+    parsed = {}
+    for key, given in entries.items():
+        number, problem = parse_threshold(given)
+        if problem:
+            return value, f"entry {key!r} {problem}"
+        parsed[key] = number
+    return parsed, None
+
+
+def seeds(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+        return value, f"must be a list of whole numbers 0 or more, such as [0, 1, 2], got {value!r}"
+    return value, None
+
+
+def skip(value: Any) -> tuple[Any, str | None]:
+    if value is None or value is False:
+        return None, None
+    if value is True:
+        return "skipped in the suite file", None
+    return nonempty_str(value)
+
+
+FIELD_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
+    "name": nonempty_str,
+    "model": nonempty_str,
+    "args": mapping,
+    "input_shape": shape,
+    "device": device,
+    "batch_size": positive_int,
+    "cpu_batch_size": optional(positive_int),
+    "metrics": name_list,
+    "metric_options": mapping,
+    "dtype": choice(DTYPES),
+    "channels_last": boolean,
+    "mode": choice(MODES),
+    "threads": optional(int_between(1, MAX_THREADS)),
+    "seed": int_between(0, 2**63 - 1),
+    "baseline": optional(nonempty_str),
+    "skip": skip,
+    "description": optional(nonempty_str),
+    "timeout": timeout,
+    "dry_run": boolean,
+    "thresholds": thresholds,
+    "dataset": nonempty_str,
+    "dataset_args": mapping,
+    "train": mapping,
+    "seeds": seeds,
+}
+
+
+def argparse_type(check: Check, convert: Callable[[str], Any] = str) -> Callable[[str], Any]:
+    """A check as an argparse ``type=``: ``--batch-size 0`` fails with the suite key's words."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {getattr(convert, '__name__', 'value')}, got {text!r}") from None
+        checked, problem = check(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return checked
+
+    return parse
+
+
+def same_kind(value: Any, default: Any) -> bool:
+    """Whether an option value has the type of its registered default (ints pass for floats).
+
+    Numbers must also be finite; ``null`` is accepted only where the default is ``null``.
+    """
+    if default is None:
+        return True
+    if value is None:
+        return False
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(default, (int, str)):
+        return isinstance(value, type(default))
+    return True
