@@ -113,7 +113,7 @@ def preflight(specs: list[BenchmarkSpec], registry: Registry) -> list[str]:
     for spec in specs:
         if not spec.dry_run or spec.skip:
             continue
-        problem = dry_run(spec, registry.get("models", spec.model))
+        problem = dry_run(spec, registry.get(ModelEntry, spec.model))
         if problem:
             problems.append(
                 f"benchmark {spec.name!r}: model {spec.model!r} cannot run with these 'args' and "

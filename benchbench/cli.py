@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _manager(args: argparse.Namespace) -> Any:
-    from benchbench.plugins import PluginManager
+    from benchbench.manager import PluginManager
 
     manager = PluginManager(args.plugins, args.plugins_dir)
     for note in manager.failure_notes():
@@ -215,9 +215,10 @@ def _manager(args: argparse.Namespace) -> Any:
 
 def _reporter(manager: Any, fmt: str) -> tuple[Any, dict[str, Any]]:
     """Resolve --format to a reporter and its options (a tabulate format means 'table')."""
+    from benchbench.registry import ReporterEntry
     from benchbench.reporters import table_formats
 
-    reporters = manager.registry.reporters
+    reporters = manager.registry.table(ReporterEntry)
     if fmt in reporters:
         return reporters[fmt], {}
     if fmt in table_formats():
@@ -509,7 +510,9 @@ def _columns(text: str, manager: Any) -> list[str]:
     from benchbench.derived import FIELDS as DERIVED
 
     known = set(CORE_FIELDS) | set(DERIVED)
-    for entry in manager.registry.entries("metrics"):
+    from benchbench.registry import MetricEntry
+
+    for entry in manager.registry.entries(MetricEntry):
         known.update(entry.fields)
         known.update(f"{f}_ratio" for f in entry.ratio_fields)
     columns = [c.strip() for c in text.split(",") if c.strip()]
@@ -578,6 +581,8 @@ def check_output_folder(folder: str, option: str) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from benchbench.registry import BY_PLURAL, DatasetEntry, MetricEntry, ModelEntry
+
     from benchbench.reporters import TABLE_ALIASES
 
     _check_format(args.format, "table")
@@ -589,17 +594,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows += [[f.name, f.source, f.module, f.distribution or "-", f.version or "-", f"FAILED: {f.error}"] for f in manager.failures]
         headers = ["plugin", "source", "module", "distribution", "version", "status"]
     elif args.kind == "models":
-        rows = [[e.name, e.family or "-", e.plugin, e.description or "-"] for e in registry.entries("models")]
+        rows = [[e.name, e.family or "-", e.plugin, e.description or "-"] for e in registry.entries(ModelEntry)]
         headers = ["model", "family", "plugin", "description"]
     elif args.kind == "metrics":
-        rows = [[e.name, ", ".join(e.fields), e.plugin, e.description or "-"] for e in registry.entries("metrics")]
+        rows = [[e.name, ", ".join(e.fields), e.plugin, e.description or "-"] for e in registry.entries(MetricEntry)]
         headers = ["metric", "fields", "plugin", "description"]
     elif args.kind == "datasets":
-        rows = [[e.name, e.task, e.plugin, e.description or "-"] for e in registry.entries("datasets")]
+        rows = [[e.name, e.task, e.plugin, e.description or "-"] for e in registry.entries(DatasetEntry)]
         headers = ["dataset", "task", "plugin", "description"]
     else:  # reporters, executors: name, plugin, description
         singular = args.kind[:-1]
-        rows = [[e.name, e.plugin, e.description or "-"] for e in registry.entries(args.kind)]
+        rows = [[e.name, e.plugin, e.description or "-"] for e in registry.entries(BY_PLURAL[args.kind])]
         headers = [singular, "plugin", "description"]
     if rows:
         print(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import benchbench
 
 if TYPE_CHECKING:
-    from benchbench.plugins import PluginManager
+    from benchbench.manager import PluginManager
 
 
 def collect(manager: PluginManager) -> dict[str, Any]:

@@ -17,7 +17,7 @@ Two kinds of hooks:
 
 The built-in metrics, reporters and progress display are plugins written on these same
 hooks (``benchbench/metrics/``, ``reporters.py``, ``progress.py``, listed in
-``benchbench.plugins.BUILTIN_PLUGINS``): what they can do, a third party can do.
+``benchbench.manager.BUILTIN_PLUGINS``): what they can do, a third party can do.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ from benchbench.data import Dataset
 from benchbench.deadline import DeadlineExceeded, deadline
 from benchbench.errors import UsageError
 from benchbench.executors import Job
-from benchbench.plugins import PluginManager
+from benchbench.manager import PluginManager
+from benchbench.registry import DatasetEntry, ExecutorEntry, MetricEntry, ModelEntry
 from benchbench.results import (
     CORE_FIELDS,
     STATUS_FAILED,
@@ -139,8 +140,8 @@ def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, manager: Plug
     here (exit code 2), before a run file is claimed or anything is measured."""
     if options.quiet and manager.pm.get_plugin("benchbench.progress") is not None:
         manager.pm.unregister(name="benchbench.progress")
-    if options.executor is not None and not manager.registry.has("executors", options.executor):
-        raise UsageError(f"--executor: {manager.unknown('executors', options.executor)}")
+    if options.executor is not None and not manager.registry.has(ExecutorEntry, options.executor):
+        raise UsageError(f"--executor: {manager.unknown(ExecutorEntry, options.executor)}")
     rounds = options.rounds
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise UsageError(f"--rounds must be a positive whole number, got {rounds!r}")
@@ -188,7 +189,7 @@ class Runner:
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
         self.registry = manager.registry
-        self.plugin_config = manager.config
+        self.plugin_config = manager.arguments
         self.executor_options: dict[str, Any] = {}
         self._datasets: dict[tuple[str, str], Any] = {}
 
@@ -206,7 +207,7 @@ class Runner:
         rounds = suite.rounds
         executor = suite.executor or DEFAULT_EXECUTOR
         specs = list(suite.benchmarks)
-        runner = self.registry.executors[executor].factory()
+        runner = self.registry.get(ExecutorEntry, executor).factory()
         # Fail before any work on a device this machine lacks; a remote executor (a cluster)
         # resolves devices where the job runs.
         devices = {spec.name: spec.device if getattr(runner, "remote", False) else str(resolve_device(spec.device)) for spec in specs}
@@ -267,7 +268,7 @@ class Runner:
             return merged
         if merged["status"] == STATUS_OK:
             for metric in spec.metrics:
-                entry = self.registry.get("metrics", metric)
+                entry = self.registry.get(MetricEntry, metric)
                 if entry.merge_rounds is not None:
                     fields = dict(entry.merge_rounds(records) or {})
                     warnings += [w for w in fields.pop("warnings", None) or [] if w not in warnings]
@@ -301,7 +302,7 @@ class Runner:
         run.fields, run.formats = self._columns(specs)
         run.compare = {
             f: {"metric": m, **spec} for m in dict.fromkeys(m for s in specs for m in s.metrics)
-            for f, spec in self.registry.get("metrics", m).compare.items()
+            for f, spec in self.registry.get(MetricEntry, m).compare.items()
         }
         return run
 
@@ -354,12 +355,12 @@ class Runner:
     # ------------------------------------------------------------------ one benchmark
 
     def timed(self, job: Job) -> bool:
-        return any(self.registry.get("metrics", m).exclusive for m in job.spec.metrics)
+        return any(self.registry.get(MetricEntry, m).exclusive for m in job.spec.metrics)
 
     def base_record(self, job: Job) -> Record:
         """The record's fields known before anything runs."""
         spec, device = job.spec, resolve_device(job.device)
-        entry = self.registry.get("models", spec.model)
+        entry = self.registry.get(ModelEntry, spec.model)
         batch = spec.cpu_batch_size if device.type == "cpu" and spec.cpu_batch_size else spec.batch_size
         return {
             "suite": job.suite,
@@ -391,9 +392,9 @@ class Runner:
         """The suite's thresholds by compared field (a metric's name stands for all its fields)."""
         out: dict[str, float] = {}
         for key, value in spec.thresholds.items():
-            if self.registry.has("metrics", key):
-                out.update({f: value for f in self.registry.get("metrics", key).compare})
-        out.update({k: v for k, v in spec.thresholds.items() if not self.registry.has("metrics", k)})
+            if self.registry.has(MetricEntry, key):
+                out.update({f: value for f in self.registry.get(MetricEntry, key).compare})
+        out.update({k: v for k, v in spec.thresholds.items() if not self.registry.has(MetricEntry, k)})
         return out
 
     def run_job(self, job: Job) -> Record:
@@ -421,7 +422,7 @@ class Runner:
                         errors.append(_describe(f"loading dataset {spec.dataset!r}", exc))
                         raise _Stop from None
                     try:
-                        ctx = build_context(spec, self.registry.get("models", spec.model), device, record["batch_size"], dataset)
+                        ctx = build_context(spec, self.registry.get(ModelEntry, spec.model), device, record["batch_size"], dataset)
                         ctx.progress = lambda message: self.manager.hook.benchbench_benchmark_progress(benchmark=spec, message=message)
                     except MODEL_FAULTS as exc:  # a broken model is a failed benchmark, not a crash
                         errors.append(_describe("building the model and its input", exc))
@@ -459,7 +460,7 @@ class Runner:
             return None
         key = (spec.dataset, json.dumps(spec.dataset_args, sort_keys=True, default=str))
         if key not in self._datasets:
-            entry = self.registry.get("datasets", spec.dataset)
+            entry = self.registry.get(DatasetEntry, spec.dataset)
             dataset = entry.loader(**spec.dataset_args)
             if not isinstance(dataset, Dataset):
                 raise TypeError(f"dataset {spec.dataset!r} loader returned {type(dataset).__name__}, not a benchbench.data.Dataset")
@@ -472,10 +473,10 @@ class Runner:
         (``merge_rounds``: latency), since params or FLOPs would come out the same."""
         if round_index == 0:
             return list(spec.metrics)
-        return [m for m in spec.metrics if self.registry.get("metrics", m).merge_rounds is not None]
+        return [m for m in spec.metrics if self.registry.get(MetricEntry, m).merge_rounds is not None]
 
     def _measure(self, metric: str, ctx: MeasureContext, spec: BenchmarkSpec, record: Record) -> list[str]:
-        entry = self.registry.get("metrics", metric)
+        entry = self.registry.get(MetricEntry, metric)
         ctx.options = {**entry.options, **spec.metric_options.get(metric, {})}
         try:
             fields = entry.measure(ctx)
@@ -496,7 +497,7 @@ class Runner:
         formats: dict[str, Any] = {}
         has_baseline = any(s.baseline for s in specs)
         for name in dict.fromkeys(m for s in specs for m in s.metrics):
-            entry = self.registry.get("metrics", name)
+            entry = self.registry.get(MetricEntry, name)
             formats.update(entry.formats)
             for field in entry.fields:
                 fields.append(field)
@@ -506,7 +507,7 @@ class Runner:
 
     def _ratio_fields(self, specs: list[BenchmarkSpec]) -> list[str]:
         names = dict.fromkeys(m for s in specs for m in s.metrics)
-        return [f for n in names for f in self.registry.get("metrics", n).ratio_fields]
+        return [f for n in names for f in self.registry.get(MetricEntry, n).ratio_fields]
 
 
 class _Stop(Exception):

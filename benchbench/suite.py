@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 from benchbench import checks
 from benchbench.arguments import check_args, without_defaults
 from benchbench.errors import SuiteError, did_you_mean
+from benchbench.registry import DatasetEntry, ExecutorEntry, MetricEntry, ModelEntry
 from benchbench.spec import DEFAULT_METRICS, BenchmarkSpec, Suite
 from benchbench.suitefile import SuiteDocument
 from benchbench.sweeps import called, expand_sweeps
 
 if TYPE_CHECKING:
-    from benchbench.plugins import PluginManager
+    from benchbench.manager import PluginManager
 
 SUITE_KEYS = ("name", "description", "executor", "rounds", "defaults", "benchmarks")
 TRAIN_KEYS = ("train", "seeds")
@@ -68,8 +69,8 @@ def load_suite(
     executor, problem = checks.optional(checks.nonempty_str)(data.get("executor"))
     if problem:
         problems.append(f"key 'executor' {problem}")
-    elif executor is not None and not manager.registry.has("executors", executor):
-        problems.append(f"key 'executor': {manager.unknown('executors', executor)}")
+    elif executor is not None and not manager.registry.has(ExecutorEntry, executor):
+        problems.append(f"key 'executor': {manager.unknown(ExecutorEntry, executor)}")
 
     defaults, problem = checks.mapping(data.get("defaults"))
     if problem:
@@ -158,18 +159,18 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
     _fold_train(values, manager)
     if "metrics" in values:
         for metric in values["metrics"]:
-            if not registry.has("metrics", metric):
-                problems.append(f"{where}: key 'metrics': {manager.unknown('metrics', metric)}")
-        values["metrics"] = tuple(m for m in values["metrics"] if registry.has("metrics", m))
+            if not registry.has(MetricEntry, metric):
+                problems.append(f"{where}: key 'metrics': {manager.unknown(MetricEntry, metric)}")
+        values["metrics"] = tuple(m for m in values["metrics"] if registry.has(MetricEntry, m))
     checked: dict[str, dict[str, Any]] = {}
     for metric, given in values.get("metric_options", {}).items():
-        if not registry.has("metrics", metric):
-            problems.append(f"{where}: key 'metric_options': {manager.unknown('metrics', metric)}")
+        if not registry.has(MetricEntry, metric):
+            problems.append(f"{where}: key 'metric_options': {manager.unknown(MetricEntry, metric)}")
             continue
         if not isinstance(given, Mapping):
             problems.append(f"{where}: key 'metric_options.{metric}' must be a mapping of option: value, got {given!r}")
             continue
-        entry = registry.get("metrics", metric)
+        entry = registry.get(MetricEntry, metric)
         known = entry.options
         good: dict[str, Any] = {}
         for key, value in given.items():
@@ -192,8 +193,8 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
     if "metric_options" in values:
         values["metric_options"] = checked
     if "thresholds" in values:
-        comparable = {f: m for m in registry.entries("metrics") for f in m.compare}
-        names = {*comparable, *registry.names("metrics")}
+        comparable = {f: m for m in registry.entries(MetricEntry) for f in m.compare}
+        names = {*comparable, *registry.names(MetricEntry)}
         for key in values["thresholds"]:
             if key not in names:
                 problems.append(
@@ -209,7 +210,7 @@ def _fold_train(values: dict[str, Any], manager: PluginManager) -> None:
         return
     extra = {**(train or {}), **({"seeds": seeds} if seeds is not None else {})}
     options = dict(values.get("metric_options", {}))
-    for entry in manager.registry.entries("metrics"):
+    for entry in manager.registry.entries(MetricEntry):
         if entry.train_options:
             current = options.get(entry.name, {})
             options[entry.name] = {**extra, **current} if isinstance(current, Mapping) else current
@@ -220,7 +221,7 @@ def _check_dataset(merged: dict[str, Any], label: str, manager: PluginManager, p
     """The benchmark's dataset entry (or None), with its args checked; needs of metrics."""
     registry = manager.registry
     name = merged.get("dataset")
-    needing = [m for m in merged.get("metrics", DEFAULT_METRICS) if registry.has("metrics", m) and registry.get("metrics", m).needs_dataset]
+    needing = [m for m in merged.get("metrics", DEFAULT_METRICS) if registry.has(MetricEntry, m) and registry.get(MetricEntry, m).needs_dataset]
     if name is None:
         if needing:
             problems.append(
@@ -229,10 +230,10 @@ def _check_dataset(merged: dict[str, Any], label: str, manager: PluginManager, p
         if merged.get("dataset_args"):
             problems.append(f"{label}: key 'dataset_args' is given but no 'dataset'")
         return None
-    if not registry.has("datasets", name):
-        problems.append(f"{label}: key 'dataset': {manager.unknown('datasets', name)}")
+    if not registry.has(DatasetEntry, name):
+        problems.append(f"{label}: key 'dataset': {manager.unknown(DatasetEntry, name)}")
         return None
-    entry = registry.get("datasets", name)
+    entry = registry.get(DatasetEntry, name)
     args = merged.get("dataset_args", {})
     arg_problems = check_args(entry.loader, args, key="dataset_args")
     problems.extend(f"{label}: {p}" for p in arg_problems)
@@ -273,10 +274,10 @@ def _benchmark(
     merged.setdefault("name", merged["model"])
     registry = manager.registry
     model = merged["model"]
-    if not registry.has("models", model):
-        problems.append(f"{label}: key 'model': {manager.unknown('models', model)}")
+    if not registry.has(ModelEntry, model):
+        problems.append(f"{label}: key 'model': {manager.unknown(ModelEntry, model)}")
         return None
-    entry = registry.get("models", model)
+    entry = registry.get(ModelEntry, model)
     args = merged.get("args", {})
     arg_problems = check_args(entry.factory, args) if "args" in own or "args" not in item else ["reported"]
     problems.extend(f"{label}: {p}" for p in arg_problems if p != "reported")

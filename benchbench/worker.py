@@ -44,7 +44,7 @@ def runner_for(plugin_config: dict[str, Any]) -> Any:
     """A runner for jobs in this process (a subprocess worker, a Ray worker), built once per
     plugin configuration: malloc pinned as in the parent, the same plugins loaded."""
     from benchbench.allocator import pin_malloc_thresholds
-    from benchbench.plugins import PluginManager
+    from benchbench.manager import PluginManager
     from benchbench.runner import Runner
 
     pin_malloc_thresholds()

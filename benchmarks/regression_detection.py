@@ -38,7 +38,7 @@ import yaml
 
 import benchbench
 from benchbench.compare import compare_runs
-from benchbench.plugins import PluginManager
+from benchbench.manager import PluginManager
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from benchbench_plugins import layers
+from benchbench.registry import ModelEntry
 
 EXPECTED = {
     "conv": ("standard", ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")),
@@ -100,15 +101,15 @@ def test_registry_through_real_registrar() -> None:
     from benchbench.registry import Registry
 
     registry = Registry()
-    layers.benchbench_register_models(registry.registrar("models", "layers"))
-    assert set(registry.models) == set(EXPECTED)
-    assert registry.get("models", "bottleneck").family == "bottleneck"
+    layers.benchbench_register_models(registry.registrar(ModelEntry, "layers"))
+    assert set(registry.table(ModelEntry)) == set(EXPECTED)
+    assert registry.get(ModelEntry, "bottleneck").family == "bottleneck"
 
 
 def test_loaded_through_entry_point() -> None:
-    from benchbench.plugins import PluginManager
+    from benchbench.manager import PluginManager
 
-    models = PluginManager().registry.models
+    models = PluginManager().registry.table(ModelEntry)
     for name, (family, _) in EXPECTED.items():
         assert models[name].plugin == "layers"
         assert models[name].family == family

@@ -16,6 +16,7 @@ from benchbench.context import MeasureContext
 from benchbench.metrics import flops, latency, memory, params
 from benchbench.spec import BenchmarkSpec
 from benchbench_plugins import layers
+from benchbench.registry import MetricEntry
 from tests.helpers import TINY_LATENCY, tiny_suite
 
 
@@ -253,9 +254,9 @@ def test_train_mode_needs_more_memory_than_eval() -> None:
 
 
 def test_metrics_are_plugins_with_ratio_fields_and_options() -> None:
-    from benchbench.plugins import PluginManager
+    from benchbench.manager import PluginManager
 
-    metrics = PluginManager(autoload=False).registry.metrics
+    metrics = PluginManager(autoload=False).registry.table(MetricEntry)
     assert metrics["params"].ratio_fields == ("params",)
     assert metrics["flops"].ratio_fields == ("flops",)
     assert metrics["latency"].ratio_fields == ("latency_ms",)
@@ -299,7 +300,7 @@ def test_latency_option_ranges(options: dict[str, Any], expected: str) -> None:
 
 
 def test_benchmark_metric_options_add_to_the_defaults_rather_than_replace_them() -> None:
-    from benchbench.plugins import PluginManager
+    from benchbench.manager import PluginManager
     from benchbench.suite import load_suite
 
     data = tiny_suite()

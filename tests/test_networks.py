@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from benchbench.plugins import PluginManager
+from benchbench.manager import PluginManager
+from benchbench.registry import ModelEntry
 
-MODELS = PluginManager().registry.models
+MODELS = PluginManager().registry.table(ModelEntry)
 
 
 def build(name: str, *, meta: bool = False, **args: Any) -> nn.Module:

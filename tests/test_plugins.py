@@ -7,21 +7,22 @@ from pathlib import Path
 import pytest
 
 from benchbench.errors import PluginError
-from benchbench.plugins import AUTOLOAD_ENV, BUILTIN_PLUGINS, PluginManager
+from benchbench.manager import AUTOLOAD_ENV, BUILTIN_PLUGINS, PluginManager
+from benchbench.registry import MetricEntry, ModelEntry, ReporterEntry
 from tests.helpers import fake_distribution, write_plugin
 
 
 def test_builtins_register_the_four_cost_metrics_and_reporters() -> None:
     manager = PluginManager(autoload=False)
     registry = manager.registry
-    assert {"params", "flops", "latency", "memory"} <= set(registry.names("metrics"))
-    assert {"table", "csv", "json"} <= set(registry.names("reporters"))
-    assert all(registry.metrics[m].plugin.startswith("benchbench.metrics.") for m in ("params", "flops"))
+    assert {"params", "flops", "latency", "memory"} <= set(registry.names(MetricEntry))
+    assert {"table", "csv", "json"} <= set(registry.names(ReporterEntry))
+    assert all(registry.get(MetricEntry, m).plugin.startswith("benchbench.metrics.") for m in ("params", "flops"))
     assert [p.name for p in manager.plugins] == list(BUILTIN_PLUGINS)
 
 
 def test_first_party_layers_load_through_the_entry_point_group() -> None:
-    models = PluginManager().registry.models
+    models = PluginManager().registry.table(ModelEntry)
     assert models["conv"].plugin == "layers"
     assert models["conv"].family == "standard"
 
@@ -29,11 +30,11 @@ def test_first_party_layers_load_through_the_entry_point_group() -> None:
 def test_autoload_env_var_leaves_entry_points_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(AUTOLOAD_ENV, "1")
     manager = PluginManager()
-    assert "conv" not in manager.registry.names("models")
-    message = manager.unknown("models", "conv")
+    assert "conv" not in manager.registry.names(ModelEntry)
+    message = manager.unknown(ModelEntry, "conv")
     assert AUTOLOAD_ENV in message and "-p" in message
     # ... and -p brings the first-party plugin back explicitly
-    assert "conv" in PluginManager(["benchbench_plugins.layers"]).registry.names("models")
+    assert "conv" in PluginManager(["benchbench_plugins.layers"]).registry.names(ModelEntry)
 
 
 def test_third_party_entry_point_from_an_installed_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +42,7 @@ def test_third_party_entry_point_from_an_installed_distribution(tmp_path: Path, 
     fake_distribution(tmp_path, "acme-bench", {"acme": "acme_models"}, version="2.3")
     monkeypatch.syspath_prepend(str(tmp_path))
     manager = PluginManager()
-    entry = manager.registry.models["acme_scale"]
+    entry = manager.registry.get(ModelEntry, "acme_scale")
     assert entry.plugin == "acme" and entry.family == "toy"
     info = next(p for p in manager.plugins if p.name == "acme")
     assert (info.source, info.distribution, info.version) == ("entry point", "acme-bench", "2.3")
@@ -54,20 +55,19 @@ def test_plugin_that_fails_to_import_is_reported_and_the_rest_load(tmp_path: Pat
     fake_distribution(tmp_path, "good-dist", {"good": "good_plugin"})
     monkeypatch.syspath_prepend(str(tmp_path))
     manager = PluginManager()
-    assert "good_scale" in manager.registry.names("models")
+    assert "good_scale" in manager.registry.names(ModelEntry)
     [failure] = manager.failures
     assert failure.name == "broken" and failure.distribution == "broken-dist"
     assert "not_a_real_module_xyz" in failure.error
     # when a suite needs something that plugin might have provided, the error says why it is missing
-    assert "broken" in manager.unknown("models", "broken_model")
+    assert "broken" in manager.unknown(ModelEntry, "broken_model")
 
 
 def test_same_model_name_from_two_plugins_is_an_error_naming_both(tmp_path: Path) -> None:
     write_plugin(tmp_path, "first", prefix="dup_")
     write_plugin(tmp_path / "other", "second", prefix="dup_")
-    manager = PluginManager([str(tmp_path / "first.py"), str(tmp_path / "other" / "second.py")], autoload=False)
-    with pytest.raises(PluginError) as error:
-        manager.registry
+    with pytest.raises(PluginError) as error:  # when the manager is made: the registry is built at once
+        PluginManager([str(tmp_path / "first.py"), str(tmp_path / "other" / "second.py")], autoload=False)
     message = str(error.value)
     assert "'dup_scale'" in message and "first.py" in message and "second.py" in message
 
@@ -88,8 +88,8 @@ def test_dash_p_accepts_module_names_and_files(tmp_path: Path, monkeypatch: pyte
     write_plugin(tmp_path / "files", "by_file", prefix="f_")
     monkeypatch.syspath_prepend(str(tmp_path))
     manager = PluginManager(["by_name", str(tmp_path / "files" / "by_file.py")], autoload=False)
-    assert {"n_scale", "f_scale"} <= set(manager.registry.names("models"))
-    assert manager.registry.models["n_scale"].plugin == "by_name"
+    assert {"n_scale", "f_scale"} <= set(manager.registry.names(ModelEntry))
+    assert manager.registry.get(ModelEntry, "n_scale").plugin == "by_name"
 
 
 def test_dash_p_that_cannot_import_is_a_usage_error() -> None:
@@ -99,7 +99,7 @@ def test_dash_p_that_cannot_import_is_a_usage_error() -> None:
 
 def test_dash_p_naming_an_autoloaded_plugin_is_not_a_clash() -> None:
     manager = PluginManager(["benchbench_plugins.layers"])
-    assert manager.registry.models["conv"].plugin == "layers"
+    assert manager.registry.get(ModelEntry, "conv").plugin == "layers"
 
 
 def test_plugins_dir_loads_every_py_file_and_reports_broken_ones(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_plugins_dir_loads_every_py_file_and_reports_broken_ones(tmp_path: Path)
     (tmp_path / "beta.py").write_text("raise ValueError('beta is broken')\n")
     (tmp_path / "_private.py").write_text("raise AssertionError('never imported')\n")
     manager = PluginManager(plugins_dir=tmp_path, autoload=False)
-    assert "a_scale" in manager.registry.names("models")
+    assert "a_scale" in manager.registry.names(ModelEntry)
     assert [(f.name, f.source) for f in manager.failures] == [("beta", "plugins-dir")]
     assert "ValueError: beta is broken" in manager.failures[0].error
 
@@ -132,7 +132,7 @@ def test_registration_hook_that_raises_leaves_that_plugin_out(tmp_path: Path) ->
         "    raise AssertionError('a failed plugin must not run')\n"
     )
     manager = PluginManager(plugins_dir=tmp_path, autoload=False)
-    names = manager.registry.names("models")
+    names = manager.registry.names(ModelEntry)
     assert "g_scale" in names and "half_done" not in names  # none of the failed plugin's entries
     [failure] = manager.failures
     assert failure.name == "oops" and "raised in benchbench_register_metrics: KeyError: 'boom'" in failure.error
@@ -169,7 +169,7 @@ def test_dash_p_finds_modules_in_the_current_folder(tmp_path: Path, monkeypatch:
     write_plugin(tmp_path, "here_blocks", prefix="here_")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
-    assert "here_scale" in PluginManager(["here_blocks"], autoload=False).registry.names("models")
+    assert "here_scale" in PluginManager(["here_blocks"], autoload=False).registry.names(ModelEntry)
 
 
 def test_dash_p_errors_say_what_went_wrong(tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_the_same_file_named_twice_is_loaded_once(tmp_path: Path, monkeypatch: p
     write_plugin(tmp_path, "twice", prefix="t_")
     monkeypatch.chdir(tmp_path)
     manager = PluginManager(["twice.py", "./twice.py", str(tmp_path / "twice.py")], autoload=False)
-    assert manager.registry.names("models").count("t_scale") == 1
+    assert manager.registry.names(ModelEntry).count("t_scale") == 1
 
 
 def test_one_file_through_dash_p_and_plugins_dir_is_one_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,7 +193,7 @@ def test_one_file_through_dash_p_and_plugins_dir_is_one_plugin(tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     for named in ("my_blocks", str(tmp_path / "my_blocks.py")):
         manager = PluginManager([named], plugins_dir=tmp_path, autoload=False)
-        assert manager.registry.models["mb_scale"].plugin == named
+        assert manager.registry.get(ModelEntry, "mb_scale").plugin == named
         assert not manager.failures and "None" not in str([p.name for p in manager.plugins])
 
 
@@ -204,12 +204,33 @@ def test_two_different_plugins_of_one_name_are_told_apart_by_where_they_came_fro
     write_plugin(tmp_path / "b", "blocks", prefix="b_")
     monkeypatch.syspath_prepend(str(tmp_path / "a"))
     manager = PluginManager(["blocks"], plugins_dir=tmp_path / "b", autoload=False)
-    assert manager.registry.models["a_scale"].plugin == "blocks"
-    assert manager.registry.models["b_scale"].plugin == "plugins-dir:blocks"
+    assert manager.registry.get(ModelEntry, "a_scale").plugin == "blocks"
+    assert manager.registry.get(ModelEntry, "b_scale").plugin == "plugins-dir:blocks"
 
 
 def test_an_unknown_name_with_no_close_match_says_where_plugins_come_from() -> None:
-    message = PluginManager().unknown("models", "squeeze_excite")
+    message = PluginManager().unknown(ModelEntry, "squeeze_excite")
     assert "did you mean" not in message  # 'squeezenet1_1' only shares a prefix
     assert "no loaded plugin registers a model of that name" in message and "-p MODULE" in message
-    assert "did you mean 'depthwise_separable'" in PluginManager().unknown("models", "depthwise_seperable")
+    assert "did you mean 'depthwise_separable'" in PluginManager().unknown(ModelEntry, "depthwise_seperable")
+
+
+def test_dash_p_no_blocks_a_plugin_before_it_is_imported(tmp_path: Path) -> None:
+    (tmp_path / "bomb.py").write_text("raise RuntimeError('imported although blocked')\n")
+    manager = PluginManager(["no:progress", "no:bomb"], plugins_dir=tmp_path)
+    assert manager.pm.get_plugin("benchbench.progress") is None and not manager.failures
+    assert {info.name for info in manager.blocked} == {"benchbench.progress", "bomb"}
+    layers_off = PluginManager(["no:layers"])
+    assert not layers_off.registry.has(ModelEntry, "conv")
+    assert "blocked with -p no:NAME: layers" in layers_off.unknown(ModelEntry, "conv")
+    with pytest.raises(PluginError, match=r"-p no:layres: no plugin of that name is loaded \(did you mean 'layers'\?\)"):
+        PluginManager(["no:layres"])
+
+
+def test_a_plugin_whose_registration_raises_is_reported_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry is built with the manager, so the CLI's warning about it always comes out."""
+    (tmp_path / "oops.py").write_text(
+        "import benchbench\n@benchbench.hookimpl\ndef benchbench_register_models(register):\n    raise KeyError('x')\n"
+    )
+    manager = PluginManager(plugins_dir=tmp_path, autoload=False)
+    assert [f.name for f in manager.failures] == ["oops"] and "KeyError" in manager.failures[0].error

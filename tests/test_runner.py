@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import benchbench
-from benchbench.plugins import PluginManager
+from benchbench.manager import PluginManager
 from benchbench.results import RunResult
 from tests.helpers import tiny_suite, write_plugin
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from benchbench.errors import SuiteError, UsageError
-from benchbench.plugins import PluginManager
+from benchbench.manager import PluginManager
 from benchbench.spec import DEFAULT_METRICS
 from benchbench.suite import load_suite
 from benchbench.suitefile import read_suite_file
+from benchbench.registry import ModelEntry
 from tests.helpers import tiny_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def test_efficiency_suite_states_the_real_configuration(manager: PluginManager) 
     standard, separable = by_name["standard_3x3"], by_name["separable_3x3"]
     assert (standard.batch_size, standard.input_shape, standard.args["in_channels"]) == (64, (512, 32, 32), 512)
     assert separable.baseline == "standard_3x3"
-    families = {PluginManager().registry.models[b.model].family for b in suite.benchmarks}
+    families = {PluginManager().registry.get(ModelEntry, b.model).family for b in suite.benchmarks}
     assert families == {"standard", "depthwise-separable", "dilated", "bottleneck", "inverted-residual", "transposed", "pixel-shuffle"}
 
 

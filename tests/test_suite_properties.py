@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchbench.errors import UsageError
-from benchbench.plugins import PluginManager
+from benchbench.manager import PluginManager
 from benchbench.checks import FIELD_CHECKS
 from benchbench.spec import Suite
 from benchbench.suite import SUITE_KEYS, load_suite

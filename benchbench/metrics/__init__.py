@@ -2,5 +2,5 @@
 
 They use only what a third-party metric gets: a :class:`~benchbench.context.MeasureContext`
 and the ``register`` callable. Each module is loaded by the plugin manager as a built-in
-(``benchbench.plugins.BUILTIN_PLUGINS``).
+(``benchbench.manager.BUILTIN_PLUGINS``).
 """

@@ -9,8 +9,12 @@ Discovery order (later ones may add to, never silently replace, earlier ones):
 3. modules given with ``-p MODULE`` (an importable name, or a path to a ``.py`` file);
 4. every ``*.py`` file in a folder given with ``--plugins-dir DIR``.
 
-A discovered plugin that fails to import is reported (``PluginManager.failures``) and the
-run goes on without it; a plugin the user named with ``-p`` that fails is an error.
+``-p no:NAME`` blocks a plugin (as in pytest): it is neither imported nor registered
+(``no:progress`` for the built-in progress display, ``no:ray_executor`` for an entry
+point). A discovered plugin that fails to import is reported (``PluginManager.failures``)
+and the run goes on without it; a plugin the user named with ``-p`` that fails is an
+error. The registry is built at once, so a plugin whose registration hook raises is
+reported with the others, before anything else is printed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,7 +35,7 @@ import pluggy
 
 from benchbench import hookspecs
 from benchbench.errors import PluginError, did_you_mean
-from benchbench.registry import KINDS, Registry
+from benchbench.registry import KINDS, Entry, Registry
 
 ENTRY_POINT_GROUP = "benchbench"
 AUTOLOAD_ENV = "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -79,7 +82,7 @@ class PluginManager:
     ) -> None:
         self.pm = pluggy.PluginManager("benchbench")
         self.pm.add_hookspecs(hookspecs)
-        self.config: dict[str, Any] = {
+        self.arguments: dict[str, Any] = {
             "plugins": list(plugins),
             "plugins_dir": None if plugins_dir is None else str(plugins_dir),
             "autoload": autoload,
@@ -87,15 +90,41 @@ class PluginManager:
         """The arguments, so that a worker process can build the same manager."""
         self.plugins: list[PluginInfo] = []
         self.failures: list[PluginInfo] = []
+        self.blocked: list[PluginInfo] = []
+        blocks = [spec.removeprefix("no:") for spec in plugins if spec.startswith("no:")]
+        for name in blocks:
+            self.pm.set_blocked(name)
         for module_name in BUILTIN_PLUGINS:
-            self._register(importlib.import_module(module_name), PluginInfo(module_name, "builtin", module_name))
+            info = PluginInfo(module_name, "builtin", module_name)
+            if not self._is_blocked(info):
+                self._register(importlib.import_module(module_name), info)
         if autoload if autoload is not None else not autoload_disabled():
             self._load_entry_points()
         for spec in plugins:
-            self._load_named(spec)
+            if not spec.startswith("no:"):
+                self._load_named(spec)
         if plugins_dir is not None:
             self._load_dir(Path(plugins_dir))
+        self._check_blocks(blocks)
+        self.registry = self._build_registry()
+        """Everything the loaded plugins registered (built here, so every failure is known at once)."""
 
+    def _is_blocked(self, info: PluginInfo) -> bool:
+        """Whether ``-p no:NAME`` blocks this plugin (by its name, its module, or the module's last part)."""
+        names = {info.name, info.module, info.module.rpartition(".")[2], info.module.rpartition(":")[0]}
+        if any(self.pm.is_blocked(n) for n in names if n):
+            self.blocked.append(info)
+            return True
+        return False
+
+    def _check_blocks(self, blocks: list[str]) -> None:
+        """A ``-p no:NAME`` that blocked nothing is a typo, not a silent no-op."""
+        matched = {n for info in self.blocked for n in (info.name, info.module, info.module.rpartition(".")[2])}
+        known = [n for info in self.plugins for n in (info.name, info.module.rpartition(".")[2])]
+        for name in blocks:
+            if name not in matched:
+                raise PluginError(f"-p no:{name}: no plugin of that name is loaded{did_you_mean(name, known)}; "
+                                  "`benchbench list plugins` shows the names")
     # ------------------------------------------------------------------ discovery
 
     def _register(self, module: ModuleType, info: PluginInfo) -> None:
@@ -125,6 +154,8 @@ class PluginManager:
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
             info = PluginInfo(ep.name, "entry point", ep.value, dist, version)
+            if self._is_blocked(info):
+                continue
             try:
                 self._register(ep.load(), info)
             except Exception as exc:  # a broken third-party plugin must not stop the run
@@ -164,6 +195,8 @@ class PluginManager:
             if path.name.startswith("_") or any(_same_file(plugin, path) for plugin in self.pm.get_plugins()):
                 continue  # private, or the same file already loaded another way (-p)
             info = PluginInfo(path.stem, "plugins-dir", str(path))
+            if self._is_blocked(info):
+                continue
             try:
                 self._register(_import_file(path, prefix="benchbench_dir_plugins"), info)
             except Exception as exc:
@@ -175,8 +208,7 @@ class PluginManager:
     def hook(self) -> Any:
         return self.pm.hook
 
-    @cached_property
-    def registry(self) -> Registry:
+    def _build_registry(self) -> Registry:
         """Call every registration hook, one plugin at a time, so that entries know their plugin.
 
         A plugin whose registration hook raises is left out as a whole (none of its entries,
@@ -189,13 +221,13 @@ class PluginManager:
             staged = Registry()
             try:
                 for kind in KINDS:
-                    caller = getattr(self.pm.hook, f"benchbench_register_{kind}")
+                    caller = getattr(self.pm.hook, f"benchbench_register_{kind.plural}")
                     for impl in caller.get_hookimpls():
                         if impl.plugin_name == info.name:
                             impl.function(*[staged.registrar(kind, info.name) for _ in impl.argnames])
             except Exception as exc:
                 error = PluginError(
-                    f"plugin {info.name!r} raised in benchbench_register_{kind}: {type(exc).__name__}: {exc}"
+                    f"plugin {info.name!r} raised in benchbench_register_{kind.plural}: {type(exc).__name__}: {exc}"
                 )
                 if info.source in ("builtin", "-p"):
                     raise error from exc
@@ -214,12 +246,14 @@ class PluginManager:
             for f in self.failures
         ]
 
-    def unknown(self, kind: str, name: str) -> str:
+    def unknown(self, kind: type[Entry], name: str) -> str:
         """Registry.unknown plus, when relevant, why a plugin that may provide it is missing."""
         message = self.registry.unknown(kind, name)
         notes = self.failure_notes()
         if notes:
             message += "; note: " + "; ".join(notes)
+        if self.blocked:
+            message += "; blocked with -p no:NAME: " + ", ".join(info.name for info in self.blocked)
         if autoload_disabled():
             message += f"; entry-point plugins are not loaded because {AUTOLOAD_ENV} is set (use -p MODULE)"
         return message
