@@ -30,7 +30,9 @@ SWEEP = {
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # address="local": a new instance even when RAY_ADDRESS is set or `ray start` recorded a
+    # cluster on this machine (ray.init() would join that one, and refuse num_cpus).
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -298,6 +298,20 @@ def test_ray_address_and_auto_are_probed_too(monkeypatch: pytest.MonkeyPatch) ->
     assert not ray.is_initialized()
 
 
+def test_an_address_that_drops_connections_is_given_up_after_the_probe_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a firewall that drops packets does: the connection neither succeeds nor is refused.
+    from benchbench_plugins import ray_executor
+
+    def no_answer(address: tuple[str, int], timeout: float) -> socket.socket:
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(ray_executor.socket, "create_connection", no_answer)
+    with pytest.raises(UsageError, match=r"^--address 10\.255\.255\.1:6379: no Ray cluster answers at 10\.255\.255\.1:6379 "
+                                         r"\(no connection within 5 s\)"):
+        ray_executor._connect(ray, "10.255.255.1:6379")
+    assert not ray.is_initialized()
+
+
 @pytest.mark.parametrize("address", ["head", "head:port", "ray://head", "head:70000"])
 def test_an_address_without_a_port_is_named_with_the_expected_form(address: str) -> None:
     from benchbench_plugins.ray_executor import _connect
