@@ -96,13 +96,13 @@ def _missing_here(runner: Any, job: Any, providers: dict[str, str]) -> str | Non
     absent = [(kind, name) for kind, name in _needs(job) if not runner.registry.has(kind, name)]
     if not absent:
         return None
-    names = ", ".join(
-        f"{kind[:-1]} {name!r}" + (f" (plugin {providers[f'{kind}:{name}']!r} on the driver)" if f"{kind}:{name}" in providers else "")
-        for kind, name in absent
-    )
+    names = []
+    for kind, name in absent:
+        plugin = providers.get(f"{kind.kind}:{name}")
+        names.append(f"{kind.kind} {name!r}" + (f" (plugin {plugin!r} on the driver)" if plugin else ""))
     failures = runner.manager.failure_notes()
     why = "; here " + "; ".join(failures) if failures else "; no plugin registers it here (not installed on this node?)"
-    return f"{_this_node()} lacks {names}{why}; {_INSTALL}"
+    return f"{_this_node()} lacks {', '.join(names)}{why}; {_INSTALL}"
 
 
 def _this_node() -> str:
@@ -123,14 +123,16 @@ def _providers(session: Any, job: Any) -> dict[str, str]:
     registry = getattr(session, "registry", None)
     if registry is None:
         return {}
-    return {f"{kind}:{name}": registry.get(kind, name).plugin for kind, name in _needs(job) if registry.has(kind, name)}
+    return {f"{kind.kind}:{name}": registry.get(kind, name).plugin for kind, name in _needs(job) if registry.has(kind, name)}
 
 
-def _needs(job: Any) -> list[tuple[str, str]]:
-    """``(kind, name)`` of every registered thing the job uses: its model, metrics and dataset."""
-    needed = [("models", job.spec.model), *(("metrics", m) for m in job.spec.metrics)]
+def _needs(job: Any) -> list[tuple[Any, str]]:
+    """``(entry class, name)`` of every registered thing the job uses: its model, metrics and dataset."""
+    from benchbench.registry import DatasetEntry, MetricEntry, ModelEntry
+
+    needed: list[tuple[Any, str]] = [(ModelEntry, job.spec.model), *((MetricEntry, m) for m in job.spec.metrics)]
     if job.spec.dataset is not None:
-        needed.append(("datasets", job.spec.dataset))
+        needed.append((DatasetEntry, job.spec.dataset))
     return needed
 
 
