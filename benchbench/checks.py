@@ -195,7 +195,8 @@ def argparse_type(check: Check, convert: Callable[[str], Any] = str) -> Callable
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {getattr(convert, '__name__', 'value')}, got {text!r}") from None
+            kind = {int: "a whole number", float: "a number"}.get(convert, "a value")  # type: ignore[call-overload]
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
         checked, problem = check(value)
         if problem:
             raise argparse.ArgumentTypeError(problem)

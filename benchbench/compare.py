@@ -320,7 +320,8 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
         if v.note and v.verdict not in (stats.TOO_FEW,):
             verdict += f" ({v.note})"
         rows.append([
-            row.benchmark, row.field, _value(row.field, row.base), _value(row.field, row.new),
+            row.benchmark, row.field, formatting.format_value(row.field, row.base, exact=True),
+            formatting.format_value(row.field, row.new, exact=True),
             formatting.ratio(v.ratio), ci, "-" if v.p_value is None else f"{v.p_value:.2g}",
             "-" if row.threshold is None else f"{row.threshold * 100:.3g}%",
             verdict,
@@ -349,14 +350,6 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
         "deterministic fields: exact."
     )
     return "\n".join(lines)
-
-
-def _value(field_name: str, value: Any) -> str:
-    if isinstance(value, float):
-        return formatting.ms(value) if field_name.endswith("_ms") else f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return formatting.nbytes(value) if field_name.endswith("_bytes") else f"{value:,}"
-    return "-" if value is None else str(value)
 
 
 def describe_change(row: Row) -> str:

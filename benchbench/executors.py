@@ -31,15 +31,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import benchbench
 
+from benchbench.job import Job
+
 if TYPE_CHECKING:
+    from benchbench.config import Config
     from benchbench.results import Record
-    from benchbench.spec import BenchmarkSpec
 
 STARTUP_LIMIT_S = 300.0
 """Seconds a worker may take to import torch and the plugins before it is given up."""
@@ -48,27 +49,15 @@ KILL_GRACE_S = 10.0
 (SIGALRM) deadline fires first and keeps the fields measured so far."""
 
 
-@dataclass(frozen=True)
-class Job:
-    """One benchmark to run: its validated spec and the device it was resolved to."""
-
-    index: int
-    total: int
-    spec: BenchmarkSpec
-    suite: str
-    device: str
-    round: int = 0
-    rounds: int = 1
-    """With ``rounds: N`` every job runs N times, interleaved with the others."""
-
-
 class Session(Protocol):
     """What the runner offers an executor."""
 
+    config: Config
+    """The run's configuration; ``config.getoption(NAME)`` reads an option a plugin added."""
     plugin_config: dict[str, Any]
     """Arguments that rebuild the same plugin manager in another process."""
     executor_options: dict[str, Any]
-    """Options for the executor from the command line (``--address`` for a cluster)."""
+    """The options plugins added on the command line (``address`` for Ray): ``config.plugin_options``."""
 
     def timed(self, job: Job) -> bool:
         """Whether the job measures time (so it needs its device, or its cores, to itself)."""

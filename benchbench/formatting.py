@@ -1,9 +1,12 @@
-"""Human-readable numbers for tables: one place, so every reporter agrees."""
+"""Human-readable values for tables: one place, so the table, the HTML report, compare and
+history agree (:func:`format_value` is the one formatter; the rest are its pieces, which
+metrics also register as formats of their fields)."""
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -84,3 +87,58 @@ def shape(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "x".join(str(d) for d in value) if value else "scalar"
     return str(value)
+
+
+def percent(value: Any, decimals: int = 2) -> str:
+    """0.9944 -> '99.44%' (accuracy; one decimal for a fraction of peak)."""
+    if _missing(value):
+        return "-"
+    if _not_a_number(value):
+        return str(value)
+    return f"{float(value):.{decimals}%}"
+
+
+def operators(value: dict[str, Any]) -> str:
+    """Operator counts: {'add': 1, 'hardtanh_': 2} -> 'add, hardtanh_×2'."""
+    parts = []
+    for key, count in value.items():
+        if isinstance(count, int) and not isinstance(count, bool):
+            parts.append(f"{key}×{count}" if count > 1 else f"{key}")
+        else:
+            parts.append(f"{key}: {count}")
+    return ", ".join(parts) or "-"
+
+
+def format_value(field: str, value: Any, formats: Mapping[str, Callable[[Any], str]] | None = None, *,
+                 exact: bool = False) -> str:
+    """Any field's value as tables, reports, compare and history show it: the one formatter.
+
+    A format the field's metric registered wins (``formats``, from the registration:
+    absent when a run file is read back, so the field's name decides next: ``*_ratio``
+    -> '0.115x', ``*_bytes`` -> '8.00 MiB', ``*_ms`` -> '1.234', ``*_fraction`` and
+    ``accuracy`` -> '%', shapes -> '3x32x32', large counts -> '1.23M'). ``exact`` shows
+    whole numbers in full ('147,968'), for comparisons where one unit matters.
+    """
+    if _missing(value):
+        return "-"
+    if formats and field in formats:
+        return formats[field](value)
+    if isinstance(value, dict):
+        return operators(value)
+    if field.endswith("shape"):
+        return shape(value)
+    if _not_a_number(value):
+        return str(value)
+    if field.endswith("_ratio"):
+        return ratio(value)
+    if field.endswith("_fraction"):
+        return percent(value, 1)
+    if field.startswith("accuracy"):
+        return percent(value)
+    if field.endswith("_bytes"):
+        return nbytes(value)
+    if field.endswith("_ms"):
+        return ms(value)
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}" if exact else si(value) if abs(value) >= 1_000 else str(int(value))
+    return f"{float(value):.4g}"

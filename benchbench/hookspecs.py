@@ -4,11 +4,15 @@ A plugin is any module (or object) with functions named like the hooks below and
 decorated with ``@benchbench.hookimpl``. A plugin implements only the hooks it needs,
 and may accept only some of a hook's arguments (pluggy passes them by name).
 
-Two kinds of hooks:
+Three kinds of hooks:
 
+* **Configuration hooks**: ``benchbench_addoption(parser)`` adds command-line options to
+  ``benchbench run`` and ``benchbench_configure(config)`` sees the run's configuration
+  once it is made (pytest's ``pytest_addoption`` and ``pytest_configure``).
 * **Registration hooks** (``benchbench_register_*``) are called once when the plugin
   manager is built. Each receives a ``register`` callable; a plugin calls it once per
-  thing it provides. benchbench records which plugin registered what, so that
+  thing it provides. Its arguments are the fields of that kind's entry in
+  :mod:`benchbench.registry` (``ModelEntry``, ``MetricEntry``...), which checks them. benchbench records which plugin registered what, so that
   ``benchbench list`` can say where a model comes from and a name registered twice is
   an error that names both plugins.
 * **Run-lifecycle hooks** (``benchbench_run_start`` ... ``benchbench_run_end``) are
@@ -27,24 +31,46 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from benchbench.registry import (
-        DatasetRegistrar,
-        ExecutorRegistrar,
-        MetricRegistrar,
-        ModelRegistrar,
-        ReporterRegistrar,
-    )
+    import argparse
+    from collections.abc import Callable
+
+    from benchbench.config import Config
     from benchbench.results import Record, RunResult
     from benchbench.spec import BenchmarkSpec, Suite
 
 hookspec = pluggy.HookspecMarker("benchbench")
 
 
+# --------------------------------------------------------------------------- configuration
+
+
+@hookspec
+def benchbench_addoption(parser: argparse._ArgumentGroup) -> None:
+    """Add command-line options to ``benchbench run`` (and its ``--help``).
+
+    ``parser`` is an argparse argument group: call ``parser.add_argument("--address",
+    metavar="ADDR", help=...)`` as with argparse. Use long names that say whose they are;
+    a name benchbench or another plugin already uses is an error. The values reach the run
+    as ``config.getoption("address")`` (by argparse ``dest``), in :func:`benchbench_configure`
+    and in an executor's ``session.config``; the Python API passes them as
+    ``run_suite(..., executor_options={"address": ...})``.
+    """
+
+
+@hookspec
+def benchbench_configure(config: Config) -> None:
+    """A run's :class:`~benchbench.config.Config` is made, before its suite is loaded.
+
+    Called once per run, by ``benchbench run`` and by :func:`benchbench.run_suite`: a plugin
+    reads the options it cares about here (``config.quiet``, ``config.getoption(...)``).
+    """
+
+
 # --------------------------------------------------------------------------- registration
 
 
 @hookspec
-def benchbench_register_models(register: ModelRegistrar) -> None:
+def benchbench_register_models(register: Callable[..., None]) -> None:
     """Register models that suites can name in ``model:``.
 
     ``register(name, factory, *, family=None, input_shape=None, description=None, **meta)``
@@ -66,7 +92,7 @@ def benchbench_register_models(register: ModelRegistrar) -> None:
 
 
 @hookspec
-def benchbench_register_metrics(register: MetricRegistrar) -> None:
+def benchbench_register_metrics(register: Callable[..., None]) -> None:
     """Register metrics that suites can list in ``metrics:``.
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
@@ -101,7 +127,7 @@ def benchbench_register_metrics(register: MetricRegistrar) -> None:
 
 
 @hookspec
-def benchbench_register_datasets(register: DatasetRegistrar) -> None:
+def benchbench_register_datasets(register: Callable[..., None]) -> None:
     """Register datasets, for metrics that train and evaluate a model (accuracy).
 
     ``register(name, loader, *, task="classification", description=None, **meta)``;
@@ -115,7 +141,7 @@ def benchbench_register_datasets(register: DatasetRegistrar) -> None:
 
 
 @hookspec
-def benchbench_register_reporters(register: ReporterRegistrar) -> None:
+def benchbench_register_reporters(register: Callable[..., None]) -> None:
     """Register reporters: ways to render a finished run (``--format NAME``).
 
     ``register(name, render, *, description=None)`` where
@@ -124,7 +150,7 @@ def benchbench_register_reporters(register: ReporterRegistrar) -> None:
 
 
 @hookspec
-def benchbench_register_executors(register: ExecutorRegistrar) -> None:
+def benchbench_register_executors(register: Callable[..., None]) -> None:
     """Register executors: where the benchmarks of a run execute (``--executor NAME``).
 
     ``register(name, factory, *, description=None)``; ``factory()`` returns an object

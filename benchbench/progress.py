@@ -3,9 +3,10 @@
 On a terminal: one progress bar (benchmark i of n, its name and round, elapsed time and
 the estimate of what is left, tqdm's), with failures and training epochs printed above
 it. Elsewhere (CI logs, files): plain lines, no cursor tricks. ``-v`` gives the lines on
-a terminal too, plus each benchmark's warnings as they happen; ``-q`` unregisters the
-plugin. stdout is left to the report, so ``benchbench run ... --format csv > out.csv``
-works.
+a terminal too, plus each benchmark's warnings as they happen; ``-q`` silences it (both
+read from the run's configuration, ``benchbench_configure``); ``-p no:progress`` leaves
+the plugin out. stdout is left to the report, so ``benchbench run ... --format csv >
+out.csv`` works.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import benchbench
 
-STYLES = ("auto", "bar", "lines", "verbose")
+STYLES = ("auto", "bar", "lines", "verbose", "quiet")
 _state: dict[str, Any] = {"style": "auto", "bar": None}
 
 
@@ -26,6 +27,17 @@ def set_style(style: str) -> None:
     if style not in STYLES:
         raise ValueError(f"progress style must be one of {', '.join(STYLES)}, got {style!r}")
     _state["style"] = style
+
+
+@benchbench.hookimpl
+def benchbench_configure(config: Any) -> None:
+    """``-q`` and ``-v`` of this run; a style set with :func:`set_style` (tests) stays otherwise."""
+    if config.quiet:
+        _state["style"] = "quiet"
+    elif config.verbose:
+        _state["style"] = "verbose"
+    elif _state["style"] in ("quiet", "verbose"):
+        _state["style"] = "auto"
 
 
 def _terminal_width() -> int:
@@ -37,6 +49,8 @@ def _terminal_width() -> int:
 
 
 def _say(text: str) -> None:
+    if _state["style"] == "quiet":
+        return
     bar = _state.get("bar")
     if bar is not None:
         bar.write(text, file=sys.stderr)
@@ -49,6 +63,8 @@ def benchbench_run_start(suite: Any, benchmarks: list[Any]) -> None:
     rounds = getattr(suite, "rounds", 1)
     _state.update(run=time.perf_counter(), total=len(benchmarks) * rounds, bar=None)
     style = _state["style"]
+    if style == "quiet":
+        return
     width = _terminal_width()
     if style == "bar" or (style == "auto" and sys.stderr.isatty() and width >= 40):
         from tqdm import tqdm

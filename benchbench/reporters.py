@@ -61,7 +61,7 @@ def table(run: RunResult, options: dict[str, Any]) -> Table:
         if any(r.get("baseline") for r in records):
             columns.append("baseline")
         columns.append("status")
-    rows = [[format_cell(run.formats, c, r.get(c)) for c in columns] for r in records]
+    rows = [[formatting.format_value(c, r.get(c), run.formats) for c in columns] for r in records]
     colalign = ["left" if c in IDENTITY or c in ("baseline", "status", "device", "dtype", "mode") else "right" for c in columns]
     title = [f"suite {run.suite}" + (f": {run.description}" if run.description else "")]
     if shared:
@@ -124,30 +124,3 @@ def _shared_settings(records: list[dict[str, Any]]) -> dict[str, Any]:
     if len(threads) == 1 and shared.get("device") == "cpu":
         shared["threads"] = threads.pop()
     return shared
-
-
-def format_cell(formats: dict[str, Callable[[Any], str]], column: str, value: Any) -> str:
-    """One table cell: the metric's registered format, else one chosen by the field's name."""
-    if value is None:
-        return "-"
-    if column in formats:
-        return formats[column](value)
-    if column.endswith("_ratio"):
-        return formatting.ratio(value)
-    if column.endswith("_fraction") and isinstance(value, (int, float)):
-        return f"{value:.1%}"
-    if column.endswith("shape"):
-        return formatting.shape(value)
-    # No registered format (a run file read back, a plugin that gave none): go by the name.
-    if column.endswith("_bytes") and isinstance(value, (int, float)):
-        return formatting.nbytes(value)
-    if column.endswith("_ms") and isinstance(value, (int, float)):
-        return formatting.ms(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1_000:
-        return formatting.si(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):  # operator counts and the like: "add, hardtanh_×2"
-        return ", ".join(f"{k}" + (f"×{v}" if isinstance(v, int) and v > 1 else "" if isinstance(v, int) else f": {v}")
-                         for k, v in value.items()) or "-"
-    return str(value)

@@ -1,8 +1,11 @@
 """Run a validated suite: hand each benchmark to an executor, collect and save the records.
 
-The runner knows nothing about convolutions or about any particular metric: models come
-from the registry, measurements from metric plugins, progress from lifecycle hooks and
-*where* a benchmark runs from an executor plugin (:mod:`benchbench.executors`).
+The loop over a suite (pytest's ``main.py``, where :mod:`benchbench.job` is its
+``runner.py``): :func:`prepare` loads and validates the suite once, with the run's
+:class:`~benchbench.config.Config` applied, then :class:`Runner` hands its benchmarks, round
+after round, to an executor plugin (:mod:`benchbench.executors`: *where* they run),
+merges the rounds, adds ratios and derived fields, and keeps the run file current. It
+knows nothing about convolutions or about any particular metric.
 
 Nothing is lost along the way:
 
@@ -16,15 +19,10 @@ Nothing is lost along the way:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import gc
-import json
-import socket
-import time
+from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,127 +30,76 @@ import torch
 
 from benchbench import environment, peak
 from benchbench.allocator import pin_malloc_thresholds
-from benchbench.build import build_context, per_sample_shape, preflight
-from benchbench.context import MeasureContext
-from benchbench.data import Dataset
-from benchbench.deadline import DeadlineExceeded, deadline
+from benchbench.build import preflight
+from benchbench.config import Config
 from benchbench.errors import UsageError
-from benchbench.executors import Job
+from benchbench.job import Job, JobRunner, resolve_device
 from benchbench.manager import PluginManager
-from benchbench.registry import DatasetEntry, ExecutorEntry, MetricEntry, ModelEntry
-from benchbench.results import (
-    CORE_FIELDS,
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
-    Record,
-    RunResult,
-    add_ratios,
-)
+from benchbench.registry import ExecutorEntry, MetricEntry
+from benchbench.results import CORE_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios
 from benchbench.spec import BenchmarkSpec, Suite
 from benchbench.suite import load_suite
 from benchbench.suitefile import SuiteDocument
 
 DEFAULT_EXECUTOR = "inline"
-MODEL_FAULTS = (Exception, SystemExit)
-"""What a model's or a metric's code may raise that fails only its benchmark: ``SystemExit``
-too (a model that calls ``sys.exit``, or parses arguments with argparse), so that it cannot
-end the run. Ctrl-C and the benchmark's own deadline are not faults of the model."""
 
 
 def run_suite(
     suite: str | Path | Mapping[str, Any],
     *,
-    device: str | None = None,
-    batch_size: int | None = None,
-    timeout: float | None = None,
-    metrics: list[str] | None = None,
-    only: list[str] | None = None,
     plugins: list[str] | tuple[str, ...] = (),
     plugins_dir: str | Path | None = None,
     manager: PluginManager | None = None,
-    executor: str | None = None,
     executor_options: dict[str, Any] | None = None,
-    rounds: int | None = None,
-    profile: str | Path | None = None,
     out: str | Path | None = None,
     resume: RunResult | None = None,
-    quiet: bool = False,
+    **options: Any,
 ) -> RunResult:
     """Load, validate and run a suite; the Python API behind ``benchbench run``.
 
-    ``device``, ``batch_size``, ``timeout`` and ``metrics`` override every benchmark (``batch_size``
-    also turns off ``cpu_batch_size``); ``only`` keeps the named benchmarks (and their
-    baselines); ``executor`` picks where they run (``inline``, ``subprocess``, ``ray``...; default:
-    the suite's ``executor:``, else inline) and ``executor_options`` configure it
-    (``{"address": ...}`` for Ray); ``rounds`` runs the whole suite that many
-    times, interleaved, pooling the timed samples (default: the suite's ``rounds:``, else
-    1); ``profile`` (a folder) adds the ``profile`` metric to every benchmark, writing one
-    TensorBoard trace each there; ``quiet`` turns the progress lines on stderr
-    off. With ``out``, the run file is written there after every benchmark; otherwise
-    nothing is written (call ``.write_json(path)`` on the result). ``resume`` (a run
-    file read with ``RunResult.read_json``) keeps its records and runs the rest.
+    ``options`` are those of :class:`~benchbench.config.Config`: ``device``, ``batch_size``,
+    ``timeout`` and ``metrics`` override every benchmark (``batch_size`` also turns off
+    ``cpu_batch_size``); ``only`` keeps the named benchmarks (and their baselines);
+    ``executor`` picks where they run (``inline``, ``subprocess``, ``ray``...; default: the
+    suite's ``executor:``, else inline); ``rounds`` runs the whole suite that many times,
+    interleaved, pooling the timed samples; ``profile`` (a folder) adds the ``profile``
+    metric to every benchmark; ``quiet`` turns the progress lines on stderr off.
+    ``executor_options`` are the values of options plugins add (``{"address": ...}`` for
+    Ray). ``plugins`` (like ``-p``, ``no:NAME`` blocks one) and ``plugins_dir`` choose the
+    plugins, or give a ``manager``. With ``out``, the run file is written there after
+    every benchmark; otherwise nothing is written (call ``.write_json(path)`` on the
+    result). ``resume`` (a run file read with ``RunResult.read_json``) keeps its records
+    and runs the rest.
     """
     manager = manager or PluginManager(list(plugins), plugins_dir)
-    options = RunOptions(device=device, batch_size=batch_size, timeout=timeout, metrics=metrics, only=only,
-                         executor=executor, executor_options=executor_options, rounds=rounds, profile=profile, quiet=quiet)
-    loaded = prepare(suite, manager, options)
-    return Runner(manager).run(loaded, options, out=out, resume=resume)
+    try:
+        config = Config(manager, plugin_options=dict(executor_options or {}), **options)
+    except TypeError as exc:
+        raise UsageError(f"run_suite: {exc}") from None
+    return Runner(config).run(prepare(suite, config), out=out, resume=resume)
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """What the command line (or the API's keywords) changes about a suite's run."""
+def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, config: Config) -> Suite:
+    """Load and validate the suite with the configuration applied: every input problem
+    surfaces here (exit code 2), before a run file is claimed or anything is measured.
 
-    device: str | None = None
-    batch_size: int | None = None
-    timeout: float | None = None
-    metrics: list[str] | None = None
-    only: list[str] | None = None
-    executor: str | None = None
-    executor_options: dict[str, Any] | None = None
-    rounds: int | None = None
-    profile: str | Path | None = None
-    quiet: bool = False
-
-    def overrides(self) -> dict[str, Any]:
-        """The suite keys these options set on every benchmark."""
-        out: dict[str, Any] = {}
-        if self.device is not None:
-            out["device"] = self.device
-        if self.batch_size is not None:
-            out.update(batch_size=self.batch_size, cpu_batch_size=None)
-        if self.timeout is not None:
-            out["timeout"] = self.timeout
-        if self.metrics is not None:
-            out["metrics"] = list(self.metrics)
-        return out
-
-    def stored(self) -> dict[str, Any]:
-        """What the run file keeps (``options``), so that ``--resume`` replays the same run."""
-        given = {"device": self.device, "batch_size": self.batch_size, "timeout": self.timeout, "metrics": self.metrics,
-                 "only": self.only, "executor": self.executor, "rounds": self.rounds}
-        return {k: v for k, v in given.items() if v is not None}
-
-
-def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, manager: PluginManager, options: RunOptions) -> Suite:
-    """Load and validate the suite with the options applied: every input problem surfaces
-    here (exit code 2), before a run file is claimed or anything is measured."""
-    if options.quiet and manager.pm.get_plugin("benchbench.progress") is not None:
-        manager.pm.unregister(name="benchbench.progress")
-    if options.executor is not None and not manager.registry.has(ExecutorEntry, options.executor):
-        raise UsageError(f"--executor: {manager.unknown(ExecutorEntry, options.executor)}")
-    rounds = options.rounds
+    Plugins see the configuration first (``benchbench_configure``).
+    """
+    manager = config.manager
+    manager.hook.benchbench_configure(config=config)
+    if config.executor is not None and not manager.registry.has(ExecutorEntry, config.executor):
+        raise UsageError(f"--executor: {manager.unknown(ExecutorEntry, config.executor)}")
+    rounds = config.rounds
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise UsageError(f"--rounds must be a positive whole number, got {rounds!r}")
     document = SuiteDocument.of(suite)
     # The dry run executes model code in this process: only when the benchmarks will run here too.
-    in_process = (options.executor or document.data.get("executor") or DEFAULT_EXECUTOR) == DEFAULT_EXECUTOR
-    loaded = load_suite(document, manager, overrides=options.overrides(), only=options.only,
+    in_process = (config.executor or document.data.get("executor") or DEFAULT_EXECUTOR) == DEFAULT_EXECUTOR
+    loaded = load_suite(document, manager, overrides=config.overrides(), only=config.only,
                         preflight=partial(preflight, registry=manager.registry) if in_process else None)
-    if options.profile is not None:
-        loaded = with_profile(loaded, str(options.profile))
-    return replace(loaded, rounds=rounds or loaded.rounds, executor=options.executor or loaded.executor or DEFAULT_EXECUTOR)
+    if config.profile is not None:
+        loaded = with_profile(loaded, str(config.profile))
+    return replace(loaded, rounds=rounds or loaded.rounds, executor=config.executor or loaded.executor or DEFAULT_EXECUTOR)
 
 
 def with_profile(suite: Suite, folder: str) -> Suite:
@@ -168,50 +115,34 @@ def with_profile(suite: Suite, folder: str) -> Suite:
     return replace(suite, benchmarks=specs)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the first GPU if there is one, else CPU; a missing GPU is a usage error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(
-                f"device {name!r} was asked for, but torch sees no CUDA GPU (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none: a CPU-only build'}); "
-                "use --device cpu, or device: auto to fall back to the CPU"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return device
-
-
 class Runner:
-    def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
-        self.registry = manager.registry
-        self.plugin_config = manager.arguments
-        self.executor_options: dict[str, Any] = {}
-        self._datasets: dict[tuple[str, str], Any] = {}
+    """Runs prepared suites for one configuration; the executors' session (see :class:`benchbench.executors.Session`)."""
 
-    def run(
-        self,
-        suite: Suite,
-        options: RunOptions | None = None,
-        *,
-        out: str | Path | None = None,
-        resume: RunResult | None = None,
-    ) -> RunResult:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.manager = config.manager
+        self.registry = config.manager.registry
+        self.jobs = JobRunner(config.manager)
+
+    @property
+    def plugin_config(self) -> dict[str, Any]:
+        """The plugin manager's arguments, so that another process can load the same plugins."""
+        return self.manager.arguments
+
+    @property
+    def executor_options(self) -> dict[str, Any]:
+        """The options plugins added on the command line (``address`` for Ray)."""
+        return self.config.plugin_options
+
+    def run(self, suite: Suite, *, out: str | Path | None = None, resume: RunResult | None = None) -> RunResult:
         """Run a prepared suite (:func:`prepare`): every benchmark, every round, saving as it goes."""
-        options = options or RunOptions()
-        self.executor_options = dict(options.executor_options or {})
         rounds = suite.rounds
-        executor = suite.executor or DEFAULT_EXECUTOR
         specs = list(suite.benchmarks)
-        runner = self.registry.get(ExecutorEntry, executor).factory()
+        executor = self.registry.get(ExecutorEntry, suite.executor or DEFAULT_EXECUTOR).factory()
         # Fail before any work on a device this machine lacks; a remote executor (a cluster)
         # resolves devices where the job runs.
-        devices = {spec.name: spec.device if getattr(runner, "remote", False) else str(resolve_device(spec.device)) for spec in specs}
-        run = self._start(suite, specs, resume, options.stored())
+        devices = {spec.name: spec.device if getattr(executor, "remote", False) else str(resolve_device(spec.device)) for spec in specs}
+        run = self._start(suite, specs, resume)
         peaks = {d: p for d in sorted(set(devices.values())) if d != "auto" and (p := peak.load(d))}
         if peaks:  # for the fraction of peak and the roofline, wherever the run file is read later
             run.environment["peaks"] = peaks
@@ -234,7 +165,7 @@ class Runner:
                 # Interleaved rounds: A, B, C, then A, B, C again. A benchmark that failed or
                 # was skipped is not run again.
                 todo = [replace(job, round=round_index) for job in jobs if _still_ok(measured.get(job.spec.name))]
-                for job, record in runner.run(todo, self):
+                for job, record in executor.run(todo, self):
                     measured.setdefault(job.spec.name, []).append(record)
                     done[job.spec.name] = self._merge(job.spec, measured[job.spec.name])
                     run.records = [done[s.name] for s in specs if s.name in done]
@@ -276,7 +207,7 @@ class Runner:
         merged["warnings"] = warnings
         return merged
 
-    def _start(self, suite: Suite, specs: list[BenchmarkSpec], resume: RunResult | None, options: dict[str, Any]) -> RunResult:
+    def _start(self, suite: Suite, specs: list[BenchmarkSpec], resume: RunResult | None) -> RunResult:
         if resume is not None:
             if resume.suite != suite.name:
                 raise UsageError(f"--resume: the run file is of suite {resume.suite!r}, not {suite.name!r}")
@@ -293,7 +224,7 @@ class Runner:
                 suite_text=suite.text,
                 description=suite.description,
                 environment=environment.collect(self.manager),
-                options=options,
+                options=self.config.stored(),
             )
             run.notes.extend(suite.notes)
             if any(s.device == "auto" for s in specs) and not torch.cuda.is_available():
@@ -339,156 +270,19 @@ class Runner:
 
     # ------------------------------------------------------------------ the executor's session
 
+    def timed(self, job: Job) -> bool:
+        return self.jobs.timed(job)
+
     def started(self, job: Job) -> None:
         self.manager.hook.benchbench_benchmark_start(
             benchmark=job.spec, index=job.index, total=job.total, round=job.round, rounds=job.rounds
         )
 
     def run_here(self, job: Job) -> Record:
-        return self.run_job(job)
+        return self.jobs.run_job(job)
 
     def failed(self, job: Job, error: str) -> Record:
-        record = self.base_record(job)
-        record.update(status=STATUS_FAILED, error=error)
-        return record
-
-    # ------------------------------------------------------------------ one benchmark
-
-    def timed(self, job: Job) -> bool:
-        return any(self.registry.get(MetricEntry, m).exclusive for m in job.spec.metrics)
-
-    def base_record(self, job: Job) -> Record:
-        """The record's fields known before anything runs."""
-        spec, device = job.spec, resolve_device(job.device)
-        entry = self.registry.get(ModelEntry, spec.model)
-        batch = spec.cpu_batch_size if device.type == "cpu" and spec.cpu_batch_size else spec.batch_size
-        return {
-            "suite": job.suite,
-            "benchmark": spec.name,
-            "model": spec.model,
-            "family": entry.family,
-            "plugin": entry.plugin,
-            "args": spec.args,
-            "device": str(device),
-            "batch_size": batch,
-            "suite_batch_size": spec.batch_size,
-            "input_shape": list(spec.input_shape),
-            "output_shape": None,
-            "dtype": spec.dtype,
-            "mode": spec.mode,
-            "channels_last": spec.channels_last,
-            "threads": None,
-            "baseline": spec.baseline,
-            "status": STATUS_OK,
-            "error": None,
-            "warnings": [],
-            "wall_time_s": None,
-            "host": socket.gethostname(),
-            "rounds": 1,
-            "thresholds": self._thresholds(spec),
-        }
-
-    def _thresholds(self, spec: BenchmarkSpec) -> dict[str, float]:
-        """The suite's thresholds by compared field (a metric's name stands for all its fields)."""
-        out: dict[str, float] = {}
-        for key, value in spec.thresholds.items():
-            if self.registry.has(MetricEntry, key):
-                out.update({f: value for f in self.registry.get(MetricEntry, key).compare})
-        out.update({k: v for k, v in spec.thresholds.items() if not self.registry.has(MetricEntry, k)})
-        return out
-
-    def run_job(self, job: Job) -> Record:
-        """Build the model, run each metric, and return the record; never raises for the model's faults."""
-        record = self.base_record(job)
-        spec, device = job.spec, torch.device(record["device"])
-        if spec.skip:
-            record.update(status=STATUS_SKIPPED, error=spec.skip)
-            return record
-        started = time.perf_counter()
-        errors: list[str] = []
-        ctx: MeasureContext | None = None
-        with _threads(spec.threads if device.type == "cpu" else None):
-            record["threads"] = torch.get_num_threads()
-            cores = environment.available_cores()
-            if device.type == "cpu" and record["threads"] > cores:
-                record["warnings"].append(
-                    f"{record['threads']} threads on {cores} CPU(s): oversubscribed, timings mostly measure contention"
-                )
-            try:
-                with deadline(spec.timeout):
-                    try:
-                        dataset = self._dataset(spec)
-                    except MODEL_FAULTS as exc:
-                        errors.append(_describe(f"loading dataset {spec.dataset!r}", exc))
-                        raise _Stop from None
-                    try:
-                        ctx = build_context(spec, self.registry.get(ModelEntry, spec.model), device, record["batch_size"], dataset)
-                        ctx.progress = lambda message: self.manager.hook.benchbench_benchmark_progress(benchmark=spec, message=message)
-                    except MODEL_FAULTS as exc:  # a broken model is a failed benchmark, not a crash
-                        errors.append(_describe("building the model and its input", exc))
-                    else:
-                        try:
-                            record["output_shape"] = per_sample_shape(ctx.step())
-                            ctx.synchronize()
-                        except MODEL_FAULTS as exc:
-                            errors.append(_describe("the first forward pass", exc))
-                        else:
-                            for metric in self._metrics_of_round(spec, job.round):
-                                errors.extend(self._measure(metric, ctx, spec, record))
-            except _Stop:
-                pass
-            except DeadlineExceeded:
-                kept = any(k not in CORE_FIELDS for k in record)
-                errors.append(f"timed out after {spec.timeout:g} s" + (" (the fields measured before are kept)" if kept else ""))
-            finally:
-                if ctx is not None:
-                    record["warnings"] += ctx.warnings
-                ctx = None  # free the model before the next benchmark
-                if device.type == "cuda":  # collect cycles too, so that the cache can return the memory
-                    gc.collect()
-                    torch.cuda.empty_cache()
-                else:  # a full collection costs ~0.1 s with torch loaded: the young generations suffice
-                    gc.collect(1)
-        record["wall_time_s"] = time.perf_counter() - started
-        if errors:
-            record.update(status=STATUS_FAILED, error="; ".join(errors))
-        return record
-
-    def _dataset(self, spec: BenchmarkSpec) -> Any:
-        """The benchmark's dataset, loaded once per run for all benchmarks that share it."""
-        if spec.dataset is None:
-            return None
-        key = (spec.dataset, json.dumps(spec.dataset_args, sort_keys=True, default=str))
-        if key not in self._datasets:
-            entry = self.registry.get(DatasetEntry, spec.dataset)
-            dataset = entry.loader(**spec.dataset_args)
-            if not isinstance(dataset, Dataset):
-                raise TypeError(f"dataset {spec.dataset!r} loader returned {type(dataset).__name__}, not a benchbench.data.Dataset")
-            dataset.name = dataset.name or spec.dataset
-            self._datasets[key] = dataset
-        return self._datasets[key]
-
-    def _metrics_of_round(self, spec: BenchmarkSpec, round_index: int) -> list[str]:
-        """Every metric in the first round; later rounds repeat only those that pool rounds
-        (``merge_rounds``: latency), since params or FLOPs would come out the same."""
-        if round_index == 0:
-            return list(spec.metrics)
-        return [m for m in spec.metrics if self.registry.get(MetricEntry, m).merge_rounds is not None]
-
-    def _measure(self, metric: str, ctx: MeasureContext, spec: BenchmarkSpec, record: Record) -> list[str]:
-        entry = self.registry.get(MetricEntry, metric)
-        ctx.options = {**entry.options, **spec.metric_options.get(metric, {})}
-        try:
-            fields = entry.measure(ctx)
-            ctx.synchronize()
-        except MODEL_FAULTS as exc:  # one metric failing keeps the others' fields
-            return [_describe(f"metric {metric!r}", exc)]
-        fields = dict(fields or {})
-        reserved = sorted(set(fields) & set(CORE_FIELDS))
-        if reserved:  # a metric must not overwrite the runner's fields (status, benchmark, ...)
-            return [f"metric {metric!r} returned field(s) the runner owns: {', '.join(reserved)}; rename them"]
-        record.update(fields)
-        return []
+        return self.jobs.failed(job, error)
 
     # ------------------------------------------------------------------ columns
 
@@ -510,29 +304,8 @@ class Runner:
         return [f for n in names for f in self.registry.get(MetricEntry, n).ratio_fields]
 
 
-class _Stop(Exception):
-    """Ends a benchmark early, its error already recorded."""
 
 
 def _still_ok(records: list[Record] | None) -> bool:
     """Whether a benchmark should run its next round (none yet, or all so far ok)."""
     return records is None or all(r["status"] == STATUS_OK for r in records)
-
-
-def _describe(stage: str, exc: BaseException) -> str:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return f"{stage} ran out of GPU memory (CUDA out of memory); try a smaller batch_size"
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{stage} raised {type(exc).__name__}" + (f": {message}" if message else "")
-
-
-@contextlib.contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    """Pin the CPU thread count for one benchmark (recorded), then restore it."""
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

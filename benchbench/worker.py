@@ -41,16 +41,17 @@ _RUNNERS: dict[str, Any] = {}
 
 
 def runner_for(plugin_config: dict[str, Any]) -> Any:
-    """A runner for jobs in this process (a subprocess worker, a Ray worker), built once per
-    plugin configuration: malloc pinned as in the parent, the same plugins loaded."""
+    """A :class:`~benchbench.job.JobRunner` for jobs in this process (a subprocess worker, a Ray
+    worker), built once per plugin configuration: malloc pinned as in the parent, the same
+    plugins loaded. Only :mod:`benchbench.job` is needed here, not the runner's loop."""
     from benchbench.allocator import pin_malloc_thresholds
+    from benchbench.job import JobRunner
     from benchbench.manager import PluginManager
-    from benchbench.runner import Runner
 
     pin_malloc_thresholds()
     key = json.dumps(plugin_config, sort_keys=True)
     if key not in _RUNNERS:
-        _RUNNERS[key] = Runner(PluginManager(**plugin_config))
+        _RUNNERS[key] = JobRunner(PluginManager(**plugin_config))
     return _RUNNERS[key]
 
 

@@ -232,8 +232,12 @@ def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     suite = write_suite(tmp_path, tiny_suite(metrics=["params"]))
     cases = [
         (["run"], "needs a SUITE.yaml"),
-        (["run", str(suite), "--batch-size", "0"], "--batch-size must be a positive whole number"),
-        (["run", str(suite), "--timeout", "0"], "--timeout must be a number of seconds above 0"),
+        (["run", str(suite), "--batch-size", "0"], "argument --batch-size: must be a positive whole number, got 0"),
+        (["run", str(suite), "--timeout", "0"], "argument --timeout: must be a number of seconds above 0"),
+        (["run", str(suite), "--rounds", "two"], "argument --rounds: expected a whole number, got 'two'"),
+        (["run", str(suite), "--device", "gpu"], "argument --device: must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        (["run", str(suite), "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["compare", str(suite), str(suite), "--alpha", "2"], "argument --alpha: must be between 0 and 0.5"),
         (["run", str(suite), "--executor", "subproces"], "unknown executor 'subproces' (did you mean 'subprocess'?)"),
         (["run", str(suite), "--device", "cuda:7"], "cuda:7"),
         (["run", "--resume", str(tmp_path / "none.json")], "not found"),

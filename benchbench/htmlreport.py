@@ -1,4 +1,5 @@
-"""``benchbench report``: run files as one self-contained HTML page, or as text tables.
+"""Run files as one self-contained HTML page (``benchbench report --html``), and the
+side-by-side comparison of several runs that the page and the text report share.
 
 The HTML page needs nothing but a browser (the plots are PNG images embedded as data
 URIs, the style is inline, no script, no network): the comparative table, bar charts of
@@ -35,36 +36,6 @@ def labels(runs: Sequence[RunResult]) -> list[str]:
     return [f"{name} {run.environment.get('time', i)}" if names.count(name) > 1 else name for i, (name, run) in enumerate(zip(names, runs))]
 
 
-# ----------------------------------------------------------------------------- text
-
-
-def render_text(runs: Sequence[RunResult], tablefmt: str = "simple") -> str:
-    """One run: its table. Several: one row per benchmark, the main fields of each run side by side."""
-    tablefmt = TABLE_ALIASES.get(tablefmt, tablefmt)
-    if len(runs) == 1:
-        t = table(runs[0], {})
-        return "\n".join([*t.title, "", tabulate(t.rows, headers=t.headers, tablefmt=tablefmt, colalign=t.colalign, disable_numparse=True)])
-    headers, rows = comparison(runs)
-    legend = [f"r{i + 1}: {name}" for i, name in enumerate(labels(runs))]
-    return "\n".join([*legend, "", tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)])
-
-
-def render_data(runs: Sequence[RunResult], fmt: str) -> str:
-    """Every record of every run, with a ``run`` column: CSV, or the run files as a JSON list."""
-    if fmt == "json":
-        return "[\n" + ",\n".join(run.to_json() for run in runs) + "\n]"
-    import pandas as pd
-
-    from benchbench.reporters import render_csv
-
-    frames = []
-    for name, run in zip(labels(runs), runs):
-        frame = pd.read_csv(io.StringIO(render_csv(run, {})))
-        frame.insert(0, "run", name)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True).to_csv(index=False)
-
-
 def comparison(runs: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
     """Benchmarks (in first-seen order) against field x run, each later run with its ratio to r1.
 
@@ -83,26 +54,12 @@ def comparison(runs: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
             first = by_run[0].get(name, {}).get(field)
             for i, records in enumerate(by_run):
                 value = records.get(name, {}).get(field)
-                cell = _format(field, value)
+                cell = formatting.format_value(field, value)
                 if i and is_number(value) and is_number(first) and first:
                     cell += f" ({value / first:.3g}x)"
                 row.append(cell)
         rows.append(row)
     return headers, rows
-
-
-def _format(field: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if field == "peak_memory_bytes":
-        return formatting.nbytes(value)
-    if field == "latency_ms":
-        return formatting.ms(value)
-    if field == "accuracy":
-        return f"{value:.2%}"
-    if field in ("params", "flops"):
-        return formatting.si(value)
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 # ----------------------------------------------------------------------------- HTML

@@ -1,0 +1,92 @@
+"""``benchbench compare``: is a run worse than its baseline? Exit 1 when it is (see :mod:`benchbench.compare`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchbench.commands.common import check_format, reject_extra, step_summary
+from benchbench.errors import ExitCode, UsageError
+
+
+def _alpha(text: str) -> float:
+    """``--alpha``: a significance level between 0 and 0.5."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.5, got {text}")
+    return value
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    compare = commands.add_parser(
+        "compare", parents=parents, help="compare two runs: regressions, with statistics for timings",
+        description="Compare a run with a baseline run, benchmark by benchmark and field by field. "
+        "Exit 0 when nothing regressed, 1 when something did (or nothing could be compared), 2 for bad input.",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN.json", help="BASE.json NEW.json, or NEW.json with --baseline")
+    compare.add_argument("--baseline", metavar="WHICH",
+                         help="take the baseline from the history: latest, a git ref (main, HEAD~1, a hash), or a run file")
+    compare.add_argument(
+        "--threshold", action="append", default=[], metavar="[BENCH:]FIELD=X%",
+        help="allowed change: 5%% (all fields), latency=5%%, peak_memory_bytes=0%%, standard_3x3:latency_ms=10%%; "
+        "repeatable (defaults: 0%% for params and FLOPs, 5%% otherwise)",
+    )
+    compare.add_argument("--alpha", type=_alpha, default=None, metavar="P", help="significance level for timings (default 0.01)")
+    compare.add_argument("--metrics", metavar="M1,M2", help="compare only these metrics or fields, e.g. params,flops")
+    compare.add_argument("--history", default="results/history.sqlite", metavar="FILE", help="history store (default: %(default)s)")
+    compare.add_argument("--allow-other-suite", action="store_true", help="compare runs of different suites by benchmark name")
+    compare.add_argument(
+        "--strict", action="store_true",
+        help="exit 1 on any change, improvements too (for deterministic checks: a changed params or FLOP count is a "
+        "changed model); timing verdicts may then rest on fewer than 3 rounds",
+    )
+    compare.add_argument("--format", default="simple", metavar="FMT", help="simple (default), github/markdown, grid..., csv or json")
+    return compare
+
+
+def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
+    from benchbench import stats
+    from benchbench.compare import Thresholds, compare_runs, describe_change, render, render_data
+    from benchbench.reporters import TABLE_ALIASES
+
+    reject_extra(extra, "compare")
+    check_format(args.format, "compare", data=True)
+    thresholds = Thresholds.parse(args.threshold)
+    base, new = _runs(args)
+    fields = [f.strip() for f in args.metrics.split(",") if f.strip()] if args.metrics else None
+    comparison = compare_runs(
+        base, new, thresholds=thresholds, alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,
+        only_fields=fields, allow_other_suite=args.allow_other_suite, strict=args.strict,
+    )
+    if args.format in ("csv", "json"):
+        print(render_data(comparison, args.format))
+    else:
+        print(render(comparison, TABLE_ALIASES.get(args.format, args.format)))
+    step_summary(render(comparison, "github"))
+    for row in comparison.regressions:
+        print(f"benchbench: regression: {describe_change(row)}", file=sys.stderr)
+    if comparison.judged_nothing:
+        print("benchbench: compare judged nothing (every benchmark not comparable, failed or missing): failing",
+              file=sys.stderr)
+    return comparison.exit_code
+
+
+def _runs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(base, new): two run files, or a new one and a baseline from a file or the history."""
+    from benchbench.results import RunResult
+
+    if len(args.runs) == 2 and args.baseline is None:
+        return RunResult.read_json(args.runs[0]), RunResult.read_json(args.runs[1])
+    if len(args.runs) == 1 and args.baseline is not None:
+        new = RunResult.read_json(args.runs[0])
+        if Path(args.baseline).is_file():
+            return RunResult.read_json(args.baseline), new
+        from benchbench.history import History
+
+        return History(args.history).baseline(new.suite, args.baseline, before=new.environment.get("time")), new
+    raise UsageError("give BASE.json NEW.json, or NEW.json --baseline latest|<git ref>|<file>")

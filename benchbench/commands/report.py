@@ -1,0 +1,102 @@
+"""``benchbench report``: one or more run files as a self-contained HTML page, or as text.
+
+The page itself is :mod:`benchbench.htmlreport`. Writing it follows the rules of
+:mod:`benchbench.outputs`: ``--html`` must name an ``.html`` file that is none of the
+inputs and, if it exists, an earlier benchbench report (``report --html results/*.json``,
+where the shell put a run file right after ``--html``, is refused, not overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchbench.commands.common import check_format, reject_extra
+from benchbench.errors import ExitCode, UsageError
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    report = commands.add_parser(
+        "report", parents=parents, help="render run files: a self-contained HTML page with plots, or text tables",
+        description="Render one or more run files side by side: --html FILE writes one self-contained page "
+        "(table, bar charts, latency vs FLOPs, roofline, environment); otherwise a text table is printed.",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN.json", help="run files (results/*.json)")
+    report.add_argument("--html", metavar="FILE", help="write the HTML report here (a new .html file, or an earlier report)")
+    report.add_argument("--title", help="title of the HTML page")
+    report.add_argument("--format", default="simple", metavar="FMT", help="simple (default), github/markdown, grid..., csv or json")
+    return report
+
+
+def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
+    from benchbench.results import RunResult
+
+    reject_extra(extra, "report")
+    check_format(args.format, "report", data=True)
+    html_path = _check_html_output(args.html, args.runs) if args.html else None
+    runs = [RunResult.read_json(path) for path in args.runs]
+    if html_path is not None:
+        from benchbench.htmlreport import render_html
+        from benchbench.outputs import atomic_write_text
+
+        atomic_write_text(html_path, render_html(runs, args.title), what="HTML report")
+        print(f"benchbench: report written to {html_path} ({html_path.stat().st_size // 1024} KiB, self-contained)", file=sys.stderr)
+    elif args.format in ("csv", "json"):
+        print(render_data(runs, args.format))
+    else:
+        print(render_text(runs, args.format))
+    return ExitCode.OK
+
+
+def _check_html_output(html: str, runs: list[str]) -> Path:
+    """``--html FILE``: an .html name that is none of the inputs and replaces only an earlier report."""
+    from benchbench.htmlreport import is_html_report
+    from benchbench.outputs import check_output
+
+    if Path(html).suffix.lower() not in (".html", ".htm"):
+        raise UsageError(
+            f"--html {html!r}: the report's file name must end in .html (did the shell put a run file right "
+            "after --html? write the name first: benchbench report --html report.html results/*.json)"
+        )
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("the HTML report draws its plots with matplotlib: pip install 'torch-benchbench[report]'") from None
+    return check_output(html, option="--html", what="benchbench HTML report", inputs=runs, ours=is_html_report)
+
+
+def render_text(runs: Sequence[Any], tablefmt: str = "simple") -> str:
+    """One run: its table. Several: one row per benchmark, the main fields of each run side by side."""
+    from tabulate import tabulate
+
+    from benchbench.htmlreport import comparison, labels
+    from benchbench.reporters import TABLE_ALIASES, table
+
+    tablefmt = TABLE_ALIASES.get(tablefmt, tablefmt)
+    if len(runs) == 1:
+        t = table(runs[0], {})
+        return "\n".join([*t.title, "", tabulate(t.rows, headers=t.headers, tablefmt=tablefmt, colalign=t.colalign, disable_numparse=True)])
+    headers, rows = comparison(runs)
+    legend = [f"r{i + 1}: {name}" for i, name in enumerate(labels(runs))]
+    return "\n".join([*legend, "", tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)])
+
+
+def render_data(runs: Sequence[Any], fmt: str) -> str:
+    """Every record of every run, with a ``run`` column: CSV, or the run files as a JSON list."""
+    if fmt == "json":
+        return "[\n" + ",\n".join(run.to_json() for run in runs) + "\n]"
+    import pandas as pd
+
+    from benchbench.htmlreport import labels
+    from benchbench.reporters import render_csv
+
+    frames = []
+    for name, run in zip(labels(runs), runs):
+        frame = pd.read_csv(io.StringIO(render_csv(run, {})))
+        frame.insert(0, "run", name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)

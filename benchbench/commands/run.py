@@ -1,0 +1,280 @@
+"""``benchbench run``: run a suite, print its table, keep its run file and history.
+
+In order: read the inputs (the suite file, a run file to resume: a typo costs a fraction
+of a second, before torch loads), load the plugins and their options, check every
+output (run file, history, trace folder) before the first benchmark, make the run's
+:class:`~benchbench.config.Config`, validate the suite once (:func:`benchbench.runner.prepare`),
+claim the run file's name, run, and report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchbench import checks
+from benchbench.commands.common import add_plugin_arguments, debug_parent, load_plugins, reject_extra, step_summary
+from benchbench.errors import ExitCode, PluginError, UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from benchbench.manager import PluginManager
+    from benchbench.results import RunResult
+    from benchbench.suitefile import SuiteDocument
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    run = commands.add_parser(
+        "run", parents=parents, help="run a suite file and print the comparative table",
+        description="Run every benchmark of a suite file, print a table, and save the run file (JSON).",
+    )
+    add_arguments(run)
+    return run
+
+
+def add_arguments(run: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The core options of ``run`` (plugins add theirs with ``benchbench_addoption``)."""
+    run.add_argument("suite", metavar="SUITE.yaml", nargs="?", help="suite file (see suites/); optional with --resume")
+    run.add_argument("--device", type=checks.argparse_type(checks.device),
+                     help="override every benchmark's device: auto, cpu, cuda or cuda:N")
+    run.add_argument("--batch-size", type=checks.argparse_type(checks.positive_int, int), metavar="N",
+                     help="override every benchmark's batch size (and cpu_batch_size)")
+    run.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark; repeatable")
+    run.add_argument("--out", default="results", metavar="DIR", help="folder for the run file (default: results/)")
+    run.add_argument("--json", metavar="FILE", help="write the run file here instead of DIR/<suite>-<time>.json")
+    run.add_argument(
+        "--format", default="simple", metavar="FMT",
+        help="table, csv, json, a plugin's reporter, or a tabulate format: simple (default), github, markdown, grid, ...",
+    )
+    run.add_argument(
+        "--columns", metavar="F1,F2,...",
+        help="table columns to show after the benchmark name (default: every metric field); see the fields in README",
+    )
+    run.add_argument("--timeout", type=checks.argparse_type(checks.timeout, float), metavar="S",
+                     help="seconds each benchmark may take (default 600; suite key 'timeout')")
+    run.add_argument("--executor", metavar="NAME",
+                     help="where benchmarks run: inline (default), subprocess, or a plugin's (benchbench list executors)")
+    run.add_argument("--isolate", dest="executor", action="store_const", const="subprocess",
+                     help="each benchmark in its own process (--executor subprocess): a crash or hang costs only it")
+    run.add_argument("--resume", metavar="RUN.json",
+                     help="finish an interrupted run: keep its records, run the missing benchmarks, update the file")
+    run.add_argument("--rounds", type=checks.argparse_type(checks.positive_int, int), metavar="N",
+                     help="run the whole suite N times, interleaved, pooling the timed samples (suite key 'rounds')")
+    run.add_argument("--metrics", metavar="M1,M2", help="override every benchmark's metrics, e.g. params,flops")
+    run.add_argument("--history", metavar="FILE", help="history store to append the run to (default: DIR/history.sqlite)")
+    run.add_argument("--no-history", action="store_true", help="do not append the run to the history store")
+    run.add_argument("--profile", metavar="DIR",
+                     help="write a torch.profiler trace of each benchmark into DIR (open with: tensorboard --logdir DIR)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="progress as lines even on a terminal, with each benchmark's warnings and training epochs")
+    add_plugin_arguments(run)
+    return run
+
+
+def add_plugin_options(parser: argparse.ArgumentParser, manager: PluginManager) -> None:
+    """Let each plugin add its options (``benchbench_addoption``) to ``parser``, one plugin at a
+    time, so that an option whose name is taken names the plugin that tried to add it."""
+    group = parser.add_argument_group("options from plugins")
+    for impl in manager.hook.benchbench_addoption.get_hookimpls():
+        try:
+            impl.function(parser=group)
+        except argparse.ArgumentError as exc:
+            raise PluginError(f"plugin {impl.plugin_name!r} adds an option that is taken: {exc}") from None
+
+
+def plugin_options(manager: PluginManager, extra: list[str]) -> dict[str, Any]:
+    """The values of the plugins' options among the arguments the core parser left over."""
+    add_plugin_options(add_arguments(argparse.ArgumentParser(add_help=False)), manager)  # a clash with a core option
+    parser = argparse.ArgumentParser(prog="benchbench run", add_help=False)
+    add_plugin_options(parser, manager)
+    try:
+        values, rest = parser.parse_known_args(extra)
+    except SystemExit:  # argparse has printed its message: a bad value for a plugin's option
+        raise UsageError("bad value for an option a plugin added (see above and `benchbench run --help`)") from None
+    reject_extra(rest, "run")
+    return vars(values)
+
+
+
+def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
+    source, suite_name, resume = _read_inputs(args)
+    manager = load_plugins(args)
+    options = plugin_options(manager, extra)
+    reporter, report_options = _reporter(manager, args.format)
+    if args.columns:
+        report_options["columns"] = _columns(args.columns, manager)
+    history, given_path = _check_outputs(args)
+    config = _config(args, manager, resume, options, suite_name, source)
+
+    from benchbench.outputs import claim_new_file, exclusive, released_if_unused
+    from benchbench.runner import Runner, prepare
+
+    suite = prepare(source, config)  # every problem with the input, before anything is written
+    _stop_on_terminate()
+    with contextlib.ExitStack() as stack:
+        if given_path is None:  # a name of its own, claimed atomically: two runs in one second keep both
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = stack.enter_context(released_if_unused(claim_new_file(args.out, f"{safe_filename(suite_name)}-{stamp}", ".json")))
+        else:
+            path = given_path
+        stack.enter_context(exclusive(path, "run file"))
+        run = Runner(config).run(suite, out=path, resume=resume)
+    return _report(run, path, history, reporter, report_options, quiet=args.quiet)
+
+
+def _read_inputs(args: argparse.Namespace) -> tuple[SuiteDocument, str, RunResult | None]:
+    """The suite (from its file, or the copy a resumed run file keeps) and the run to resume, if any."""
+    from benchbench.results import RunResult
+    from benchbench.suitefile import parse_suite_text, read_suite_file
+
+    resume = RunResult.read_json(args.resume) if args.resume else None
+    if resume is not None and resume.complete:
+        raise UsageError(f"--resume {args.resume}: that run is complete; nothing is missing")
+    if args.suite is not None:
+        source = read_suite_file(args.suite)
+    elif resume is not None:
+        if not resume.suite_text:
+            raise UsageError(f"{args.resume}: the run file keeps no suite text (it ran from a dict); give SUITE.yaml too")
+        source = parse_suite_text(resume.suite_text, f"{args.resume} (its suite)", stem=resume.suite)
+    else:
+        raise UsageError("benchbench run needs a SUITE.yaml (or --resume RUN.json); the ready ones are in suites/")
+    return source, source.name if args.suite is not None else resume.suite, resume  # type: ignore[union-attr]
+
+
+def _check_outputs(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """Every output, checked before the first benchmark: an hour of work must not end in
+    "cannot write". Returns the history (None with --no-history) and the run file's path
+    when the command line names it (--json, --resume)."""
+    from benchbench.history import History
+    from benchbench.outputs import check_folder, check_output
+    from benchbench.results import is_run_file
+
+    history = None if args.no_history else History(args.history or Path(args.out) / "history.sqlite")
+    if history is not None:
+        history.check_writable()
+    if args.profile is not None:
+        if Path(args.profile).exists() and not Path(args.profile).is_dir():
+            raise UsageError(f"--profile {args.profile!r} is a file; give a folder")
+        check_folder(args.profile, f"into --profile {args.profile!r}")
+    given = args.json if args.json is not None else args.resume
+    if given is None:
+        check_folder(args.out, f"run files into --out {args.out!r}")
+        return history, None
+    option = "--json" if args.json is not None else "--resume"
+    path = check_output(given, option=option, what="benchbench run file", inputs=[args.suite] if args.suite else [],
+                        ours=is_run_file)
+    return history, path
+
+
+def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult | None, options: dict[str, Any],
+            suite_name: str, source: SuiteDocument) -> Any:
+    """The run's configuration: the command line, and what a resumed run was made with."""
+    from benchbench.config import Config, RESUMED_OPTIONS
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
+             "executor": args.executor, "rounds": args.rounds, "metrics": metrics}
+    if resume is not None:
+        _check_resumable(resume, args, given, suite_name, source.text if args.suite else None)
+        given.update({k: v for k, v in resume.options.items() if given.get(k) is None and k in RESUMED_OPTIONS})
+    return Config(manager, **given, profile=args.profile, quiet=args.quiet, verbose=args.verbose, plugin_options=options)
+
+
+def _report(run: RunResult, path: Path, history: Any, reporter: Any, options: dict[str, Any], *, quiet: bool) -> ExitCode:
+    """The table on stdout, where things went on stderr, the history and the job summary; the exit code."""
+    print(reporter.render(run, options))
+    say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
+    say(f"benchbench: run file written to {path}")
+    if history is not None:
+        history.append(run, path)
+        say(f"benchbench: appended to the history {history.path}")
+    from benchbench.reporters import render_table
+
+    step_summary(render_table(run, {**options, "tablefmt": "github"}))
+    if not run.complete:
+        print(f"benchbench: interrupted; `benchbench run --resume {path}` runs the rest", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    return ExitCode.FAILED if run.failed else ExitCode.OK
+
+
+def _reporter(manager: PluginManager, fmt: str) -> tuple[Any, dict[str, Any]]:
+    """Resolve --format to a reporter and its options (a tabulate format means 'table')."""
+    from benchbench.registry import ReporterEntry
+    from benchbench.reporters import table_formats
+
+    reporters = manager.registry.table(ReporterEntry)
+    if fmt in reporters:
+        return reporters[fmt], {}
+    if fmt in table_formats():
+        return reporters["table"], {"tablefmt": fmt}
+    hint = "; for the HTML report with plots: benchbench report RUN.json --html FILE" if "htm" in fmt.lower() else ""
+    raise UsageError(
+        f"--format {fmt!r} is neither a reporter nor a table format{did_you_mean(fmt, [*reporters, *table_formats()])}; "
+        f"reporters: {', '.join(sorted(reporters))}; table formats: {', '.join(table_formats())}{hint}"
+    )
+
+
+def _columns(text: str, manager: PluginManager) -> list[str]:
+    """``--columns a,b``: record fields or registered metric fields (and their ``_ratio``)."""
+    from benchbench.derived import FIELDS as DERIVED
+    from benchbench.registry import MetricEntry
+    from benchbench.results import CORE_FIELDS
+
+    known = set(CORE_FIELDS) | set(DERIVED)
+    for entry in manager.registry.entries(MetricEntry):
+        known.update(entry.fields)
+        known.update(f"{f}_ratio" for f in entry.ratio_fields)
+    columns = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in columns if c not in known]
+    if unknown or not columns:
+        bad = unknown[0] if unknown else text
+        raise UsageError(f"--columns: {bad!r} is not a table field{did_you_mean(bad, known)}; fields: {', '.join(sorted(known))}")
+    return columns
+
+
+def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any], suite_name: str, suite_text: str | None) -> None:
+    """A resumed run finishes the same measurement: same suite text, same options.
+
+    Changing what is measured (device, batch size, metrics, selection, rounds) would mix
+    incomparable records in one file; the timeout and the executor may change.
+    ``suite_text`` is the SUITE.yaml given beside ``--resume`` (None without one).
+    """
+    for key in ("device", "batch_size", "metrics", "only", "rounds"):
+        if given.get(key) is not None and given[key] != resume.options.get(key):
+            was = f"{key} {resume.options[key]!r}" if key in resume.options else f"no --{key.replace('_', '-')}"
+            raise UsageError(
+                f"--resume: the run was made with {was}, not {given[key]!r}; "
+                "a resumed run keeps its options (start a new run to change them)"
+            )
+    if suite_text is not None:
+        if suite_name != resume.suite:
+            raise UsageError(f"--resume: {args.resume} is a run of suite {resume.suite!r}, and {args.suite} is suite {suite_name!r}")
+        if resume.suite_text is not None and suite_text != resume.suite_text:
+            raise UsageError(
+                f"--resume: {args.suite} has changed since the run was made; resume with the run file alone "
+                f"(benchbench run --resume {args.resume}, which uses the suite it keeps) or start a new run"
+            )
+
+
+def _stop_on_terminate() -> None:
+    """SIGTERM and SIGHUP (a CI job cancelled, an ssh session dropped) stop a run as Ctrl-C
+    does: what finished is saved, the run file is marked incomplete, workers are killed."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
+
+
+def safe_filename(name: str) -> str:
+    """A suite name as a file name: no folders, nothing a shell or Windows would trip on."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "suite"
