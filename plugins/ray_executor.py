@@ -156,8 +156,9 @@ class RayExecutor:
         try:
             for job in jobs:
                 cpus, gpus = _resources(job, session.timed(job), largest_node, cluster_gpus)
-                ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=1, retry_exceptions=False,
-                                   name=f"benchbench:{job.spec.name}").remote(session.plugin_config, job, _providers(session, job))
+                options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 1, "retry_exceptions": False,
+                           "name": f"benchbench:{job.spec.name}"}
+                ref = task.options(**options).remote(session.plugin_config, job, _providers(session, job))
                 refs[ref] = job
                 session.started(job)
             pending = list(refs)
@@ -297,9 +298,10 @@ def _join(ray: Any, address: str, where: str, options: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
             ray.shutdown()  # whatever half of a connection was made
         text = str(error).strip()
-        reason = f"{type(error).__name__}" + (f": {text.splitlines()[0]}" if text else "")
-        client = " (ray:// addresses need pip install 'ray[client]')" if address.startswith("ray://") and "client" in text.lower() else ""
-        raise UsageError(f"{where}: Ray could not join the cluster there: {reason}{client}. {HINT}") from None
+        reason = f"{type(error).__name__}" + (f": {text.splitlines()[0].rstrip('.')}" if text else "")
+        client = address.startswith("ray://") and "client" in text.lower() and "ray[client]" not in text
+        hint = " (ray:// addresses need pip install 'ray[client]')" if client else ""
+        raise UsageError(f"{where}: Ray could not join the cluster there: {reason}{hint}. {HINT}") from None
 
 
 def _connect_timeout() -> float:
@@ -357,6 +359,18 @@ def _resources(job: Any, timed: bool, largest_node: float, cluster_gpus: bool) -
         return 1, 1
     threads = job.spec.threads or os.cpu_count() or 1
     return min(threads, largest_node), 0
+
+
+@benchbench.hookimpl
+def benchbench_addoption(parser: Any) -> None:
+    """``benchbench run --address``: the core knows no clusters, so this plugin adds the option
+    (read back as ``session.executor_options["address"]``)."""
+    parser.add_argument(
+        "--address", metavar="ADDR",
+        help="the Ray cluster for --executor ray: HOST:PORT (the head's GCS port), ray://HOST:10001, or auto "
+             "(RAY_ADDRESS, else the `ray start` cluster of this machine); default: RAY_ADDRESS if set, else a "
+             f"local instance. Unreachable: exit 2 within about {PROBE_TIMEOUT_S + CONNECT_TIMEOUT_S:g} s",
+    )
 
 
 @benchbench.hookimpl
