@@ -50,6 +50,16 @@ def check_args(factory: Callable[..., Any], args: Mapping[str, Any], key: str = 
     return problems
 
 
+def with_defaults(factory: Callable[..., Any], args: Mapping[str, Any]) -> dict[str, Any]:
+    """``args`` and every default of the factory's signature: what the factory will really get.
+
+    A plugin's ``input_shape(args)`` rule and a dataset's ``check(**args)`` receive these,
+    so the defaults are written once, in the factory's signature.
+    """
+    params = _parameters(factory) or {}
+    return {**{n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}, **args}
+
+
 def without_defaults(factory: Callable[..., Any], args: Mapping[str, Any]) -> dict[str, Any]:
     """``args`` less the entries whose value is the factory's own default (same type, same value)."""
     params = _parameters(factory) or {}

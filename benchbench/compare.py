@@ -326,7 +326,7 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
             "-" if row.threshold is None else f"{row.threshold * 100:.3g}%",
             verdict,
         ])
-    title = (f"compare suite {comparison.new.suite}: base {_describe(comparison.base)} -> new {_describe(comparison.new)}")
+    title = (f"compare suite {comparison.new.suite}: base {describe_run(comparison.base)} -> new {describe_run(comparison.new)}")
     body = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True) if rows else "(nothing to compare)"
     lines = [title, "", body, ""]
     regressions = comparison.regressions
@@ -370,7 +370,8 @@ def describe_change(row: Row) -> str:
     return f"{row.benchmark} {row.field}{change}"
 
 
-def _describe(run: RunResult) -> str:
+def describe_run(run: RunResult) -> str:
+    """``2026-11-30T09:47:58+00:00 @ 4aeb2e891e``: when and at which commit a run was made."""
     git = run.environment.get("git") or {}
     commit = (git.get("commit") or "")[:10]
     when = run.environment.get("time") or "?"

@@ -79,7 +79,8 @@ def benchbench_register_models(register: Callable[..., None]) -> None:
       ``args:`` mapping, so torch-style keyword names make suites read naturally.
     * ``input_shape`` is the per-sample input shape used when the suite gives none; it
       may also be a callable ``input_shape(args) -> shape`` for layers whose input
-      depends on their arguments (``lambda a: (a["in_channels"], 32, 32)``).
+      depends on their arguments (``lambda a: (a["in_channels"], 32, 32)``); ``args``
+      then holds every argument of the factory, its defaults filled in.
     * ``family`` groups related models (``standard``, ``depthwise-separable``...); it is a
       field of every record and a column of ``benchbench list models``.
     * ``description`` is the one line ``benchbench list models`` shows.
@@ -136,7 +137,8 @@ def benchbench_register_datasets(register: Callable[..., None]) -> None:
     ``input_shape`` (a shape, or a callable of the args) is the default ``input_shape`` of
     benchmarks using the dataset, and ``check(**args) -> str | None`` is a cheap test run
     while the suite is validated (a missing download folder is bad input, exit code 2,
-    before anything runs).
+    before anything runs). Both receive every argument of the loader, its defaults filled
+    in, so the defaults are written once, in the loader's signature.
     """
 
 

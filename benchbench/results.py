@@ -1,7 +1,7 @@
 """Run results: one record per benchmark, the environment, and the run file (JSON).
 
-A record is a plain ``dict`` (a row of the DataFrame): the fields DESIGN.md lists plus
-whatever metrics add. The run file keeps everything, raw timing samples included, so a
+A record is a plain ``dict`` (a row of the DataFrame): the core fields
+(:data:`CORE_FIELDS`, listed in the README's "Results" section) plus whatever metrics add. The run file keeps everything, raw timing samples included, so a
 later comparison can use statistics rather than two medians.
 """
 

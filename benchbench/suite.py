@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbench import checks
-from benchbench.arguments import check_args, without_defaults
+from benchbench.arguments import check_args, with_defaults, without_defaults
 from benchbench.errors import SuiteError, did_you_mean
 from benchbench.registry import DatasetEntry, ExecutorEntry, MetricEntry, ModelEntry
 from benchbench.spec import DEFAULT_METRICS, BenchmarkSpec, Suite
@@ -239,7 +239,7 @@ def _check_dataset(merged: dict[str, Any], label: str, manager: PluginManager, p
     problems.extend(f"{label}: {p}" for p in arg_problems)
     check = entry.meta.get("check")
     if check is not None and not arg_problems:
-        problem = check(**args)
+        problem = check(**with_defaults(entry.loader, args))
         if problem:
             problems.append(f"{label}: key 'dataset': {name}: {problem}")
     return entry
@@ -284,7 +284,8 @@ def _benchmark(
     merged["args"] = without_defaults(entry.factory, args)  # `stride: 1` and no stride are one benchmark
     dataset = _check_dataset(merged, label, manager, problems)
     if "input_shape" not in merged:
-        shape, problem = _default_shape(dataset or entry, merged.get("dataset_args", {}) if dataset else args)
+        source, given = (dataset, merged.get("dataset_args", {})) if dataset else (entry, args)
+        shape, problem = _default_shape(source, with_defaults(source.loader if dataset else source.factory, given))
         if problem and not arg_problems:
             problems.append(f"{label}: key 'input_shape' is needed: {problem}")
         if shape is None:

@@ -86,7 +86,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
                    augment=random_shift, name="digits")
 
 
-def _digits_check(test_fraction: float = 0.2, seed: int = 0) -> str | None:
+def _digits_check(test_fraction: float, seed: int) -> str | None:
     try:
         import sklearn  # noqa: F401
     except ImportError:
@@ -163,7 +163,7 @@ def _pattern(label: int, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _series_shape(args: dict[str, Any]) -> tuple[int, int]:
-    return (args.get("channels", 3), args.get("length", 128))
+    return (args["channels"], args["length"])
 
 
 def _positive_ints(**values: Any) -> str | None:
@@ -172,8 +172,8 @@ def _positive_ints(**values: Any) -> str | None:
     return bad[0] if bad else None
 
 
-def _series_check(n_per_class: int = 200, length: int = 128, channels: int = 3, noise: float = 0.3,
-                  test_fraction: float = 0.2, seed: int = 0) -> str | None:
+def _series_check(n_per_class: int, length: int, channels: int, noise: float,
+                  test_fraction: float, seed: int) -> str | None:
     return (_positive_ints(n_per_class=n_per_class, length=length, channels=channels) or _number_problem(noise=noise)
             or _fraction_problem(test_fraction, seed))
 
@@ -227,7 +227,7 @@ def synthetic_downscaling(n: int = 600, factor: int = 4, size: int = 64, test_fr
     return Dataset(x[train_idx], y[train_idx], x[test_idx], y[test_idx], REGRESSION, None, None, "synthetic_downscaling", info)
 
 
-def _downscaling_check(n: int = 600, factor: int = 4, size: int = 64, test_fraction: float = 0.2, seed: int = 0) -> str | None:
+def _downscaling_check(n: int, factor: int, size: int, test_fraction: float, seed: int) -> str | None:
     problem = _positive_ints(n=n, factor=factor, size=size) or _fraction_problem(test_fraction, seed)
     if problem is None and size % factor:
         problem = f"size ({size}) must be a multiple of factor ({factor})"
@@ -276,7 +276,7 @@ def synthetic_text(n: int = 4000, vocab_size: int = 1000, length: int = 32, test
     return Dataset(train_x, train_y, test_x, test_y, CLASSIFICATION, 2, None, "synthetic_text", info)
 
 
-def _text_check(n: int = 4000, vocab_size: int = 1000, length: int = 32, test_fraction: float = 0.2, seed: int = 0) -> str | None:
+def _text_check(n: int, vocab_size: int, length: int, test_fraction: float, seed: int) -> str | None:
     problem = _positive_ints(n=n, vocab_size=vocab_size, length=length) or _fraction_problem(test_fraction, seed)
     if problem is None and (vocab_size < 200 or length < 16):
         problem = f"vocab_size must be at least 200 and length at least 16, got {vocab_size} and {length}"
@@ -314,7 +314,7 @@ def _cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(data, dtype=torch.float32) / 255.0, torch.tensor(labels, dtype=torch.long)
 
 
-def _cifar_check(root: str, max_train: int | None = None) -> str | None:
+def _cifar_check(root: str, max_train: int | None) -> str | None:
     if max_train is not None and (problem := _positive_ints(max_train=max_train)):
         return problem
     folder = Path(str(root)).expanduser()
@@ -370,7 +370,7 @@ def _reviews(folder: Path, limit: int | None) -> list[str]:
     return [f.read_text(encoding="utf-8", errors="replace") for f in files]
 
 
-def _imdb_check(root: str, vocab_size: int = 20000, max_length: int = 256, max_reviews: int | None = None) -> str | None:
+def _imdb_check(root: str, vocab_size: int, max_length: int, max_reviews: int | None) -> str | None:
     folder = Path(str(root)).expanduser()
     missing = [f"{s}/{label}" for s in ("train", "test") for label in ("neg", "pos") if not (folder / s / label).is_dir()]
     if missing:
@@ -393,9 +393,9 @@ def benchbench_register_datasets(register: Any) -> None:
              description="5 classes of multivariate series: trend, oscillation, step, damped, random walk (seeded)")
     register("synthetic_downscaling", synthetic_downscaling, task=REGRESSION, input_shape=(6, 16, 16), check=_downscaling_check,
              description="coarse 16x16x6 fields -> 64x64 temperature with terrain detail (seeded; score RMSE)")
-    register("synthetic_text", synthetic_text, task=CLASSIFICATION, input_shape=lambda a: (a.get("length", 32),),
+    register("synthetic_text", synthetic_text, task=CLASSIFICATION, input_shape=lambda a: (a["length"],),
              check=_text_check, description="token sequences whose sentiment label depends on negations (seeded)")
     register("cifar10", cifar10, task=CLASSIFICATION, input_shape=(3, 32, 32), check=_cifar_check,
              description="CIFAR-10 from a local copy of the python-pickle batches (dataset_args: {root: ...})")
-    register("imdb", imdb, task=CLASSIFICATION, input_shape=lambda a: (a.get("max_length", 256),), check=_imdb_check,
+    register("imdb", imdb, task=CLASSIFICATION, input_shape=lambda a: (a["max_length"],), check=_imdb_check,
              description="IMDB reviews from a local aclImdb folder, top-N vocabulary (dataset_args: {root: ...})")

@@ -102,8 +102,12 @@ def test_imdb_reads_the_aclimdb_layout(tmp_path: Path) -> None:
 
 
 def test_missing_roots_say_what_to_download(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in datasets._cifar_check(str(tmp_path / "none"))
-    assert "download https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz" in datasets._imdb_check(str(tmp_path))
+    from benchbench.arguments import with_defaults
+
+    cifar = with_defaults(datasets.cifar10, {"root": str(tmp_path / "none")})  # as the suite validator calls it
+    assert "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in datasets._cifar_check(**cifar)
+    imdb = with_defaults(datasets.imdb, {"root": str(tmp_path)})
+    assert "download https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz" in datasets._imdb_check(**imdb)
     suite = tmp_path / "s.yaml"
     suite.write_text(
         "benchmarks:\n  - model: simple_cnn\n    metrics: [accuracy]\n    dataset: cifar10\n"
