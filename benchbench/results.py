@@ -1,8 +1,9 @@
 """Run results: one record per benchmark, the environment, and the run file (JSON).
 
 A record is a plain ``dict`` (a row of the DataFrame): the core fields
-(:data:`CORE_FIELDS`, listed in the README's "Results" section) plus whatever metrics add. The run file keeps everything, raw timing samples included, so a
-later comparison can use statistics rather than two medians.
+(:data:`CORE_FIELDS`, listed in the README's "Results" section) plus whatever metrics
+add. The run file keeps everything, raw timing samples included, so a later comparison
+can use statistics rather than two medians.
 """
 
 from __future__ import annotations
