@@ -13,16 +13,19 @@ for the resources it needs, and Ray places it.
 * Results come back as tasks finish and are saved in the same run file and history as an
   inline run, in suite order; each record's ``host`` says which node produced it, and
   ``device: auto`` is resolved on that node.
-* Which cluster: ``--address HOST:PORT`` (the head's GCS port, 6379 by default) or
-  ``ray://HOST:10001`` (a Ray client server) joins that cluster; ``--address auto`` joins
-  ``RAY_ADDRESS``, else the cluster ``ray start`` recorded on this machine. Without
-  ``--address`` the driver joins ``RAY_ADDRESS`` when it is set (as inside ``ray job
-  submit``), else starts a local instance of its own (and stops it afterwards), even when
-  a ``ray start`` cluster runs on this machine.
+* Which cluster (``--address`` is this plugin's option, ``benchbench_addoption``; from
+  Python, ``run_suite(..., executor_options={"address": ...})``): ``--address HOST:PORT``
+  (the head's GCS port, 6379 by default) or ``ray://HOST:10001`` (a Ray client server)
+  joins that cluster; ``--address auto`` joins ``RAY_ADDRESS``, else the cluster ``ray
+  start`` recorded on this machine. Without ``--address`` the driver joins ``RAY_ADDRESS``
+  when it is set (as inside ``ray job submit``), else starts a local instance of its own
+  (and stops it afterwards), even when a ``ray start`` cluster runs on this machine.
 * A cluster that does not answer is bad input, never a hang: the address is first
-  probed with a TCP connection (5 s), then Ray is given ``BENCHBENCH_RAY_CONNECT_TIMEOUT_S``
-  (default 15) to join; past either, or when Ray refuses, the run stops with exit 2 and a
-  one-paragraph message naming the address, before any benchmark runs.
+  probed with a TCP connection (5 s; an explicit ``--address`` as soon as the run is
+  configured, so that nothing, not even a run file, is left behind), then Ray is given
+  ``BENCHBENCH_RAY_CONNECT_TIMEOUT_S`` (default 15) to join; past either, or when Ray
+  refuses, the run stops with exit 2 and a one-paragraph message naming the address,
+  before any benchmark runs.
 * The nodes need benchbench and the suite's plugins installed, as in the driver's
   environment. A node where a plugin cannot be loaded fails only the benchmarks that land
   there, each with a message naming the node (IP, host name, Ray node id), the plugin and
@@ -35,8 +38,10 @@ for the resources it needs, and Ray places it.
   are never lost: the run file is written after each one, and Ctrl-C (or SIGTERM, whose
   handler Ray is not allowed to take over) cancels the tasks still queued or running.
 
-``tests/test_ray_cluster.py`` checks the last three points on a several-node cluster
-started on one machine (``ray.cluster_utils.Cluster``).
+``tests/test_ray_cluster.py`` checks the last four points on clusters of several nodes
+started on one machine (``ray.cluster_utils.Cluster``): a node killed while its benchmark
+runs, a node lacking a plugin, addresses that refuse, drop or never answer as Ray, and a
+local instance started beside a recorded cluster.
 """
 
 from __future__ import annotations
@@ -371,6 +376,25 @@ def benchbench_addoption(parser: Any) -> None:
              "(RAY_ADDRESS, else the `ray start` cluster of this machine); default: RAY_ADDRESS if set, else a "
              f"local instance. Unreachable: exit 2 within about {PROBE_TIMEOUT_S + CONNECT_TIMEOUT_S:g} s",
     )
+
+
+@benchbench.hookimpl
+def benchbench_configure(config: Any) -> None:
+    """Probe an explicit ``--address`` as soon as the run is configured, before the suite is
+    loaded and a run file claimed: an address where nothing answers then leaves nothing
+    behind. (Joining waits for the executor, and is bounded there.)"""
+    address = config.getoption("address")
+    if address is None:
+        return
+    try:
+        import ray
+    except ImportError:  # the executor says what to install, if Ray is what runs this suite
+        return
+    if ray.is_initialized():  # the executor uses the Ray this process already joined
+        return
+    target, where = _target(ray, address)
+    if target is not None:
+        _probe(ray, target, where)
 
 
 @benchbench.hookimpl

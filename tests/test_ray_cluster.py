@@ -257,6 +257,7 @@ def test_an_address_where_nothing_listens_is_exit_2_naming_it_within_seconds(tmp
     assert code == 2 and seconds < 30
     assert f"--address {address}: no Ray cluster answers" in err  # the option is the plugin's (benchbench_addoption)
     assert "Traceback" not in err and "internal error" not in err
+    assert not (tmp_path / "run.json").exists()  # probed when configured, before a run file is claimed
     assert len([line for line in err.splitlines() if line.startswith("benchbench: error:")]) == 1
 
 
