@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PluginFiles
+
 REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]  # for tests of pytest-facing behaviour (a real inner session)
 
@@ -26,6 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def plugins(tmp_path: Path) -> PluginFiles:
+    """Write or copy plugin modules into a folder of this test's own (``plugins.path``)."""
+    return PluginFiles(tmp_path / "plugins")
 
 
 @pytest.fixture(autouse=True)

@@ -9,43 +9,41 @@ from pathlib import Path
 
 import pytest
 
-TINY_MODEL_PLUGIN = '''
-import torch
-import benchbench
 
 
-class Scale(torch.nn.Module):
-    """Multiplies by a learnable scalar; `work` repeats the op to make it slower."""
-
-    def __init__(self, features: int = 4, work: int = 1) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(features, features)
-        self.work = work
-
-    def forward(self, x):
-        for _ in range(self.work):
-            x = self.linear(x)
-        return x
+SOURCES = Path(__file__).resolve().parent / "plugin_sources"
 
 
-class Broken(torch.nn.Module):
-    def forward(self, x):
-        raise RuntimeError("this model always fails")
+class PluginFiles:
+    """Plugin modules for one test, in a folder of its own (pytest's ``pytester``, for plugins).
 
+    ``copy("toys", prefix="t_")`` copies ``tests/plugin_sources/toys.py`` (``{prefix}`` in
+    it replaced, so that two copies register different names); ``write("spy", source)``
+    writes a module from a (dedented) string; ``path`` is the folder for ``--plugins-dir``.
+    """
 
-@benchbench.hookimpl
-def benchbench_register_models(register):
-    register("{prefix}scale", Scale, family="toy", input_shape=(4,), description="a tiny linear model")
-    register("{prefix}broken", Broken, family="toy", input_shape=(4,), description="raises in forward")
-'''
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    def copy(self, source: str, *, name: str | None = None, prefix: str = "", folder: Path | None = None) -> Path:
+        text = (SOURCES / f"{source}.py").read_text().replace("{prefix}", prefix)
+        return self._save(name or source, text, folder)
+
+    def write(self, name: str, source: str, *, folder: Path | None = None) -> Path:
+        return self._save(name, textwrap.dedent(source).lstrip("\n"), folder)
+
+    def _save(self, name: str, text: str, folder: Path | None) -> Path:
+        target = folder or self.path
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / f"{name}.py"
+        path.write_text(text)
+        return path
 
 
 def write_plugin(folder: Path, module: str, prefix: str = "") -> Path:
-    """A plugin module registering ``<prefix>scale`` and ``<prefix>broken``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{module}.py"
-    path.write_text(TINY_MODEL_PLUGIN.replace("{prefix}", prefix))
-    return path
+    """A plugin module registering ``<prefix>scale`` and ``<prefix>broken`` (a copy of plugin_sources/toys.py)."""
+    return PluginFiles(folder).copy("toys", name=module, prefix=prefix)
 
 
 def fake_distribution(site: Path, dist: str, entry_points: dict[str, str], version: str = "1.0") -> None:

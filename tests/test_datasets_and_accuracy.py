@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import PluginFiles
 import benchbench
 from benchbench.cli import main
 from benchbench.data import Dataset
@@ -200,30 +201,30 @@ def test_training_keys_are_validated() -> None:
         benchbench.run_suite(digits_suite(dataset_args={"sed": 1}), quiet=True)
 
 
-def test_a_third_party_dataset_plugin(tmp_path: Path) -> None:
-    (tmp_path / "xor.py").write_text(
-        "import torch, benchbench\n"
-        "from benchbench.data import Dataset\n"
-        "def xor(n: int = 400):\n"
-        "    g = torch.Generator().manual_seed(0)\n"
-        "    x = torch.rand(n, 2, generator=g) * 2 - 1\n"
-        "    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()\n"
-        "    return Dataset(x[:300], y[:300], x[300:], y[300:])\n"
-        "class MLP(torch.nn.Sequential):\n"
-        "    def __init__(self):\n"
-        "        super().__init__(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_datasets(register):\n"
-        "    register('xor', xor, input_shape=(2,), description='the XOR problem')\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_models(register):\n"
-        "    register('mlp', MLP)\n"
-    )
+def test_a_third_party_dataset_plugin(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.write("xor", """
+        import torch, benchbench
+        from benchbench.data import Dataset
+        def xor(n: int = 400):
+            g = torch.Generator().manual_seed(0)
+            x = torch.rand(n, 2, generator=g) * 2 - 1
+            y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+            return Dataset(x[:300], y[:300], x[300:], y[300:])
+        class MLP(torch.nn.Sequential):
+            def __init__(self):
+                super().__init__(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+        @benchbench.hookimpl
+        def benchbench_register_datasets(register):
+            register('xor', xor, input_shape=(2,), description='the XOR problem')
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('mlp', MLP)
+    """)
     [record] = benchbench.run_suite(
         {"defaults": {"device": "cpu"}, "benchmarks": [{"model": "mlp", "dataset": "xor", "metrics": ["params", "latency", "accuracy"],
                                                         "metric_options": {"latency": {"min_run_time_s": 0.01, "warmup_s": 0.0}},
                                                         "train": {"epochs": 40, "batch_size": 32, "lr": 0.01}}]},
-        plugins_dir=tmp_path, quiet=True,
+        plugins_dir=plugins.path, quiet=True,
     ).records
     assert record["status"] == "ok", record["error"]
     assert record["accuracy"] > 0.9 and record["input_shape"] == [2] and record["latency_ms"] > 0

@@ -18,7 +18,7 @@ import benchbench
 from benchbench.cli import main
 from benchbench.errors import ExitCode, UsageError
 from benchbench.outputs import atomic_write_text, claim_new_file, exclusive
-from tests.helpers import tiny_suite
+from tests.helpers import PluginFiles, tiny_suite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,16 +191,16 @@ def test_exit_codes_are_one_enum_listed_in_help(capsys: pytest.CaptureFixture[st
     assert "130 interrupted" in text
 
 
-def test_an_internal_error_is_3_not_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "crashy.py").write_text(
-        "import benchbench\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_run_end(run):\n"
-        "    raise KeyError('a bug in a hook')\n"
-    )
+def test_an_internal_error_is_3_not_1(tmp_path: Path, capsys: pytest.CaptureFixture[str], plugins: PluginFiles) -> None:
+    plugins.write("crashy", """
+        import benchbench
+        @benchbench.hookimpl
+        def benchbench_run_end(run):
+            raise KeyError('a bug in a hook')
+    """)
     suite = tmp_path / "s.yaml"
     suite.write_text(yaml.safe_dump(tiny_suite(metrics=["params"])))
-    code = main(["run", str(suite), "--json", str(tmp_path / "r.json"), "--no-history", "-q", "-p", str(tmp_path / "crashy.py")])
+    code = main(["run", str(suite), "--json", str(tmp_path / "r.json"), "--no-history", "-q", "-p", str(plugins.path / "crashy.py")])
     assert code == ExitCode.INTERNAL_ERROR
     assert "internal error: KeyError" in capsys.readouterr().err
     assert json.loads((tmp_path / "r.json").read_text())["records"]  # what ran is saved all the same
@@ -214,7 +214,8 @@ def test_the_session_fails_when_a_test_writes_into_the_checkout(pytester: pytest
     project = pytester.path
     (project / "tests").mkdir()
     (project / "results").mkdir()
-    (project / "tests" / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    for name in ("__init__.py", "conftest.py", "helpers.py"):
+        (project / "tests" / name).write_text((REPO / "tests" / name).read_text())
     (project / "tests" / "test_leaky.py").write_text(
         "from pathlib import Path\n"
         "def test_writes_into_the_checkout():\n"

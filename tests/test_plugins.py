@@ -9,7 +9,7 @@ import pytest
 from benchbench.errors import PluginError
 from benchbench.manager import AUTOLOAD_ENV, BUILTIN_PLUGINS, PluginManager
 from benchbench.registry import MetricEntry, ModelEntry, ReporterEntry
-from tests.helpers import fake_distribution, write_plugin
+from tests.helpers import PluginFiles, fake_distribution, write_plugin
 
 
 def test_builtins_register_the_four_cost_metrics_and_reporters() -> None:
@@ -72,15 +72,15 @@ def test_same_model_name_from_two_plugins_is_an_error_naming_both(tmp_path: Path
     assert "'dup_scale'" in message and "first.py" in message and "second.py" in message
 
 
-def test_clash_with_a_first_party_name_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "mine.py").write_text(
-        "import benchbench, torch\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_models(register):\n"
-        "    register('conv', torch.nn.Identity)\n"
-    )
+def test_clash_with_a_first_party_name_is_an_error(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.write("mine", """
+        import benchbench, torch
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('conv', torch.nn.Identity)
+    """)
     with pytest.raises(PluginError, match=r"'conv' is registered twice: by plugin 'layers' and by plugin 'mine'"):
-        PluginManager(plugins_dir=tmp_path).registry
+        PluginManager(plugins_dir=plugins.path).registry
 
 
 def test_dash_p_accepts_module_names_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,21 +117,21 @@ def test_plugins_dir_must_exist(tmp_path: Path) -> None:
         PluginManager(plugins_dir=tmp_path / "nope", autoload=False)
 
 
-def test_registration_hook_that_raises_leaves_that_plugin_out(tmp_path: Path) -> None:
-    write_plugin(tmp_path, "good", prefix="g_")
-    (tmp_path / "oops.py").write_text(
-        "import benchbench, torch\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_models(register):\n"
-        "    register('half_done', torch.nn.Identity)\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_metrics(register):\n"
-        "    raise KeyError('boom')\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_run_start(suite, benchmarks):\n"
-        "    raise AssertionError('a failed plugin must not run')\n"
-    )
-    manager = PluginManager(plugins_dir=tmp_path, autoload=False)
+def test_registration_hook_that_raises_leaves_that_plugin_out(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.copy("toys", name="good", prefix="g_")
+    plugins.write("oops", """
+        import benchbench, torch
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('half_done', torch.nn.Identity)
+        @benchbench.hookimpl
+        def benchbench_register_metrics(register):
+            raise KeyError('boom')
+        @benchbench.hookimpl
+        def benchbench_run_start(suite, benchmarks):
+            raise AssertionError('a failed plugin must not run')
+    """)
+    manager = PluginManager(plugins_dir=plugins.path, autoload=False)
     names = manager.registry.names(ModelEntry)
     assert "g_scale" in names and "half_done" not in names  # none of the failed plugin's entries
     [failure] = manager.failures
@@ -141,7 +141,7 @@ def test_registration_hook_that_raises_leaves_that_plugin_out(tmp_path: Path) ->
     manager.hook.benchbench_run_start(suite=None, benchmarks=[])  # its lifecycle hooks are gone too
     # named explicitly with -p, the same plugin is an error
     with pytest.raises(PluginError, match=r"plugin '.*oops.py' raised in benchbench_register_metrics: KeyError"):
-        PluginManager([str(tmp_path / "oops.py")], autoload=False).registry
+        PluginManager([str(plugins.path / "oops.py")], autoload=False).registry
 
 
 @pytest.mark.parametrize(
@@ -227,10 +227,13 @@ def test_dash_p_no_blocks_a_plugin_before_it_is_imported(tmp_path: Path) -> None
         PluginManager(["no:layres"])
 
 
-def test_a_plugin_whose_registration_raises_is_reported_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_whose_registration_raises_is_reported_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins: PluginFiles) -> None:
     """The registry is built with the manager, so the CLI's warning about it always comes out."""
-    (tmp_path / "oops.py").write_text(
-        "import benchbench\n@benchbench.hookimpl\ndef benchbench_register_models(register):\n    raise KeyError('x')\n"
-    )
-    manager = PluginManager(plugins_dir=tmp_path, autoload=False)
+    plugins.write("oops", """
+        import benchbench
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            raise KeyError('x')
+    """)
+    manager = PluginManager(plugins_dir=plugins.path, autoload=False)
     assert [f.name for f in manager.failures] == ["oops"] and "KeyError" in manager.failures[0].error

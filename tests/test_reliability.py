@@ -20,65 +20,17 @@ import yaml
 import benchbench
 from benchbench.cli import main
 from benchbench.errors import SuiteError
-from tests.helpers import TINY_LATENCY
+from tests.helpers import TINY_LATENCY, PluginFiles
 
 REPO = Path(__file__).resolve().parents[1]
 
-FAULTS = '''
-import os, signal, time
-import torch
-import benchbench
-
-
-class Fault(torch.nn.Module):
-    """Linear layer that misbehaves on real (not meta) tensors, as `how` says."""
-
-    def __init__(self, how: str = "none", seconds: float = 60.0) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(4, 4)
-        self.how, self.seconds, self.calls = how, seconds, 0
-
-    def forward(self, x):
-        if x.device.type != "meta":
-            self.calls += 1
-            if self.how == "slow_later" and self.calls > 1:  # interruptible: Python code between short sleeps
-                end = time.monotonic() + self.seconds
-                while time.monotonic() < end:
-                    time.sleep(0.01)
-            elif self.how == "stuck":  # not interruptible from inside: only a kill ends it
-                signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGINT])
-                time.sleep(self.seconds)
-            elif self.how == "segfault":
-                os.kill(os.getpid(), signal.SIGSEGV)
-            elif self.how == "oom":
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
-            elif self.how == "crash_if_env" and os.environ.get("BB_CRASH") == "1":
-                os.kill(os.getpid(), signal.SIGKILL)
-            elif self.how == "exit":  # a model that ends the process its own way
-                raise SystemExit(0)
-            elif self.how == "stuck_pid":  # records its pid, then hangs where only a kill ends it
-                open(os.environ["BB_PID_FILE"], "w").write(str(os.getpid()))
-                signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGINT, signal.SIGTERM])
-                time.sleep(self.seconds)
-            elif self.how == "item":  # data-dependent: cannot run on meta, fine for real
-                x = x * float(x.sum().item() > -1e9)
-        elif self.how == "item":
-            x.sum().item()  # raises on meta: the dry run must not call that a suite error
-        return self.linear(x)
-
-
-@benchbench.hookimpl
-def benchbench_register_models(register):
-    register("fault", Fault, family="toy", input_shape=(4,), description="misbehaves on purpose")
-'''
 
 
 @pytest.fixture
-def plugin_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "faults.py").write_text(FAULTS)
-    return folder
+def plugin_dir(plugins: PluginFiles) -> Path:
+    """A plugin folder holding tests/plugin_sources/faults.py (model ``fault``)."""
+    plugins.copy("faults")
+    return plugins.path
 
 
 def suite(*benchmarks: dict, **defaults: object) -> dict:
@@ -146,14 +98,14 @@ def test_out_of_memory_is_a_failed_benchmark_with_a_hint(plugin_dir: Path) -> No
 # --------------------------------------------------------------------------- nothing lost
 
 
-def test_interrupted_run_leaves_a_valid_file_and_resume_finishes_it(plugin_dir: Path, tmp_path: Path) -> None:
-    (plugin_dir / "stopper.py").write_text(
-        "import os, benchbench\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_result_ready(record, index, total):\n"
-        "    if index == 0 and os.environ.get('BB_STOP') == '1':\n"
-        "        raise KeyboardInterrupt\n"
-    )
+def test_interrupted_run_leaves_a_valid_file_and_resume_finishes_it(plugin_dir: Path, tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.write("stopper", """
+        import os, benchbench
+        @benchbench.hookimpl
+        def benchbench_result_ready(record, index, total):
+            if index == 0 and os.environ.get('BB_STOP') == '1':
+                raise KeyboardInterrupt
+    """, folder=plugin_dir)
     path = write(tmp_path, suite({"name": "first"}, {"name": "second"}, {"name": "third"}))
     out = tmp_path / "run.json"
     os.environ["BB_STOP"] = "1"
@@ -217,19 +169,19 @@ def test_dry_run_rejects_an_input_shape_before_anything_runs(tmp_path: Path, cap
     assert err.count("found by a dry run on the meta device") == 3
 
 
-def test_dry_run_does_not_blame_the_suite_for_the_models_own_faults(plugin_dir: Path) -> None:
+def test_dry_run_does_not_blame_the_suite_for_the_models_own_faults(plugin_dir: Path, plugins: PluginFiles) -> None:
     data = suite({"name": "meta_shy", "args": {"how": "item"}}, metrics=["params"])
     [record] = benchbench.run_suite(data, plugins_dir=plugin_dir, quiet=True).records
     assert record["status"] == "ok"  # .item() fails on meta; for real it is fine
-    (plugin_dir / "buggy.py").write_text(
-        "import torch, benchbench\n"
-        "class Buggy(torch.nn.Module):\n"
-        "    def forward(self, x):\n"
-        "        raise RuntimeError('a bug in the model')\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_models(register):\n"
-        "    register('buggy', Buggy, input_shape=(4,))\n"
-    )
+    plugins.write("buggy", """
+        import torch, benchbench
+        class Buggy(torch.nn.Module):
+            def forward(self, x):
+                raise RuntimeError('a bug in the model')
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('buggy', Buggy, input_shape=(4,))
+    """, folder=plugin_dir)
     [record] = benchbench.run_suite(
         {"defaults": {"device": "cpu"}, "benchmarks": [{"model": "buggy", "metrics": ["params"]}]}, plugins_dir=plugin_dir, quiet=True
     ).records
@@ -345,26 +297,26 @@ def test_deadline_keeps_an_outer_alarm() -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_dry_run_uses_the_batch_and_sees_errors_of_operators_in_model_code(plugin_dir: Path) -> None:
-    (plugin_dir / "nets.py").write_text(
-        "import torch, benchbench\n"
-        "class Flat(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.fc = torch.nn.Linear(400, 10)\n"
-        "    def forward(self, x):\n"
-        "        return self.fc(x.view(-1, 400))\n"
-        "class Norm(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))\n"
-        "    def forward(self, x):\n"
-        "        return self.net(x)\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_models(register):\n"
-        "    register('flat', Flat, input_shape=(16, 5, 5))\n"
-        "    register('norm', Norm, input_shape=(4,))\n"
-    )
+def test_dry_run_uses_the_batch_and_sees_errors_of_operators_in_model_code(plugin_dir: Path, plugins: PluginFiles) -> None:
+    plugins.write("nets", """
+        import torch, benchbench
+        class Flat(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(400, 10)
+            def forward(self, x):
+                return self.fc(x.view(-1, 400))
+        class Norm(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+            def forward(self, x):
+                return self.net(x)
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('flat', Flat, input_shape=(16, 5, 5))
+            register('norm', Norm, input_shape=(4,))
+    """, folder=plugin_dir)
     with pytest.raises(SuiteError, match="model 'flat' cannot run .* 'input_shape' \\[3, 5, 5\\]: RuntimeError"):
         benchbench.run_suite({"defaults": {"device": "cpu", "metrics": ["params"]},
                               "benchmarks": [{"model": "flat", "input_shape": [3, 5, 5]}]}, plugins_dir=plugin_dir, quiet=True)

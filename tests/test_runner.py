@@ -11,7 +11,7 @@ import torch
 import benchbench
 from benchbench.manager import PluginManager
 from benchbench.results import RunResult
-from tests.helpers import tiny_suite, write_plugin
+from tests.helpers import PluginFiles, tiny_suite, write_plugin
 
 DESIGN_FIELDS = (
     "suite", "benchmark", "model", "family", "device", "batch_size", "input_shape", "output_shape", "status", "error",
@@ -43,21 +43,21 @@ def test_cpu_batch_size_applies_only_on_cpu_and_is_recorded() -> None:
     assert {r["batch_size"] for r in run.records} == {5}
 
 
-def test_failures_are_isolated_per_benchmark_and_per_metric(tmp_path: Path) -> None:
-    write_plugin(tmp_path, "toys", prefix="t_")
-    (tmp_path / "badmetric.py").write_text(
-        "import benchbench\n"
-        "def measure(ctx):\n"
-        "    raise ValueError('metric exploded')\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_metrics(register):\n"
-        "    register('explodes', measure, fields=['nothing'])\n"
-    )
+def test_failures_are_isolated_per_benchmark_and_per_metric(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.copy("toys", name="toys", prefix="t_")
+    plugins.write("badmetric", """
+        import benchbench
+        def measure(ctx):
+            raise ValueError('metric exploded')
+        @benchbench.hookimpl
+        def benchbench_register_metrics(register):
+            register('explodes', measure, fields=['nothing'])
+    """)
     data = tiny_suite(metrics=["params", "explodes", "flops"])
     data["benchmarks"].append({"model": "t_broken", "metrics": ["params"]})
     # dry_run: false lets the bad arguments through validation, to fail while building
     data["benchmarks"].append({"name": "bad_args", "model": "t_scale", "args": {"features": -3}, "metrics": ["params"], "dry_run": False})
-    run = benchbench.run_suite(data, plugins_dir=tmp_path)
+    run = benchbench.run_suite(data, plugins_dir=plugins.path)
     std, sep, broken, bad_args = run.records
     assert std["status"] == "failed" and "metric 'explodes' raised ValueError: metric exploded" in std["error"]
     assert std["params"] == 8 * 8 * 9 + 8 and std["flops"] > 0  # the other metrics still ran
@@ -78,52 +78,52 @@ def test_skip_train_mode_dtype_and_channels_last() -> None:
     assert sep["latency_ms"] > 0 and sep["peak_memory_bytes"] > 0
 
 
-def test_model_input_hook_make_input(tmp_path: Path) -> None:
-    (tmp_path / "tokens.py").write_text(
-        "import torch, benchbench\n"
-        "def make_input(batch_size, input_shape, device, dtype):\n"
-        "    return torch.randint(0, 10, (batch_size, *input_shape), device=device)\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_models(register):\n"
-        "    register('embed', lambda: torch.nn.Embedding(10, 3), input_shape=(5,), make_input=make_input)\n"
-    )
-    run = benchbench.run_suite({"defaults": {"device": "cpu"}, "benchmarks": [{"model": "embed", "metrics": ["params", "flops"]}]}, plugins_dir=tmp_path)
+def test_model_input_hook_make_input(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.write("tokens", """
+        import torch, benchbench
+        def make_input(batch_size, input_shape, device, dtype):
+            return torch.randint(0, 10, (batch_size, *input_shape), device=device)
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('embed', lambda: torch.nn.Embedding(10, 3), input_shape=(5,), make_input=make_input)
+    """)
+    run = benchbench.run_suite({"defaults": {"device": "cpu"}, "benchmarks": [{"model": "embed", "metrics": ["params", "flops"]}]}, plugins_dir=plugins.path)
     [record] = run.records
     assert record["status"] == "ok", record["error"]
     assert record["output_shape"] == [5, 3]
 
 
-def test_interrupted_run_keeps_finished_records(tmp_path: Path) -> None:
-    (tmp_path / "stopper.py").write_text(
-        "import benchbench\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_result_ready(record, index, total):\n"
-        "    raise KeyboardInterrupt\n"
-    )
-    run = benchbench.run_suite(tiny_suite(metrics=["params"]), plugins_dir=tmp_path)
+def test_interrupted_run_keeps_finished_records(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.write("stopper", """
+        import benchbench
+        @benchbench.hookimpl
+        def benchbench_result_ready(record, index, total):
+            raise KeyboardInterrupt
+    """)
+    run = benchbench.run_suite(tiny_suite(metrics=["params"]), plugins_dir=plugins.path)
     assert not run.complete and [r["benchmark"] for r in run.records] == ["std"]
     path = run.write_json(tmp_path / "run.json")
     assert RunResult.read_json(path).complete is False
 
 
-def test_lifecycle_hooks_see_every_benchmark(tmp_path: Path) -> None:
-    (tmp_path / "spy.py").write_text(
-        "import benchbench\n"
-        "SEEN = []\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_run_start(suite, benchmarks):\n"
-        "    SEEN.append(('start', suite.name, len(benchmarks)))\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_result_ready(record, index, total):\n"
-        "    SEEN.append(('result', record['benchmark'], index, total))\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_run_end(run):\n"
-        "    SEEN.append(('end', len(run.records)))\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_environment():\n"
-        "    return {'lab': 'rack 7'}\n"
-    )
-    manager = PluginManager(plugins_dir=tmp_path)
+def test_lifecycle_hooks_see_every_benchmark(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.write("spy", """
+        import benchbench
+        SEEN = []
+        @benchbench.hookimpl
+        def benchbench_run_start(suite, benchmarks):
+            SEEN.append(('start', suite.name, len(benchmarks)))
+        @benchbench.hookimpl
+        def benchbench_result_ready(record, index, total):
+            SEEN.append(('result', record['benchmark'], index, total))
+        @benchbench.hookimpl
+        def benchbench_run_end(run):
+            SEEN.append(('end', len(run.records)))
+        @benchbench.hookimpl
+        def benchbench_environment():
+            return {'lab': 'rack 7'}
+    """)
+    manager = PluginManager(plugins_dir=plugins.path)
     run = benchbench.run_suite(tiny_suite(metrics=["params"]), manager=manager)
     spy = manager.pm.get_plugin("spy")
     assert spy.SEEN == [("start", "tiny", 2), ("result", "std", 0, 2), ("result", "sep", 1, 2), ("end", 2)]
@@ -164,16 +164,16 @@ def test_oversubscribed_threads_are_flagged() -> None:
     assert any("oversubscribed" in w for w in record["warnings"])
 
 
-def test_a_metric_cannot_overwrite_the_runners_fields(tmp_path: Path) -> None:
-    (tmp_path / "sneaky.py").write_text(
-        "import benchbench\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_metrics(register):\n"
-        "    register('sneaky', lambda ctx: {'status': 'ok', 'score': 1}, fields=['score'])\n"
-    )
+def test_a_metric_cannot_overwrite_the_runners_fields(tmp_path: Path, plugins: PluginFiles) -> None:
+    plugins.write("sneaky", """
+        import benchbench
+        @benchbench.hookimpl
+        def benchbench_register_metrics(register):
+            register('sneaky', lambda ctx: {'status': 'ok', 'score': 1}, fields=['score'])
+    """)
     data = tiny_suite(metrics=["params", "sneaky"])
     data["benchmarks"][0]["skip"] = False
-    record = benchbench.run_suite(data, plugins_dir=tmp_path, quiet=True).records[0]
+    record = benchbench.run_suite(data, plugins_dir=plugins.path, quiet=True).records[0]
     assert record["status"] == "failed" and "returned field(s) the runner owns: status" in record["error"]
     assert "score" not in record
 
@@ -185,18 +185,18 @@ def test_core_fields_are_the_records_fields() -> None:
     assert set(record) == set(CORE_FIELDS)
 
 
-def test_rounds_interleave_pool_latency_and_measure_the_rest_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "counting.py").write_text(
-        "import benchbench\n"
-        "CALLS = []\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_metrics(register):\n"
-        "    register('counted', lambda ctx: CALLS.append(ctx.benchmark.name) or {'n': len(CALLS)}, fields=['n'])\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_benchmark_start(benchmark, index, total, round, rounds):\n"
-        "    CALLS.append(f'start {benchmark.name} {round + 1}/{rounds}')\n"
-    )
-    manager = PluginManager(plugins_dir=tmp_path)
+def test_rounds_interleave_pool_latency_and_measure_the_rest_once(tmp_path: Path, capsys: pytest.CaptureFixture[str], plugins: PluginFiles) -> None:
+    plugins.write("counting", """
+        import benchbench
+        CALLS = []
+        @benchbench.hookimpl
+        def benchbench_register_metrics(register):
+            register('counted', lambda ctx: CALLS.append(ctx.benchmark.name) or {'n': len(CALLS)}, fields=['n'])
+        @benchbench.hookimpl
+        def benchbench_benchmark_start(benchmark, index, total, round, rounds):
+            CALLS.append(f'start {benchmark.name} {round + 1}/{rounds}')
+    """)
+    manager = PluginManager(plugins_dir=plugins.path)
     data = tiny_suite(metrics=["params", "latency", "counted"])
     data["rounds"] = 3
     run = benchbench.run_suite(data, manager=manager)

@@ -12,7 +12,7 @@ from benchbench.spec import DEFAULT_METRICS
 from benchbench.suite import load_suite
 from benchbench.suitefile import read_suite_file
 from benchbench.registry import ModelEntry
-from tests.helpers import tiny_suite
+from tests.helpers import PluginFiles, tiny_suite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,18 +217,18 @@ def test_every_problem_at_once_includes_duplicates_and_defaults_once(manager: Pl
     assert any("benchmark 'conv' (#1): key 'batch_size' must be a positive whole number" in p for p in problems)
 
 
-def test_input_shape_problems_name_the_real_cause(manager: PluginManager, tmp_path: Path) -> None:
+def test_input_shape_problems_name_the_real_cause(manager: PluginManager, tmp_path: Path, plugins: PluginFiles) -> None:
     # args missing in_channels: one problem about args, not a false "no default input shape"
     [problem] = problems_of({"benchmarks": [{"model": "conv", "args": {"out_channels": 4, "kernel_size": 1}}]}, manager)
     assert "missing required argument(s): in_channels" in problem
-    (tmp_path / "weird.py").write_text(
-        "import benchbench, torch\n"
-        "@benchbench.hookimpl\n"
-        "def benchbench_register_models(register):\n"
-        "    register('weird', torch.nn.Identity, input_shape=lambda args: 'abc')\n"
-        "    register('picky', torch.nn.Identity, input_shape=lambda args: (args['size'],))\n"
-    )
-    own = PluginManager(plugins_dir=tmp_path)
+    plugins.write("weird", """
+        import benchbench, torch
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('weird', torch.nn.Identity, input_shape=lambda args: 'abc')
+            register('picky', torch.nn.Identity, input_shape=lambda args: (args['size'],))
+    """)
+    own = PluginManager(plugins_dir=plugins.path)
     [weird] = problems_of({"benchmarks": [{"model": "weird"}]}, own)
     assert "model 'weird' (plugin 'weird') gave an invalid default input shape" in weird
     [picky] = problems_of({"benchmarks": [{"model": "picky"}]}, own)
