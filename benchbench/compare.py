@@ -149,13 +149,27 @@ def compare_runs(
     verdicts may rest on fewer than 3 rounds a side.
     """
     thresholds = thresholds or Thresholds()
+    specs = {**base.compare, **new.compare}
+    _check_inputs(base, new, specs, thresholds, allow_other_suite)
+    judge = _Judge(base, new, specs, thresholds, alpha, strict, _machine_differs(base, new))
+    base_records = {r["benchmark"]: r for r in base.records}
+    new_records = {r["benchmark"]: r for r in new.records}
+    wanted = _select_fields(specs, only_fields)
+    rows = [
+        row
+        for name in [*new_records, *[n for n in base_records if n not in new_records]]
+        for row in judge.benchmark(name, base_records.get(name), new_records.get(name), wanted)
+    ]
+    return Comparison(base, new, rows, alpha, _notes(judge, rows, base_records, new_records), strict)
+
+
+def _check_inputs(base: RunResult, new: RunResult, specs: dict[str, Any], thresholds: Thresholds, allow_other_suite: bool) -> None:
+    """Bad input, before anything is judged: other suites, unknown threshold names, no 'compare' section."""
     if base.suite != new.suite and not allow_other_suite:
         raise UsageError(
             f"the run files are of different suites: {base.suite!r} and {new.suite!r}; compare runs of one "
             "suite (or pass --allow-other-suite when the benchmark names mean the same)"
         )
-    specs = {**base.compare, **new.compare}
-    wanted = _select_fields(specs, only_fields)
     unknown = thresholds.keys() - set(specs) - {s.get("metric") for s in specs.values()}
     if unknown:
         name = sorted(unknown)[0]
@@ -166,65 +180,81 @@ def compare_runs(
             "the run files say nothing about how to compare their fields (no 'compare' section): "
             "they were not written by `benchbench run`, or by a version before regression tracking"
         )
-    base_records = {r["benchmark"]: r for r in base.records}
-    new_records = {r["benchmark"]: r for r in new.records}
-    unknown_benchmarks = {b for b, _ in thresholds.by_benchmark} - set(base_records) - set(new_records)
+    names = {r["benchmark"] for r in [*base.records, *new.records]}
+    unknown_benchmarks = {b for b, _ in thresholds.by_benchmark} - names
     if unknown_benchmarks:
         name = sorted(unknown_benchmarks)[0]
-        raise UsageError(f"--threshold: no benchmark {name!r} in these runs{did_you_mean(name, new_records)}")
-    other_machine = _machine_differs(base, new)
-    rows: list[Row] = []
-    notes: list[str] = []
-    for name in [*new_records, *[n for n in base_records if n not in new_records]]:
-        old, cur = base_records.get(name), new_records.get(name)
+        raise UsageError(f"--threshold: no benchmark {name!r} in these runs{did_you_mean(name, names)}")
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """What judging one benchmark needs: both runs, how each field is compared, and the rules."""
+
+    base: RunResult
+    new: RunResult
+    specs: dict[str, dict[str, Any]]
+    thresholds: Thresholds
+    alpha: float
+    strict: bool
+    other_machine: str | None
+
+    def benchmark(self, name: str, old: Record | None, cur: Record | None, wanted: list[str]) -> list[Row]:
+        """The rows of one benchmark: present on one side only, a status change, or one row per field."""
         if old is None or cur is None:
-            rows.append(Row(name, "-", old and old.get("status"), cur and cur.get("status"),
-                            stats.Verdict(ADDED if old is None else MISSING, None)))
-            continue
+            return [Row(name, "-", old and old.get("status"), cur and cur.get("status"),
+                        stats.Verdict(ADDED if old is None else MISSING, None))]
         if cur["status"] != STATUS_OK or old["status"] != STATUS_OK:
             verdict = _status_verdict(old["status"], cur["status"])
-            rows.append(Row(name, "status", old["status"], cur["status"], stats.Verdict(verdict, None, note=cur.get("error"))))
-            continue
+            return [Row(name, "status", old["status"], cur["status"], stats.Verdict(verdict, None, note=cur.get("error")))]
+        rows: list[Row] = []
         skipped: dict[str, list[str]] = {}
         for field_name in wanted:
-            spec = specs[field_name]
+            spec = self.specs[field_name]
             if old.get(field_name) is None or cur.get(field_name) is None:
                 continue
             differences = _differences(old, cur, _settings_of(spec))
             if differences:
                 skipped.setdefault(differences, []).append(field_name)
-                continue
-            _check_value(base, old, field_name, spec)
-            _check_value(new, cur, field_name, spec)
-            exact = bool(spec.get("exact"))
-            threshold = thresholds.resolve(name, field_name, spec.get("metric"), cur, exact)
-            if spec.get("samples"):
-                base_rounds, new_rounds = _rounds(old, spec), _rounds(cur, spec)
-                busy = (_busy("base", old, spec) or _busy("new", cur, spec)
-                        or (f"measured on other machines ({other_machine})" if other_machine else None))
-                verdict = stats.compare_samples(base_rounds, new_rounds, threshold, alpha=alpha, busy=busy,
-                                                min_rounds=1 if strict else stats.MIN_ROUNDS)
-                counts = (sum(map(len, base_rounds)), sum(map(len, new_rounds)))
-                rows.append(Row(name, field_name, old[field_name], cur[field_name], verdict, threshold, counts))
             else:
-                verdict = stats.compare_values(
-                    float(old[field_name]), float(cur[field_name]), threshold,
-                    higher_is_better=bool(spec.get("higher_is_better")),
-                )
-                rows.append(Row(name, field_name, old[field_name], cur[field_name], verdict, threshold))
-        for differences, fields in skipped.items():
-            rows.append(Row(name, ", ".join(fields), "-", "-", stats.Verdict(NOT_COMPARABLE, None, note=differences)))
+                rows.append(self.field(name, field_name, spec, old, cur))
+        rows += [Row(name, ", ".join(fields), "-", "-", stats.Verdict(NOT_COMPARABLE, None, note=differences))
+                 for differences, fields in skipped.items()]
+        return rows
+
+    def field(self, name: str, field_name: str, spec: dict[str, Any], old: Record, cur: Record) -> Row:
+        """One field of one benchmark: statistics for timed samples, the ratio for the rest."""
+        _check_value(self.base, old, field_name, spec)
+        _check_value(self.new, cur, field_name, spec)
+        threshold = self.thresholds.resolve(name, field_name, spec.get("metric"), cur, bool(spec.get("exact")))
+        if not spec.get("samples"):
+            verdict = stats.compare_values(float(old[field_name]), float(cur[field_name]), threshold,
+                                           higher_is_better=bool(spec.get("higher_is_better")))
+            return Row(name, field_name, old[field_name], cur[field_name], verdict, threshold)
+        base_rounds, new_rounds = _rounds(old, spec), _rounds(cur, spec)
+        busy = (_busy("base", old, spec) or _busy("new", cur, spec)
+                or (f"measured on other machines ({self.other_machine})" if self.other_machine else None))
+        verdict = stats.compare_samples(base_rounds, new_rounds, threshold, alpha=self.alpha, busy=busy,
+                                        min_rounds=1 if self.strict else stats.MIN_ROUNDS)
+        counts = (sum(map(len, base_rounds)), sum(map(len, new_rounds)))
+        return Row(name, field_name, old[field_name], cur[field_name], verdict, threshold, counts)
+
+
+def _notes(judge: _Judge, rows: list[Row], base_records: dict[str, Record], new_records: dict[str, Record]) -> list[str]:
+    """What the reader of the verdicts should know about the comparison as a whole."""
+    base, new, specs = judge.base, judge.new, judge.specs
+    notes: list[str] = []
     if any(r.verdict.verdict == stats.TOO_FEW for r in rows):
-        notes.append(f"too few samples: some timed fields cannot reach significance {alpha:g}; "
+        notes.append(f"too few samples: some timed fields cannot reach significance {judge.alpha:g}; "
                      "raise min_runs or rounds in the suite")
-    if other_machine:
-        notes.append(f"the runs come from different machines ({other_machine}): timing verdicts are at most 'uncertain'")
+    if judge.other_machine:
+        notes.append(f"the runs come from different machines ({judge.other_machine}): timing verdicts are at most 'uncertain'")
     few = sorted({(len(_rounds(base_records[r.benchmark], specs[r.field])), len(_rounds(new_records[r.benchmark], specs[r.field])))
                   for r in rows if r.samples})
-    if any(min(pair) < 3 for pair in few):
+    if any(min(pair) < stats.MIN_ROUNDS for pair in few):
         counts = ", ".join(f"{b} vs {n}" for b, n in few)
-        notes.append(f"rounds per side (base vs new): {counts}; with fewer than 3 the samples share few moments of "
-                     "the machine and timing verdicts are less trustworthy (suites/ci.yaml uses rounds: 5)")
+        notes.append(f"rounds per side (base vs new): {counts}; with fewer than {stats.MIN_ROUNDS} the samples share few "
+                     "moments of the machine, and a timing change is at most 'uncertain' (suites/ci.yaml uses rounds: 5)")
     if not new.complete:
         notes.append("the new run is INCOMPLETE (interrupted or killed): compare fails until it is finished "
                      "(benchbench run --resume)")
@@ -233,7 +263,7 @@ def compare_runs(
                      "a compare that judges nothing fails")
     if base.environment.get("torch") != new.environment.get("torch"):
         notes.append(f"the runs used different torch versions: {base.environment.get('torch')} vs {new.environment.get('torch')}")
-    return Comparison(base, new, rows, alpha, notes, strict)
+    return notes
 
 
 def _settings_of(spec: dict[str, Any]) -> tuple[str, ...]:

@@ -54,24 +54,7 @@ def load_suite(
     document = SuiteDocument.of(source)
     data, origin = document.data, document.origin
     problems: list[str] = []
-    for key in data:
-        if key not in SUITE_KEYS:
-            problems.append(f"unknown top-level key {key!r}{did_you_mean(key, SUITE_KEYS)}")
-    name, problem = checks.nonempty_str(data.get("name", document.stem))
-    if problem:
-        problems.append(f"key 'name' {problem}")
-    description, problem = checks.optional(checks.nonempty_str)(data.get("description"))
-    if problem:
-        problems.append(f"key 'description' {problem}")
-    rounds, problem = checks.positive_int(data.get("rounds", 1))
-    if problem:
-        problems.append(f"key 'rounds' {problem}")
-    executor, problem = checks.optional(checks.nonempty_str)(data.get("executor"))
-    if problem:
-        problems.append(f"key 'executor' {problem}")
-    elif executor is not None and not manager.registry.has(ExecutorEntry, executor):
-        problems.append(f"key 'executor': {manager.unknown(ExecutorEntry, executor)}")
-
+    name, description, rounds, executor = _top_level(document, manager, problems)
     defaults, problem = checks.mapping(data.get("defaults"))
     if problem:
         problems.append(f"key 'defaults' {problem}")
@@ -85,19 +68,7 @@ def load_suite(
         problems.append("key 'benchmarks' must be a non-empty list of benchmarks (each with at least 'model')")
         raw = []
     raw = expand_sweeps(raw, problems)
-    # Names come from the raw items, so that a benchmark with other problems still takes
-    # part in the duplicate and baseline checks (every problem is reported at once).
-    declared: dict[str, int] = {}
-    for i, item in enumerate(raw, start=1):
-        given = called(item)
-        if given is None:
-            continue
-        if given in declared:
-            problems.append(
-                f"benchmark {given!r} (#{i}): duplicate name, also used by benchmark #{declared[given]}; "
-                "give each benchmark a unique 'name'"
-            )
-        declared.setdefault(given, i)
+    declared = _declared_names(raw, problems)
     specs = [spec for i, item in enumerate(raw, start=1) if (spec := _benchmark(item, i, defaults, cli, manager, problems))]
     for spec in specs:
         if spec.baseline is not None and spec.baseline not in declared:
@@ -119,6 +90,45 @@ def load_suite(
         name=name, source=origin, benchmarks=tuple(specs), description=description, text=document.text,
         notes=tuple(notes), executor=executor, rounds=rounds if isinstance(rounds, int) else 1,
     )
+
+
+def _top_level(document: SuiteDocument, manager: PluginManager, problems: list[str]) -> tuple[Any, Any, Any, Any]:
+    """The suite's own keys: (name, description, rounds, executor), each checked."""
+    data = document.data
+    for key in data:
+        if key not in SUITE_KEYS:
+            problems.append(f"unknown top-level key {key!r}{did_you_mean(key, SUITE_KEYS)}")
+    values = []
+    for key, check, default in (("name", checks.nonempty_str, document.stem),
+                                ("description", checks.optional(checks.nonempty_str), None),
+                                ("rounds", checks.positive_int, 1),
+                                ("executor", checks.optional(checks.nonempty_str), None)):
+        value, problem = check(data.get(key, default))
+        if problem:
+            problems.append(f"key {key!r} {problem}")
+        values.append(value)
+    executor = values[3]
+    if isinstance(executor, str) and not manager.registry.has(ExecutorEntry, executor):
+        problems.append(f"key 'executor': {manager.unknown(ExecutorEntry, executor)}")
+    return tuple(values)  # type: ignore[return-value]
+
+
+def _declared_names(raw: list[Any], problems: list[str]) -> dict[str, int]:
+    """Each benchmark's name -> its position, duplicates reported. Names come from the raw
+    items, so that a benchmark with other problems still takes part in the duplicate and
+    baseline checks (every problem is reported at once)."""
+    declared: dict[str, int] = {}
+    for i, item in enumerate(raw, start=1):
+        given = called(item)
+        if given is None:
+            continue
+        if given in declared:
+            problems.append(
+                f"benchmark {given!r} (#{i}): duplicate name, also used by benchmark #{declared[given]}; "
+                "give each benchmark a unique 'name'"
+            )
+        declared.setdefault(given, i)
+    return declared
 
 
 def _select(specs: list[BenchmarkSpec], only: list[str]) -> tuple[list[BenchmarkSpec], list[str]]:
