@@ -384,7 +384,7 @@ def benchbench_configure(config: Any) -> None:
     loaded and a run file claimed: an address where nothing answers then leaves nothing
     behind. (Joining waits for the executor, and is bounded there.)"""
     address = config.getoption("address")
-    if address is None:
+    if address is None or config.executor not in (None, "ray"):  # None: the suite's executor: may be ray
         return
     try:
         import ray
