@@ -154,7 +154,11 @@ class Runner:
             if spec.name not in done
         ]
         path = Path(out) if out is not None else None
-        save = (lambda: run.write_json(path)) if path is not None else (lambda: None)
+
+        def save() -> None:  # after every record; a run that measured nothing leaves no file
+            if path is not None and run.records:
+                run.write_json(path)
+
         run.complete = False
         save()
         hook = self.manager.hook

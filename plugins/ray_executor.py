@@ -1,6 +1,6 @@
 """The ``ray`` executor: every benchmark a Ray task, on a local instance or a cluster.
 
-``benchbench run SUITE --executor ray [--address ADDR]`` (``pip install 'benchbench[ray]'``).
+``benchbench run SUITE --executor ray [--address ADDR]`` (``pip install 'torch-benchbench[ray]'``).
 benchbench does not schedule anything itself: each benchmark becomes a Ray task that asks
 for the resources it needs, and Ray places it.
 
@@ -150,7 +150,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise UsageError("the ray executor needs Ray: pip install 'benchbench[ray]'") from None
+            raise UsageError("the ray executor needs Ray: pip install 'torch-benchbench[ray]'") from None
         started_here = not ray.is_initialized()
         if started_here:
             _connect(ray, session.executor_options.get("address"))
@@ -399,4 +399,4 @@ def benchbench_configure(config: Any) -> None:
 
 @benchbench.hookimpl
 def benchbench_register_executors(register: Any) -> None:
-    register("ray", RayExecutor, description="every benchmark a Ray task (local instance or --address): pip install 'benchbench[ray]'")
+    register("ray", RayExecutor, description="every benchmark a Ray task (local instance or --address): pip install 'torch-benchbench[ray]'")

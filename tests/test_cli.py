@@ -260,4 +260,4 @@ def test_ray_executor_without_ray_is_a_usage_error(tmp_path: Path, monkeypatch: 
     suite = write_suite(tmp_path, tiny_suite(metrics=["params"]))
     assert main(["run", str(suite), "--executor", "ray", "--json", str(tmp_path / "r.json"), "-q"]) == 2
     err = capsys.readouterr().err
-    assert "the ray executor needs Ray: pip install 'benchbench[ray]'" in err and "Traceback" not in err
+    assert "the ray executor needs Ray: pip install 'torch-benchbench[ray]'" in err and "Traceback" not in err

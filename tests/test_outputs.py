@@ -224,3 +224,19 @@ def test_the_session_fails_when_a_test_writes_into_the_checkout(pytester: pytest
     result = pytester.runpytest_subprocess(str(project / "tests"), "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*the tests changed the checkout*results/history.sqlite*"])
+
+
+def test_a_run_stopped_before_any_benchmark_finished_leaves_no_file(tmp_path: Path, plugins: PluginFiles,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    plugins.write("stop_at_once", """
+        import benchbench
+        @benchbench.hookimpl
+        def benchbench_benchmark_start(benchmark, index, total, round, rounds):
+            raise KeyboardInterrupt
+    """)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump(tiny_suite(metrics=["params"])))
+    code = main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-history", "--plugins-dir", str(plugins.path)])
+    assert code == ExitCode.INTERRUPTED
+    assert "interrupted before any benchmark finished; no run file was written" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*.json"))

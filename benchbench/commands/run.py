@@ -188,6 +188,9 @@ def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult 
 
 def _report(run: RunResult, path: Path, history: Any, reporter: Any, options: dict[str, Any], *, quiet: bool) -> ExitCode:
     """The table on stdout, where things went on stderr, the history and the job summary; the exit code."""
+    if not run.records:  # interrupted (or stopped by the executor) before the first benchmark finished
+        print("benchbench: interrupted before any benchmark finished; no run file was written", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     print(reporter.render(run, options))
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
     say(f"benchbench: run file written to {path}")
