@@ -15,15 +15,19 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from benchbench import formatting
 from benchbench.reporters import TABLE_ALIASES, table
+from benchbench.errors import did_you_mean
 from benchbench.results import RunResult, is_number
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COMPARED = ("params", "flops", "latency_ms", "peak_memory_bytes", "accuracy", "rmse")
 BARS = (("params", "parameters"), ("flops", "FLOPs per sample (fvcore, MACs)"),
@@ -96,9 +100,7 @@ def render_html(runs: Sequence[RunResult], title: str | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")  # no display, no window: files only
-    # Benchmark names are drawn literally: 'x_$\frac{$' must not reach matplotlib's mathtext.
-    with matplotlib.rc_context({"text.parse_math": False}):
-        return _render_html(runs, title)
+    return _render_html(runs, title)
 
 
 def _render_html(runs: Sequence[RunResult], title: str | None) -> str:
@@ -109,29 +111,17 @@ def _render_html(runs: Sequence[RunResult], title: str | None) -> str:
     for name, run in zip(names, runs):
         parts.append(f"<h2>{_e(name)}</h2>")
         parts.append(_run_meta(run))
-        parts.append(_html_table(run))
+        parts.append(table_html(run))
     if len(runs) > 1:
         headers, rows = comparison(runs)
         parts.append("<h2>Comparison</h2>")
         parts.append("<p class='meta'>" + "; ".join(f"r{i + 1}: {_e(n)}" for i, n in enumerate(names)) + "</p>")
         parts.append(_tabulate_html(headers, rows))
-    parts.append("<h2>Cost per benchmark</h2>")
-    parts.append(_img(_bars(runs, names), "bar charts of params, FLOPs, latency and memory per benchmark"))
-    scatter = _scatter(runs, names)
-    if scatter:
-        parts.append("<h2>Latency against FLOPs</h2><p class='meta'>Log axes. Equal FLOPs, different times: "
-                     "memory traffic and kernel efficiency, not arithmetic, set the speed.</p>")
-        parts.append(_img(scatter, "latency against FLOPs, log axes"))
-    roofline = _roofline(runs, names)
-    if roofline:
-        parts.append("<h2>Roofline</h2><p class='meta'>Achieved FLOP/s (2 per multiply-add) against arithmetic "
-                     "intensity (FLOPs per byte of parameters, input and output: an upper estimate), under the "
-                     "device's measured matmul peak and copy bandwidth (<code>benchbench peak</code>).</p>")
-        parts.append(_img(roofline, "roofline plot"))
-    for heading, figure in ((("Gradient flow", _gradient_flow(runs)), ("Training curves", _training(runs)))):
-        if figure:
-            parts.append(f"<h2>{heading}</h2>")
-            parts.append(_img(figure, heading.lower()))
+    for kind, (heading, alt, explanation) in SECTIONS.items():
+        drawn = figure(kind, runs, names)
+        if drawn is not None:
+            parts.append(f"<h2>{heading}</h2>" + (f"<p class='meta'>{explanation}</p>" if explanation else ""))
+            parts.append(_img(_png(drawn), alt))
     parts.append("<h2>Environment</h2>")
     for name, run in zip(names, runs):
         parts.append(f"<h3>{_e(name)}</h3>" if len(runs) > 1 else "")
@@ -155,10 +145,16 @@ def _run_meta(run: RunResult) -> str:
     return f"<p class='meta'>{_e(' · '.join(facts))}</p>"
 
 
-def _html_table(run: RunResult) -> str:
+def table_html(run: RunResult, *, heading: bool = False) -> str:
+    """The run's table as HTML with its notes: the terminal's table (:func:`benchbench.reporters.table`).
+
+    The page gives the suite a heading of its own; a notebook cell (``heading``) starts
+    with the title line instead.
+    """
     t = table(run, {})
     notes = "".join(f"<li>{_e(n)}</li>" for n in t.notes)
-    return (f"<p class='meta'>{_e(' — '.join(t.title[1:]))}</p>" + _tabulate_html(t.headers, t.rows)
+    title = f"<p><strong>{_e(t.title[0])}</strong></p>" if heading else ""
+    return (title + f"<p class='meta'>{_e(' — '.join(t.title[1:]))}</p>" + _tabulate_html(t.headers, t.rows)
             + (f"<ul class='notes'>{notes}</ul>" if notes else ""))
 
 
@@ -187,22 +183,54 @@ def _img(png: bytes, alt: str) -> str:
     return f"<img alt='{_e(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
 
 
-def _png(figure: Any) -> bytes:
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+SECTIONS = {
+    "bars": ("Cost per benchmark", "bar charts of params, FLOPs, latency and memory per benchmark", ""),
+    "scatter": ("Latency against FLOPs", "latency against FLOPs, log axes",
+                "Log axes. Equal FLOPs, different times: memory traffic and kernel efficiency, not arithmetic, set the speed."),
+    "roofline": ("Roofline", "roofline plot",
+                 "Achieved FLOP/s (2 per multiply-add) against arithmetic intensity (FLOPs per byte of parameters, "
+                 "input and output: an upper estimate), under the device's measured matmul peak and copy bandwidth "
+                 "(<code>benchbench peak</code>)."),
+    "gradient_flow": ("Gradient flow", "gradient flow", ""),
+    "training": ("Training curves", "training curves", ""),
+}
+"""The page's plots in page order, by kind: heading, alt text and the explanation under the heading."""
+
+
+def figure(kind: str, runs: Sequence[RunResult], names: list[str] | None = None) -> Figure | None:
+    """One of the report's plots as a matplotlib Figure, or None when the runs have nothing to draw.
+
+    The one place a plot is made, for the HTML page (as a PNG) and for a notebook
+    (:meth:`RunResult.plot <benchbench.results.RunResult.plot>`). The figure is detached from
+    pyplot once drawn, so that a notebook shows it once (as the cell's value, not again as an
+    open pyplot figure) and a page's many figures do not pile up in pyplot.
+    """
+    import matplotlib
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    if not figure.get_tight_layout() and not figure.legends:
-        figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
+    if kind not in FIGURES:
+        raise ValueError(f"unknown plot {kind!r}{did_you_mean(kind, FIGURES)}; plots: {', '.join(FIGURES)}")
+    # Benchmark names are drawn literally: 'x_$\frac{$' must not reach matplotlib's mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        drawn = FIGURES[kind](runs, names or labels(runs))
+    if drawn is not None:
+        if not drawn.get_tight_layout() and not drawn.legends:
+            drawn.tight_layout()
+        plt.close(drawn)
+    return drawn
 
 
 def _ok(run: RunResult) -> list[dict[str, Any]]:
     return [r for r in run.records if r.get("status") == "ok"]
 
 
-def _bars(runs: Sequence[RunResult], names: list[str]) -> bytes:
+def _bars(runs: Sequence[RunResult], names: list[str]) -> Figure:
     import matplotlib.pyplot as plt
 
     benchmarks = list(dict.fromkeys(r["benchmark"] for run in runs for r in _ok(run)))
@@ -224,14 +252,14 @@ def _bars(runs: Sequence[RunResult], names: list[str]) -> bytes:
     if len(runs) > 1:
         fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(runs), 4), fontsize=8)
         fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return _png(fig)
+    return fig
 
 
 def _points(run: RunResult, x: str, y: str) -> list[tuple[str, float, float]]:
     return [(r["benchmark"], float(r[x]), float(r[y])) for r in _ok(run) if is_number(r.get(x)) and is_number(r.get(y)) and r[x] > 0 and r[y] > 0]
 
 
-def _scatter(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
+def _scatter(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
     import matplotlib.pyplot as plt
 
     sets = [(name, _points(run, "flops", "latency_ms")) for run, name in zip(runs, names)]
@@ -243,7 +271,7 @@ def _scatter(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
     _log_axes(ax, "FLOPs per sample (fvcore: multiply-adds)", "latency of one batch (ms)")
     if len(runs) > 1:
         ax.legend(fontsize=8)
-    return _png(fig)
+    return fig
 
 
 def _labelled_points(ax: Any, points: list[tuple[str, float, float]], name: str, *, labelled: bool) -> None:
@@ -261,7 +289,7 @@ def _log_axes(ax: Any, xlabel: str, ylabel: str) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def _roofline(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
+def _roofline(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
     import matplotlib.pyplot as plt
 
     sets = []
@@ -291,10 +319,10 @@ def _roofline(runs: Sequence[RunResult], names: list[str]) -> bytes | None:
     ax.legend(fontsize=8)
     if not drawn:
         ax.set_title("no measured peak for this device: run `benchbench peak` once, then the suite", fontsize=9)
-    return _png(fig)
+    return fig
 
 
-def _gradient_flow(runs: Sequence[RunResult]) -> bytes | None:
+def _gradient_flow(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
     import matplotlib.pyplot as plt
 
     series = [(r["benchmark"], r["grad_norms"]) for run in runs for r in _ok(run) if isinstance(r.get("grad_norms"), list)]
@@ -309,10 +337,10 @@ def _gradient_flow(runs: Sequence[RunResult]) -> bytes | None:
     ax.set_ylabel("gradient norm at the block's output")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return fig
 
 
-def _training(runs: Sequence[RunResult]) -> bytes | None:
+def _training(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
     import matplotlib.pyplot as plt
 
     series = [(r["benchmark"], r["test_score_curve"][0], "accuracy" in r) for run in runs for r in _ok(run)
@@ -330,4 +358,10 @@ def _training(runs: Sequence[RunResult]) -> bytes | None:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    return _png(fig)
+    return fig
+
+
+FIGURES: dict[str, Callable[[Sequence[RunResult], list[str]], Figure | None]] = {
+    "bars": _bars, "scatter": _scatter, "roofline": _roofline, "gradient_flow": _gradient_flow, "training": _training,
+}
+"""Each plot by kind: ``(runs, their labels) -> Figure``, or None when there is nothing to draw."""

@@ -20,6 +20,7 @@ from benchbench.errors import UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 Record = dict[str, Any]
 RUN_FILE_FORMAT = 1
@@ -86,6 +87,30 @@ class RunResult:
         import pandas as pd
 
         return pd.DataFrame.from_records(self.records)
+
+    # ------------------------------------------------------------------ notebooks
+
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a run: the terminal's table (title, rows, notes) as HTML."""
+        from benchbench.htmlreport import table_html
+
+        return table_html(self, heading=True)
+
+    def plot(self, kind: str = "bars") -> Figure:
+        """One of ``benchbench report``'s plots of this run, as a matplotlib Figure (shown inline
+        in a notebook; ``.savefig(path)`` elsewhere).
+
+        ``kind``: ``bars`` (params, FLOPs, latency, memory per benchmark), ``scatter``
+        (latency against FLOPs, log axes), ``roofline``, ``gradient_flow``, ``training``.
+        A kind this run has no data for is a ``ValueError`` saying what it needs.
+        """
+        from benchbench.htmlreport import FIGURES, figure
+
+        drawn = figure(kind, [self])
+        if drawn is None:
+            raise ValueError(f"this run has nothing to draw as {kind!r}: {PLOT_NEEDS[kind]}; "
+                             f"plots: {', '.join(FIGURES)}")
+        return drawn
 
     # ------------------------------------------------------------------ run file
 
@@ -159,6 +184,15 @@ class RunResult:
             compare=dict(data.get("compare") or {}),
         )
 
+
+PLOT_NEEDS = {
+    "bars": "no benchmark of it finished",
+    "scatter": "at least two benchmarks with both flops and latency",
+    "roofline": "benchmarks with achieved_gflops and arithmetic_intensity (metrics flops and latency)",
+    "gradient_flow": "a benchmark measured with the gradient_flow metric",
+    "training": "a benchmark measured with the accuracy metric (training curves)",
+}
+"""Why :meth:`RunResult.plot` has nothing to draw, by kind."""
 
 RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
     "suite": str, "model": str, "family": str, "plugin": str, "args": dict, "device": str, "input_shape": list,
