@@ -124,6 +124,9 @@ def test_fvcore_agrees_with_torch_flop_counter(model: nn.Module, shape: tuple[in
     torch_convs = sum(v for k, v in counter.get_flop_counts()["Global"].items() if "convolution" in str(k))
     assert torch_convs == counter.get_total_flops() > 0
     assert 2 * by_op["conv"] == torch_convs
+    fields = flops.measure(context(model, torch.randn(2, *shape)))  # the metric's cross-check: the same numbers
+    assert fields["flops_core"] == fields["flops_dispatch"] == by_op["conv"] == fields["flops_by_category"]["conv"]
+    assert fields["flops"] == sum(by_op.values()) and fields["flops_uncounted"] is None
 
 
 # --------------------------------------------------------------------------- latency

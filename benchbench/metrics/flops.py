@@ -1,61 +1,114 @@
-"""``flops``: fvcore's FLOP count of one sample, with the operators it could not count.
+"""``flops``: fvcore's FLOP count of one sample, attention included, checked against the dispatcher's.
 
 Convention (fvcore's, and the one most CNN papers' "FLOPs" tables use): one fused
 multiply-add counts as ONE flop, so the number is really a MAC count.
-``torch.utils.flop_counter.FlopCounterMode`` counts the same convolution as 2 per
-multiply-add; the tests check the two agree up to that factor.
 
 The count is that of one *forward* pass of the model in eval mode, whatever the
-benchmark's ``mode`` (backward costs about twice the forward, but fvcore does not count it).
+benchmark's ``mode`` (backward costs about twice the forward, but fvcore does not count it),
+with ``nn.MultiheadAttention``'s inference fast path turned off so that its projections
+and matrix products are counted (see :mod:`benchbench.flopcount`).
 
-fvcore has formulas for convolutions (transposed too), matmuls, linear layers, norms,
-adaptive average pooling and upsampling. It deliberately counts a few elementwise ops
-(ReLU, dropout) as zero; any other operator it meets without a formula is *listed* in ``flops_unsupported``
-(operator -> number of calls) instead of being silently counted as zero, so a table
-never claims a layer is free when fvcore simply could not see it (``pixel_shuffle``
-is pure data movement and shows up there, as do residual ``add``s).
+Fields:
+
+* ``flops``: fvcore's total: convolutions (transposed too), matmuls, linear layers, einsum,
+  attention, norms, adaptive average pooling and upsampling. It counts a few elementwise
+  ops (ReLU, dropout) as zero on purpose; any other operator without a formula is
+  *listed* in ``flops_unsupported`` (operator -> number of calls) instead of being
+  silently counted as zero (``pixel_shuffle`` is pure data movement and shows up there,
+  as do residual ``add``s).
+* ``flops_core`` (run file): the conv + matmul + attention part alone: torchvision's
+  ``_ops`` convention, comparable with papers; ``flops_by_category`` (run file) the whole
+  count by kind (conv, matmul, attention, norm, pool, other); ``flops_by_operator`` (run
+  file) by fvcore operator.
+* ``flops_dispatch`` (run file): ``torch.utils.flop_counter.FlopCounterMode``'s count,
+  halved to the same convention (it counts conv, matmul and attention only, so it is
+  comparable with ``flops_core``), with ``flops_dispatch_by_operator``.
+* ``flops_uncounted``: empty when all is well. When fvcore's core and the dispatcher's
+  count disagree, or fvcore skipped an operator that does matrix products
+  (``tensordot``, an RNN, a fused attention kernel), the work ``flops`` misses, in words;
+  a warning says the same.
+
+A model fvcore cannot trace (an output that is no tensor, a ``torch.compile``d module)
+still gets a count: ``flops`` is then the dispatcher's (conv, matmul, attention only),
+``flops_source`` says ``dispatch`` and a warning says why.
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Any
 
 import torch
 
 import benchbench
-from benchbench import formatting
+from benchbench import flopcount, formatting
 from benchbench.context import MeasureContext
 
 
 def count(model: torch.nn.Module, inputs: Any) -> tuple[int, dict[str, int], dict[str, int]]:
-    """(total, by operator, unsupported operator -> calls) for ``model(inputs)``.
+    """(total, by operator, unsupported operator -> calls): fvcore's count of ``model(inputs)``.
 
     ``inputs`` is passed as the model's one argument, as :meth:`MeasureContext.step` does.
     """
-    args = (inputs,)
-    with warnings.catch_warnings():
-        # fvcore's import uses the deprecated torch.jit.script, and its tracing warns about
-        # Python control flow: neither is the user's business.
-        warnings.simplefilter("ignore")
-        from fvcore.nn import FlopCountAnalysis
+    result = flopcount.fvcore_count(model, inputs)
+    return result.total, result.by_operator, result.unsupported
 
-        with torch.no_grad():
-            analysis = FlopCountAnalysis(model, args)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            total = int(analysis.total())
-            by_operator = {str(k): int(v) for k, v in analysis.by_operator().items()}
-            unsupported = {str(k).removeprefix("aten::"): int(v) for k, v in analysis.unsupported_ops().items()}
-    return total, by_operator, unsupported
+
+def _failure(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}" + (f": {message[:200]}" if message else "")
 
 
 def measure(ctx: MeasureContext) -> dict[str, Any]:
     # Count on an eval-mode copy: in train mode, tracing one sample would update BatchNorm's
     # running statistics of the benchmarked model (and fail on 1x1 maps with batch 1).
     model = ctx.model if not ctx.model.training else copy.deepcopy(ctx.model).eval()
-    total, by_operator, unsupported = count(model, ctx.sample_input())
-    return {"flops": total, "flops_unsupported": unsupported, "flops_by_operator": by_operator}
+    sample = ctx.sample_input()
+    try:
+        fvcore: flopcount.Count | None = flopcount.fvcore_count(model, sample)
+        fvcore_error = None
+    except Exception as exc:  # tracing fails on some models: the dispatcher still counts them
+        fvcore, fvcore_error = None, exc
+    try:
+        dispatch: flopcount.Count | None = flopcount.dispatch_count(model, sample)
+    except Exception as exc:
+        if fvcore is None:
+            raise RuntimeError(f"neither counter could count the model: fvcore raised {_failure(fvcore_error)}; "  # type: ignore[arg-type]
+                               f"FlopCounterMode raised {_failure(exc)}") from fvcore_error
+        dispatch = None
+        ctx.warn(f"flops: FlopCounterMode could not run the model ({_failure(exc)}): no cross-check of fvcore's count")
+    if fvcore is None:
+        assert dispatch is not None and fvcore_error is not None
+        ctx.warn(f"flops: fvcore could not trace the model ({_failure(fvcore_error)}); flops is FlopCounterMode's "
+                 "count instead (conv, matmul and attention only: norms, pooling and elementwise ops are not in it)")
+        return {
+            "flops": dispatch.total, "flops_source": "dispatch", "flops_unsupported": None, "flops_uncounted": None,
+            "flops_core": dispatch.total, "flops_by_category": dispatch.by_category, "flops_by_operator": None,
+            "flops_dispatch": dispatch.total, "flops_dispatch_by_operator": dispatch.by_operator,
+        }
+    uncounted = _uncounted(fvcore, dispatch)
+    if uncounted:
+        ctx.warn(f"flops is too low: {uncounted}")
+    return {
+        "flops": fvcore.total, "flops_source": "fvcore", "flops_unsupported": fvcore.unsupported,
+        "flops_uncounted": uncounted, "flops_core": fvcore.core, "flops_by_category": fvcore.by_category,
+        "flops_by_operator": fvcore.by_operator,
+        "flops_dispatch": dispatch.total if dispatch else None,
+        "flops_dispatch_by_operator": dispatch.by_operator if dispatch else None,
+    }
+
+
+def _uncounted(fvcore: flopcount.Count, dispatch: flopcount.Count | None) -> str | None:
+    """What ``flops`` misses, in words (None when the counters agree and nothing heavy was skipped)."""
+    problems = []
+    if dispatch is not None:
+        disagreement = flopcount.disagreement(fvcore, dispatch)
+        if disagreement:
+            problems.append(disagreement)
+    hidden = flopcount.hidden_matmuls(fvcore.unsupported)
+    if hidden and not any(op in p for p in problems for op in hidden):
+        problems.append(f"fvcore does not count {flopcount.describe_calls(hidden)} (operators that do matrix products)")
+    return "; ".join(problems) or None
 
 
 def _unsupported(value: Any) -> str:
@@ -69,9 +122,10 @@ def benchbench_register_metrics(register: Any) -> None:
     register(
         "flops",
         measure,
-        fields=["flops", "flops_unsupported"],
+        fields=["flops", "flops_unsupported", "flops_uncounted"],
         ratio_fields=["flops"],
-        compare={"flops": {"exact": True}},
-        description="fvcore FLOPs of ONE sample (1 multiply-add = 1 FLOP); ops it skipped are listed",
+        compare={"flops": {"exact": True}, "flops_core": {"exact": True}},
+        description="fvcore FLOPs of ONE sample (1 multiply-add = 1 FLOP), attention included; ops it skipped "
+        "are listed, and a FlopCounterMode count checks it",
         formats={"flops": formatting.si, "flops_unsupported": _unsupported},
     )
