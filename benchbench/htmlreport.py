@@ -66,6 +66,92 @@ def comparison(runs: Sequence[RunResult]) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+EXPLAIN_FLOPS_NOTES = (
+    "core = conv + matmul (linear, mm, bmm, einsum) + attention (the two products of scaled-dot-product "
+    "attention) multiply-adds: the convention of torchvision's published _ops and of most papers.",
+    "flops = core + norm (BatchNorm, LayerNorm...) + pool (adaptive average pooling) + other (upsampling, "
+    "grid sampling): fvcore's convention; one fused multiply-add = 1, for ONE sample, forward pass.",
+    "dispatch = torch.utils.flop_counter.FlopCounterMode's count, halved to the same convention: conv, matmul "
+    "and attention only, so it should equal core ('=' when it does).",
+    "unsupported = operators fvcore has no formula for, counted as zero (elementwise ops, max pooling, data "
+    "movement); flops_uncounted names work that flops misses.",
+)
+
+
+def flops_breakdown(runs: Sequence[RunResult]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Every benchmark with a FLOP count, its count by kind of operator (``benchbench report --explain flops``).
+
+    Returns the columns and one row per record (raw values). Run files written before
+    the categories existed get them from ``flops_by_operator``.
+    """
+    from benchbench.flopcount import CATEGORIES, CORE, by_category
+
+    several = len(runs) > 1
+    columns = [*(("run",) if several else ()), "benchmark", "flops", "core", "core_share", *CATEGORIES,
+               "dispatch", "unsupported", "source", "uncounted"]
+    rows = []
+    for name, run in zip(labels(runs), runs):
+        for record in run.records:
+            if not is_number(record.get("flops")):
+                continue
+            categories = record.get("flops_by_category")
+            if not isinstance(categories, dict) and isinstance(record.get("flops_by_operator"), dict):
+                categories = by_category(record["flops_by_operator"])
+            categories = categories if isinstance(categories, dict) else {}
+            core = record.get("flops_core")
+            if not is_number(core) and categories:
+                core = sum(categories.get(c, 0) for c in CORE)
+            row: dict[str, Any] = {"run": name} if several else {}
+            row.update(benchmark=record["benchmark"], flops=record["flops"], core=core,
+                       core_share=core / record["flops"] if is_number(core) and record["flops"] else None)
+            row.update({c: categories.get(c) for c in CATEGORIES})
+            row.update(dispatch=record.get("flops_dispatch"), unsupported=record.get("flops_unsupported"),
+                       source=record.get("flops_source") or "fvcore", uncounted=record.get("flops_uncounted"))
+            rows.append(row)
+    return columns, rows
+
+
+def flops_breakdown_table(runs: Sequence[RunResult]) -> tuple[list[str], list[list[str]], list[str]]:
+    """:func:`flops_breakdown` formatted for a table: headers, rows of text, and the notes under it."""
+    columns, rows = flops_breakdown(runs)
+    shown = [c for c in columns if c not in ("source", "uncounted")]
+    cells = []
+    for row in rows:
+        line = []
+        for column in shown:
+            value = row.get(column)
+            if column == "core_share":
+                line.append(formatting.percent(value, 1))
+            elif column == "dispatch":
+                line.append(_against_core(value, row["core"]))
+            elif column == "unsupported":
+                line.append(formatting.operators(dict(sorted(value.items()))) if isinstance(value, dict) else "-")
+            elif column in ("run", "benchmark"):
+                line.append(str(value))
+            else:
+                line.append(formatting.si(value))
+        cells.append(line)
+    notes = list(EXPLAIN_FLOPS_NOTES)
+    for row in rows:
+        who = f"{row['run']}: " if "run" in row else ""
+        if row["source"] != "fvcore":
+            notes.append(f"{who}{row['benchmark']}: fvcore could not trace the model: flops is FlopCounterMode's count")
+        if row["uncounted"]:
+            notes.append(f"{who}{row['benchmark']}: flops is too low: {row['uncounted']}")
+    return shown, cells, notes
+
+
+def _against_core(dispatch: Any, core: Any) -> str:
+    """'=' when the dispatcher's count equals the core count, else the count and how far it is."""
+    if not is_number(dispatch):
+        return "-"
+    if dispatch == core:
+        return "="
+    if is_number(core) and core:
+        return f"{formatting.si(dispatch)} ({dispatch / core - 1:+.2%})"
+    return formatting.si(dispatch)
+
+
 # ----------------------------------------------------------------------------- HTML
 
 STYLE = """
@@ -117,6 +203,7 @@ def _render_html(runs: Sequence[RunResult], title: str | None) -> str:
         parts.append("<h2>Comparison</h2>")
         parts.append("<p class='meta'>" + "; ".join(f"r{i + 1}: {_e(n)}" for i, n in enumerate(names)) + "</p>")
         parts.append(_tabulate_html(headers, rows))
+    parts.append(_flops_section(runs))
     for kind, (heading, alt, explanation) in SECTIONS.items():
         drawn = figure(kind, runs, names)
         if drawn is not None:
@@ -132,6 +219,17 @@ def _render_html(runs: Sequence[RunResult], title: str | None) -> str:
 
 def _e(text: Any) -> str:
     return html.escape(str(text))
+
+
+def _flops_section(runs: Sequence[RunResult]) -> str:
+    """FLOPs by kind of operator (what ``report --explain flops`` prints), or '' when no run counted FLOPs."""
+    headers, rows, notes = flops_breakdown_table(runs)
+    if not rows:
+        return ""
+    items = "".join(f"<li>{_e(n)}</li>" for n in notes)
+    return ("<h2>FLOPs by kind of operator</h2><p class='meta'>What each count includes: core is comparable with "
+            "torchvision's published numbers and papers, flops is fvcore's total.</p>"
+            + _tabulate_html(headers, rows) + f"<ul class='notes'>{items}</ul>")
 
 
 def _run_meta(run: RunResult) -> str:

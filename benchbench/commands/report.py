@@ -4,6 +4,10 @@ The page itself is :mod:`benchbench.htmlreport`. Writing it follows the rules of
 :mod:`benchbench.outputs`: ``--html`` must name an ``.html`` file that is none of the
 inputs and, if it exists, an earlier benchbench report (``report --html results/*.json``,
 where the shell put a run file right after ``--html``, is refused, not overwritten).
+
+``--explain flops`` prints, instead of the run's table, what each FLOP count is made of:
+conv, matmul and attention (the "core" count torchvision and papers publish) against
+norm, pool and other operators, the dispatcher's cross-check and the skipped operators.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.commands.common import check_format, reject_extra
-from benchbench.errors import ExitCode, UsageError
+from benchbench.errors import ExitCode, UsageError, did_you_mean
+
+EXPLAINED = ("flops",)
+"""What ``--explain`` can break down."""
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -29,6 +36,9 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
     report.add_argument("--html", metavar="FILE", help="write the HTML report here (a new .html file, or an earlier report)")
     report.add_argument("--title", help="title of the HTML page")
     report.add_argument("--format", default="simple", metavar="FMT", help="simple (default), github/markdown, grid..., csv or json")
+    report.add_argument("--explain", metavar="WHAT", help="flops: each benchmark's FLOPs by kind of operator (conv, "
+                        "matmul, attention = the core count papers and torchvision publish; norm, pool, other), the "
+                        "FlopCounterMode cross-check and the operators fvcore skipped")
     return report
 
 
@@ -37,6 +47,9 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
 
     reject_extra(extra, "report")
     check_format(args.format, "report", data=True)
+    if args.explain is not None and args.explain not in EXPLAINED:
+        raise UsageError(f"--explain {args.explain!r}: only {', '.join(EXPLAINED)} can be explained"
+                         f"{did_you_mean(args.explain, EXPLAINED)}")
     html_path = _check_html_output(args.html, args.runs) if args.html else None
     runs = [RunResult.read_json(path) for path in args.runs]
     if html_path is not None:
@@ -45,6 +58,8 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
 
         atomic_write_text(html_path, render_html(runs, args.title), what="HTML report")
         print(f"benchbench: report written to {html_path} ({html_path.stat().st_size // 1024} KiB, self-contained)", file=sys.stderr)
+    elif args.explain:
+        print(explain_flops(runs, args.format, args.runs))
     elif args.format in ("csv", "json"):
         print(render_data(runs, args.format))
     else:
@@ -83,6 +98,35 @@ def render_text(runs: Sequence[Any], tablefmt: str = "simple") -> str:
     headers, rows = comparison(runs)
     legend = [f"r{i + 1}: {name}" for i, name in enumerate(labels(runs))]
     return "\n".join([*legend, "", tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)])
+
+
+def explain_flops(runs: Sequence[Any], fmt: str = "simple", paths: Sequence[str] = ()) -> str:
+    """``--explain flops``: the FLOP breakdown as a table with its notes, or as CSV / JSON rows."""
+    import json
+
+    from tabulate import tabulate
+
+    from benchbench.htmlreport import flops_breakdown, flops_breakdown_table
+    from benchbench.reporters import TABLE_ALIASES
+
+    columns, rows = flops_breakdown(runs)
+    if not rows:
+        raise UsageError(f"--explain flops: no benchmark in {', '.join(paths) or 'these runs'} has a FLOP count "
+                         "(run the suite with the flops metric: --metrics params,flops)")
+    if fmt == "json":
+        return json.dumps(rows, indent=1)
+    if fmt == "csv":
+        import csv
+
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()} for row in rows)
+        return out.getvalue().rstrip("\n")
+    headers, cells, notes = flops_breakdown_table(runs)
+    align = ["left"] * (2 if len(runs) > 1 else 1) + ["right"] * (len(headers) - (3 if len(runs) > 1 else 2)) + ["left"]
+    table = tabulate(cells, headers=headers, tablefmt=TABLE_ALIASES.get(fmt, fmt), colalign=align, disable_numparse=True)
+    return "\n".join(["FLOPs per sample (multiply-adds) by kind of operator", "", table, "", *notes])
 
 
 def render_data(runs: Sequence[Any], fmt: str) -> str:
