@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from benchbench import modes
 from benchbench.context import MeasureContext
 from benchbench.deadline import DeadlineExceeded, deadline
 from benchbench.registry import ModelEntry, Registry
@@ -66,9 +67,12 @@ def build_model(spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, se
 def build_context(
     spec: BenchmarkSpec, entry: ModelEntry, device: torch.device, batch: int, dataset: Any = None
 ) -> MeasureContext:
-    """The model (seeded, on ``device``, in the spec's dtype, memory format and mode) and its input."""
+    """The model (seeded, on ``device``, in the spec's dtype, memory format and mode; compiled
+    when the suite asks) and its input; each step runs in the spec's autocast."""
     model = build_model(spec, entry, device, spec.seed)
     model.train(spec.mode == "train")
+    if spec.compile is not None and device.type != "meta":
+        model = modes.compiled(model, spec.compile)
     dtype = torch_dtype(spec.dtype)
     if dataset is not None:  # real samples (token ids stay integers)
         make_input = partial(dataset_batch, dataset, device=device, dtype=dtype)
@@ -89,6 +93,7 @@ def build_context(
         make_sample=partial(make_input, 1),
         dataset=dataset,
         build_model=partial(build_model, spec, entry, device),
+        autocast=modes.autocast(spec, device),
     )
 
 

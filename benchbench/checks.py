@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from benchbench.errors import did_you_mean
-from benchbench.spec import DTYPES, MODES
+from benchbench.spec import AUTOCAST_DTYPES, COMPILE_MODES, DTYPES, MODES
 
 MAX_THREADS = 1024  # beyond this OpenMP fails to start threads, or crashes
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -160,6 +160,41 @@ def skip(value: Any) -> tuple[Any, str | None]:
     return nonempty_str(value)
 
 
+COMPILE_KEYS = {"mode": COMPILE_MODES, "backend": None, "fullgraph": bool, "dynamic": (bool, type(None))}
+
+
+def compile_options(value: Any) -> tuple[Any, str | None]:
+    """``compile: true`` (torch.compile's defaults), ``false``/``null`` (eager), or a mapping of
+    its options: ``{mode: max-autotune, backend: inductor, fullgraph: true, dynamic: false}``."""
+    usage = "must be true, false, or a mapping of torch.compile options (mode, backend, fullgraph, dynamic)"
+    if value is None or value is False:
+        return None, None
+    if value is True:
+        return {}, None
+    if not isinstance(value, Mapping):
+        return value, f"{usage}, got {value!r}"
+    for key, given in value.items():
+        kind = COMPILE_KEYS.get(key, "unknown") if isinstance(key, str) else "unknown"
+        if kind == "unknown":
+            return value, f"has unknown option {key!r}{did_you_mean(str(key), COMPILE_KEYS)}; {usage}"
+        if key == "mode" and given not in COMPILE_MODES:
+            return value, f"mode must be one of {', '.join(COMPILE_MODES)}, got {given!r}{did_you_mean(str(given), COMPILE_MODES)}"
+        if key == "backend" and (not isinstance(given, str) or not given):
+            return value, f"backend must be a backend's name such as inductor, got {given!r}"
+        if key in ("fullgraph", "dynamic") and not isinstance(given, kind):  # type: ignore[arg-type]
+            return value, f"{key} must be true or false{' or null' if key == 'dynamic' else ''}, got {given!r}"
+    return dict(value), None
+
+
+def autocast(value: Any) -> tuple[Any, str | None]:
+    """``none`` (or null) for no autocast, else one of :data:`~benchbench.spec.AUTOCAST_DTYPES`."""
+    if value is None or value == "none":
+        return None, None
+    if value in AUTOCAST_DTYPES:
+        return value, None
+    return value, f"must be none, {' or '.join(AUTOCAST_DTYPES)}, got {value!r}{did_you_mean(str(value), ('none', *AUTOCAST_DTYPES))}"
+
+
 FIELD_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "name": nonempty_str,
     "model": nonempty_str,
@@ -185,6 +220,11 @@ FIELD_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "dataset_args": mapping,
     "train": mapping,
     "seeds": seeds,
+    "compile": compile_options,
+    "autocast": autocast,
+    "tf32": optional(boolean),
+    "cudnn_benchmark": optional(boolean),
+    "cuda_graphs": boolean,
 }
 
 

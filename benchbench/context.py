@@ -8,6 +8,7 @@ memory format and train/eval mode handled for free.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,21 +40,39 @@ class MeasureContext:
     """A fresh model, seeded with the given seed, on the device, in the dtype: for metrics
     that train (one model per seed) without touching the benchmarked one."""
     progress: Callable[[str], None] | None = None
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    """The context each step runs in: ``torch.autocast`` when the suite asks for it."""
+    replay: Callable[[], Any] | None = None
+    """Set once the step is captured in a CUDA graph (``cuda_graphs: true``): a step is then a replay."""
 
     @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
+    @property
+    def eager_model(self) -> torch.nn.Module:
+        """The model as written, also under ``compile:`` (where :attr:`model` is the compiled
+        wrapper): for metrics that trace or inspect the module rather than run the step."""
+        return getattr(self.model, "_orig_mod", self.model)
+
     def step(self) -> Any:
-        """Run the benchmarked work once: one forward (eval) or forward + backward (train)."""
-        if self.mode == "train":
-            output = self.model(self.inputs)
-            loss = sum(t.float().sum() for t in _tensors(output))
-            loss.backward()
-            self.model.zero_grad(set_to_none=True)
-            return output
-        with torch.inference_mode():
-            return self.model(self.inputs)
+        """Run the benchmarked work once: one forward (eval) or forward + backward (train),
+        in the benchmark's execution mode (compiled, under autocast, or a CUDA graph replay)."""
+        if self.replay is not None:
+            return self.replay()
+        return self.eager_step()
+
+    def eager_step(self) -> Any:
+        """The step itself, without a CUDA graph: what a graph captures."""
+        with self.autocast():
+            if self.mode == "train":
+                output = self.model(self.inputs)
+                loss = sum(t.float().sum() for t in _tensors(output))
+                loss.backward()
+                self.model.zero_grad(set_to_none=True)
+                return output
+            with torch.inference_mode():
+                return self.model(self.inputs)
 
     def sample_input(self) -> Any:
         """One sample (batch of 1) of the same input, for per-sample counts such as FLOPs."""

@@ -12,7 +12,9 @@ A built-in plugin on ``benchbench_derive_fields``, called once per finished reco
   memory bandwidth.
 * ``peak_fraction``: achieved FLOP/s over the device's measured peak (``benchbench peak``,
   when it has been run on this machine: the runner stores it in the run's environment;
-  nothing is measured or read here).
+  nothing is measured or read here) *in the precision the benchmark ran in*
+  (``peak_precision``): the autocast dtype under ``autocast:``, else the dtype, except that
+  float32 on CUDA runs in TF32 where the flags allow it (convolutions, by default).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import math
 from typing import Any
 
 import benchbench
+from benchbench.peak import peak_for
 from benchbench.results import is_number
 
-FIELDS = ("achieved_gflops", "arithmetic_intensity", "peak_fraction")
+FIELDS = ("achieved_gflops", "arithmetic_intensity", "peak_fraction", "peak_precision")
 ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
@@ -52,5 +55,20 @@ def benchbench_derive_fields(record: dict[str, Any], environment: dict[str, Any]
         fields["arithmetic_intensity"] = work / moved
     measured = (environment.get("peaks") or {}).get(record.get("device") or "cpu")  # stored by the runner
     if measured:
-        fields["peak_fraction"] = rate / measured["matmul_flops"]
+        fields["peak_precision"] = precision_of(record)
+        fields["peak_fraction"] = rate / peak_for(measured, fields["peak_precision"])
     return fields
+
+
+def precision_of(record: dict[str, Any]) -> str:
+    """The arithmetic a benchmark's matmuls and convolutions ran in: the autocast dtype, else its
+    dtype; float32 on CUDA is TF32 where the flags allowed it (cuDNN convolutions do by default)."""
+    if record.get("autocast"):
+        return str(record["autocast"])
+    dtype = str(record.get("dtype") or "float32")
+    flags = record.get("backend_flags") or {}
+    if dtype == "float32" and str(record.get("device", "")).startswith("cuda"):
+        convolutions = any("conv" in op for op in record.get("flops_by_operator") or {})
+        if flags.get("tf32_matmul") or (flags.get("tf32_cudnn") and convolutions):
+            return "tf32"
+    return dtype

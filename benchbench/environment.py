@@ -24,6 +24,8 @@ def collect(manager: PluginManager) -> dict[str, Any]:
     """The run file's ``environment`` block."""
     import torch
 
+    from benchbench.modes import effective_flags
+
     env: dict[str, Any] = {
         "benchbench": benchbench.__version__,
         "python": platform.python_version(),
@@ -39,6 +41,7 @@ def collect(manager: PluginManager) -> dict[str, Any]:
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git": git_info(Path.cwd()),
         "gpus": gpu_info(),
+        "backend_flags": effective_flags(),
         "plugins": [
             {"name": p.name, "source": p.source, "module": p.module, "distribution": p.distribution, "version": p.version}
             for p in manager.plugins
@@ -86,15 +89,20 @@ def git_info(directory: Path) -> dict[str, Any] | None:
     return {"commit": commit, "branch": git("rev-parse", "--abbrev-ref", "HEAD"), "dirty": bool(status)}
 
 
+SMI_FIELDS = ("driver_version", "clocks.sm", "clocks.max.sm", "clocks.mem", "power.limit", "power.max_limit")
+"""What ``nvidia-smi`` tells about each GPU when the run starts: clocks and power limits decide a result too."""
+
+
 def gpu_info() -> list[dict[str, Any]]:
     import torch
 
     if not torch.cuda.is_available():
         return []
-    driver = _nvidia_driver()
+    smi = _nvidia_smi(SMI_FIELDS)
     gpus = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
+        facts = smi[index] if index < len(smi) else {}
         gpus.append(
             {
                 "index": index,
@@ -102,21 +110,30 @@ def gpu_info() -> list[dict[str, Any]]:
                 "memory_bytes": props.total_memory,
                 "compute_capability": f"{props.major}.{props.minor}",
                 "multiprocessors": props.multi_processor_count,
-                "driver": driver,
+                "driver": facts.get("driver_version"),
+                "sm_clock_mhz": facts.get("clocks.sm"),
+                "max_sm_clock_mhz": facts.get("clocks.max.sm"),
+                "memory_clock_mhz": facts.get("clocks.mem"),
+                "power_limit_w": facts.get("power.limit"),
+                "max_power_limit_w": facts.get("power.max_limit"),
             }
         )
     return gpus
 
 
-def _nvidia_driver() -> str | None:
+def _nvidia_smi(fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """One dict per GPU of what ``nvidia-smi --query-gpu`` says (empty when it is missing or fails)."""
     try:
         done = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
+            ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    lines = done.stdout.strip().splitlines()
-    return lines[0].strip() if done.returncode == 0 and lines else None
+        return []
+    if done.returncode != 0:
+        return []
+    rows = []
+    for line in done.stdout.strip().splitlines():
+        values = [v.strip() for v in line.split(",")]
+        rows.append({f: v for f, v in zip(fields, values) if v and not v.startswith("[")})  # "[N/A]": not exposed
+    return rows

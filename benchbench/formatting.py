@@ -123,6 +123,8 @@ def format_value(field: str, value: Any, formats: Mapping[str, Callable[[Any], s
         return "-"
     if formats and field in formats:
         return formats[field](value)
+    if field == "compile" and isinstance(value, dict):  # torch.compile's options: {} is its defaults
+        return ", ".join(f"{v}" if k == "mode" else f"{k}={v}" for k, v in value.items()) or "default"
     if isinstance(value, dict):
         return operators(value)
     if field.endswith("shape"):

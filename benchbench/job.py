@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from benchbench import environment
+from benchbench import environment, modes
 from benchbench.build import build_context, per_sample_shape
 from benchbench.context import MeasureContext
 from benchbench.data import Dataset
 from benchbench.deadline import DeadlineExceeded, deadline
 from benchbench.errors import UsageError
 from benchbench.registry import DatasetEntry, MetricEntry, ModelEntry
-from benchbench.results import CORE_FIELDS, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, Record
+from benchbench.results import CORE_FIELDS, RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, Record
 from benchbench.spec import BenchmarkSpec
 
 if TYPE_CHECKING:
@@ -119,6 +119,12 @@ class JobRunner:
             "host": socket.gethostname(),
             "rounds": 1,
             "thresholds": self._thresholds(spec),
+            "compile": spec.compile,
+            "autocast": spec.autocast,
+            "tf32": spec.tf32,
+            "cudnn_benchmark": spec.cudnn_benchmark,
+            "cuda_graphs": spec.cuda_graphs,
+            "backend_flags": None,
         }
 
     def _thresholds(self, spec: BenchmarkSpec) -> dict[str, float]:
@@ -140,7 +146,8 @@ class JobRunner:
         started = time.perf_counter()
         errors: list[str] = []
         ctx: MeasureContext | None = None
-        with _threads(spec.threads if device.type == "cpu" else None):
+        with _threads(spec.threads if device.type == "cpu" else None), modes.precision_flags(spec, device) as flags:
+            record["backend_flags"] = flags
             record["threads"] = torch.get_num_threads()
             cores = environment.available_cores()
             if device.type == "cpu" and record["threads"] > cores:
@@ -160,14 +167,7 @@ class JobRunner:
                     except MODEL_FAULTS as exc:  # a broken model is a failed benchmark, not a crash
                         errors.append(describe_failure("building the model and its input", exc))
                     else:
-                        try:
-                            record["output_shape"] = per_sample_shape(ctx.step())
-                            ctx.synchronize()
-                        except MODEL_FAULTS as exc:
-                            errors.append(describe_failure("the first forward pass", exc))
-                        else:
-                            for metric in self._metrics_of_round(spec, job.round):
-                                errors.extend(self._measure(metric, ctx, spec, record))
+                        errors.extend(self._measure_built(ctx, job, record))
             except _Stop:
                 pass
             except DeadlineExceeded:
@@ -186,6 +186,36 @@ class JobRunner:
         if errors:
             record.update(status=STATUS_FAILED, error="; ".join(errors))
         return record
+
+    def _measure_built(self, ctx: MeasureContext, job: Job, record: Record) -> list[str]:
+        """The first step (where ``compile:`` compiles: timed as ``compile_time_s``), the CUDA graph
+        capture (``cuda_graphs:``), then each metric of this round; recompilations after the
+        first step are counted, since they would hide inside the timings."""
+        spec = job.spec
+        watch = modes.CompileWatch() if spec.compile is not None else None
+        started = time.perf_counter()
+        try:
+            record["output_shape"] = per_sample_shape(ctx.step())
+            ctx.synchronize()
+        except MODEL_FAULTS as exc:
+            if watch is not None:
+                return [describe_failure("compiling the model (torch.compile) and running its first step", exc, lines=3)]
+            return [describe_failure("the first forward pass", exc)]
+        if watch is not None:
+            record.update(compile_time_s=time.perf_counter() - started, graph_breaks=watch.graph_breaks())
+            first_frames = watch.compiled_frames()
+        if spec.cuda_graphs:
+            try:
+                ctx.replay = modes.capture_cuda_graph(ctx.eager_step, ctx.device)
+            except MODEL_FAULTS as exc:
+                return [describe_failure("capturing the step in a CUDA graph", exc, lines=2)]
+        errors = [e for metric in self._metrics_of_round(spec, job.round) for e in self._measure(metric, ctx, spec, record)]
+        if watch is not None:
+            record["recompilations"] = watch.compiled_frames() - first_frames
+            if record["recompilations"]:
+                ctx.warn(f"torch.compile recompiled {record['recompilations']} time(s) after the first step, while being "
+                         "measured: those timings include compiling (shapes that change? try compile: {dynamic: true})")
+        return errors
 
     def _dataset(self, spec: BenchmarkSpec) -> Any:
         """The benchmark's dataset, loaded once per run for all benchmarks that share it."""
@@ -217,7 +247,7 @@ class JobRunner:
         except MODEL_FAULTS as exc:  # one metric failing keeps the others' fields
             return [describe_failure(f"metric {metric!r}", exc)]
         fields = dict(fields or {})
-        reserved = sorted(set(fields) & set(CORE_FIELDS))
+        reserved = sorted(set(fields) & set(RESERVED_FIELDS))
         if reserved:  # a metric must not overwrite the runner's fields (status, benchmark, ...)
             return [f"metric {metric!r} returned field(s) the runner owns: {', '.join(reserved)}; rename them"]
         record.update(fields)
@@ -229,11 +259,12 @@ class _Stop(Exception):
     """Ends a benchmark early, its error already recorded."""
 
 
-def describe_failure(stage: str, exc: BaseException) -> str:
-    """``the first forward pass raised ValueError: <first line>``: a failure in one line."""
+def describe_failure(stage: str, exc: BaseException, lines: int = 1) -> str:
+    """``the first forward pass raised ValueError: <first line>``: a failure in a line (or in the
+    first ``lines`` non-empty lines of its message: a compiler's reason takes a few)."""
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return f"{stage} ran out of GPU memory (CUDA out of memory); try a smaller batch_size"
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    message = " / ".join([line.strip() for line in str(exc).splitlines() if line.strip()][:lines])
     return f"{stage} raised {type(exc).__name__}" + (f": {message}" if message else "")
 
 

@@ -20,6 +20,9 @@ from benchbench import formatting
 from benchbench.results import RunResult
 
 TABLE_ALIASES = {"markdown": "github", "md": "github"}
+SETTINGS = ("device", "batch_size", "dtype", "mode", "compile", "autocast", "tf32", "cuda_graphs")
+"""How a row ran: a column when rows differ, the title when they share it. The execution
+modes (compile and after) are left out where no row sets them."""
 IDENTITY = ("benchmark", "model", "output_shape")  # family is in `benchbench list models` and the CSV
 FOOTNOTES = {
     "flops": "flops: fvcore's count for ONE sample, forward pass; 1 fused multiply-add = 1 FLOP (i.e. MACs).",
@@ -56,13 +59,13 @@ def table(run: RunResult, options: dict[str, Any]) -> Table:
         columns = ["benchmark", *[c for c in options["columns"] if c != "benchmark"]]
     else:
         columns = [c for c in IDENTITY if c != "model" or any(r["model"] != r["benchmark"] for r in records)]
-        columns += [c for c in ("device", "batch_size", "dtype", "mode") if c not in shared]
+        columns += [c for c in SETTINGS if c not in shared and not _unset(records, c)]
         columns += [f for f in run.fields if any(r.get(f) is not None for r in records)]
         if any(r.get("baseline") for r in records):
             columns.append("baseline")
         columns.append("status")
     rows = [[formatting.format_value(c, r.get(c), run.formats) for c in columns] for r in records]
-    colalign = ["left" if c in IDENTITY or c in ("baseline", "status", "device", "dtype", "mode") else "right" for c in columns]
+    colalign = ["left" if c in IDENTITY or c in ("baseline", "status", *SETTINGS) and c != "batch_size" else "right" for c in columns]
     title = [f"suite {run.suite}" + (f": {run.description}" if run.description else "")]
     if shared:
         title.append(", ".join(f"{k} {v}" for k, v in shared.items()))
@@ -113,12 +116,16 @@ def benchbench_register_reporters(register: Callable[..., None]) -> None:
     register("json", render_json, description="the full run file as JSON, raw samples included")
 
 
+def _unset(records: list[dict[str, Any]], key: str) -> bool:
+    return key in SETTINGS[4:] and all(r.get(key) in (None, False) for r in records)
+
+
 def _shared_settings(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Settings every row has in common go in the title instead of a repeated column."""
     shared = {}
-    for key in ("device", "batch_size", "dtype", "mode"):
-        values = {str(r.get(key)) for r in records}
-        if len(values) == 1 and records:
+    for key in SETTINGS:
+        values = {formatting.format_value(key, r.get(key)) for r in records}
+        if len(values) == 1 and records and not _unset(records, key):
             shared[key] = values.pop()
     threads = {r.get("threads") for r in records if r.get("threads") is not None}  # skipped rows have none
     if len(threads) == 1 and shared.get("device") == "cpu":

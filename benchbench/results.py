@@ -31,8 +31,13 @@ CORE_FIELDS = (
     "suite", "benchmark", "model", "family", "plugin", "args", "device", "batch_size", "suite_batch_size",
     "input_shape", "output_shape", "dtype", "mode", "channels_last", "threads", "baseline", "status", "error",
     "warnings", "wall_time_s", "host", "rounds", "thresholds",
+    "compile", "autocast", "tf32", "cudnn_benchmark", "cuda_graphs", "backend_flags",
 )
 """The fields the runner writes in every record; metrics add theirs beside them."""
+COMPILE_FIELDS = ("compile_time_s", "graph_breaks", "recompilations")
+"""What the runner adds to the record of a compiled benchmark (``compile:``)."""
+RESERVED_FIELDS = (*CORE_FIELDS, *COMPILE_FIELDS)
+"""Fields only the runner writes: a metric or a derived field may not overwrite them."""
 
 RUN_FILE_TYPES: dict[str, type | tuple[type, ...]] = {
     "complete": bool, "description": str, "suite_source": str, "suite_text": str, "fields": list,
@@ -42,7 +47,8 @@ RUN_FILE_TYPES: dict[str, type | tuple[type, ...]] = {
 
 MODEL_SETTINGS = ("model", "args", "input_shape")
 """What decides the model itself: a deterministic count (params, FLOPs) depends on these alone."""
-RUN_SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads")
+RUN_SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threads",
+                "compile", "autocast", "tf32", "cudnn_benchmark", "cuda_graphs")
 """How the model was run: a measurement (latency, memory) depends on these too. A ratio
 column between rows that differ here compares more than the models (a warning says so),
 and ``benchbench compare`` judges a measured field only when both runs agree on them."""
@@ -197,10 +203,11 @@ PLOT_NEEDS = {
 RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
     "suite": str, "model": str, "family": str, "plugin": str, "args": dict, "device": str, "input_shape": list,
     "output_shape": (list, dict), "dtype": str, "mode": str, "channels_last": bool, "baseline": str, "error": str,
-    "warnings": list, "host": str, "thresholds": dict,
+    "warnings": list, "host": str, "thresholds": dict, "compile": dict, "autocast": str, "tf32": bool,
+    "cudnn_benchmark": bool, "cuda_graphs": bool, "backend_flags": dict,
 }
 """The type of each non-numeric core field of a record (``None`` is always allowed)."""
-NUMERIC_CORE = ("batch_size", "suite_batch_size", "threads", "wall_time_s", "rounds")
+NUMERIC_CORE = ("batch_size", "suite_batch_size", "threads", "wall_time_s", "rounds", "graph_breaks", "recompilations")
 NUMERIC_SUFFIXES = ("_ratio", "_ms", "_bytes", "_s", "_gflops", "_fraction")
 """Fields whose names promise numbers (alone, or lists of them for raw samples)."""
 

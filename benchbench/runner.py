@@ -36,7 +36,7 @@ from benchbench.errors import UsageError
 from benchbench.job import Job, JobRunner, resolve_device
 from benchbench.manager import PluginManager
 from benchbench.registry import ExecutorEntry, MetricEntry
-from benchbench.results import CORE_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios
+from benchbench.results import RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios
 from benchbench.spec import BenchmarkSpec, Suite
 from benchbench.suite import load_suite
 from benchbench.suitefile import SuiteDocument
@@ -142,6 +142,7 @@ class Runner:
         # Fail before any work on a device this machine lacks; a remote executor (a cluster)
         # resolves devices where the job runs.
         devices = {spec.name: spec.device if getattr(executor, "remote", False) else str(resolve_device(spec.device)) for spec in specs}
+        specs = [_skip_without_gpu(spec, devices[spec.name]) for spec in specs]
         run = self._start(suite, specs, resume)
         peaks = {d: p for d in sorted(set(devices.values())) if d != "auto" and (p := peak.load(d))}
         if peaks:  # for the fraction of peak and the roofline, wherever the run file is read later
@@ -255,7 +256,7 @@ class Runner:
                 continue
             for extra in self.manager.hook.benchbench_derive_fields(record=record, environment=run.environment):
                 for key, value in (extra or {}).items():
-                    if key in CORE_FIELDS:
+                    if key in RESERVED_FIELDS:
                         continue  # derived fields never overwrite the runner's
                     record[key] = value
                     if key not in run.fields:
@@ -291,6 +292,8 @@ class Runner:
     # ------------------------------------------------------------------ columns
 
     def _columns(self, specs: list[BenchmarkSpec]) -> tuple[list[str], dict[str, Any]]:
+        """The table's columns: each metric's fields (with ratios when a row has a baseline), then
+        what compiling cost when a benchmark is compiled."""
         fields: list[str] = []
         formats: dict[str, Any] = {}
         has_baseline = any(s.baseline for s in specs)
@@ -301,6 +304,9 @@ class Runner:
                 fields.append(field)
                 if has_baseline and field in entry.ratio_fields:
                     fields.append(f"{field}_ratio")
+        if any(s.compile is not None for s in specs):
+            fields += ["compile_time_s", "graph_breaks", "recompilations"]
+            formats["compile_time_s"] = lambda v: f"{v:.1f} s"
         return fields, formats
 
     def _ratio_fields(self, specs: list[BenchmarkSpec]) -> list[str]:
@@ -308,6 +314,14 @@ class Runner:
         return [f for n in names for f in self.registry.get(MetricEntry, n).ratio_fields]
 
 
+
+
+def _skip_without_gpu(spec: BenchmarkSpec, device: str) -> BenchmarkSpec:
+    """A benchmark that needs a GPU (``cuda_graphs: true``) and got the CPU from ``device: auto``
+    is skipped with the reason, so that one suite serves machines with and without a GPU."""
+    if spec.cuda_graphs and device == "cpu" and not spec.skip:
+        return replace(spec, skip="cuda_graphs: true needs a CUDA GPU, and device auto found none")
+    return spec
 
 
 def _still_ok(records: list[Record] | None) -> bool:

@@ -15,6 +15,9 @@ DTYPES = ("float32", "float16", "bfloat16", "float64")
 """The ``dtype:`` names; :mod:`benchbench.build` maps them to torch dtypes by name."""
 MODES = ("eval", "train")
 DEFAULT_METRICS = ("params", "flops", "latency", "memory")
+AUTOCAST_DTYPES = ("bfloat16", "float16")
+"""``autocast:`` takes one of these, or ``none``."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,16 @@ class BenchmarkSpec:
     dataset: str | None = None
     """A registered dataset: metrics that train use it, and its inputs feed the others."""
     dataset_args: dict[str, Any] = field(default_factory=dict)
+    compile: dict[str, Any] | None = None
+    """``torch.compile`` options (mode, backend, fullgraph, dynamic), or None for eager."""
+    autocast: str | None = None
+    """Run each step under ``torch.autocast`` in this dtype (bfloat16, float16); weights stay in ``dtype``."""
+    tf32: bool | None = None
+    """Allow TensorFloat-32 in CUDA matmuls and cuDNN convolutions (None: torch's defaults)."""
+    cudnn_benchmark: bool | None = None
+    """``torch.backends.cudnn.benchmark`` for this benchmark (None: torch's default)."""
+    cuda_graphs: bool = False
+    """Capture one step in a CUDA graph and replay it (no Python launch overhead in the time)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +78,4 @@ class Suite:
     rounds: int = 1
     """How many times the whole suite runs, interleaved (A, B, C, A, B, C...); timed samples pool."""
 
-
-# ----------------------------------------------------------------------------- field checks
-# Each check returns (normalised value, problem or None). One table serves defaults and
-# benchmarks alike, so a key means the same wherever it is written.
 

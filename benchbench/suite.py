@@ -82,6 +82,7 @@ def load_suite(
             if wanted not in declared:
                 problems.append(f"--only {wanted!r}: no such benchmark{did_you_mean(wanted, declared)}")
         specs, notes = _select(specs, only)
+    problems.extend(_unavailable(specs, manager))
     if preflight is not None:
         problems.extend(preflight(specs))
     if problems:
@@ -213,6 +214,24 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
                 )
 
 
+def _unavailable(specs: list[BenchmarkSpec], manager: PluginManager) -> list[str]:
+    """Metrics that say they cannot run here (``available``: a missing tool, the wrong device),
+    one problem per metric and reason, naming the benchmarks (not one line per benchmark)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for spec in specs:
+        for metric in spec.metrics if not spec.skip else ():
+            entry = manager.registry.table(MetricEntry).get(metric)
+            problem = entry.available(spec.device) if entry is not None and entry.available is not None else None
+            if problem:
+                found.setdefault((metric, problem), []).append(spec.name)
+    return [f"metric {metric!r} cannot run for {_names(names)}: {problem}" for (metric, problem), names in found.items()]
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    listed = ", ".join(map(repr, names[:shown])) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return f"benchmark{'s' if len(names) > 1 else ''} {listed}"
+
+
 def _fold_train(values: dict[str, Any], manager: PluginManager) -> None:
     """Move ``train:`` and ``seeds:`` into the metric_options of every metric that trains."""
     train, seeds = values.pop("train", None), values.pop("seeds", None)
@@ -293,6 +312,7 @@ def _benchmark(
     problems.extend(f"{label}: {p}" for p in arg_problems if p != "reported")
     merged["args"] = without_defaults(entry.factory, args)  # `stride: 1` and no stride are one benchmark
     dataset = _check_dataset(merged, label, manager, problems)
+    problems.extend(f"{label}: {p}" for p in _mode_problems(merged))
     if "input_shape" not in merged:
         source, given = (dataset, merged.get("dataset_args", {})) if dataset else (entry, args)
         shape, problem = _default_shape(source, with_defaults(source.loader if dataset else source.factory, given))
@@ -308,6 +328,19 @@ def _benchmark(
     except TypeError as exc:  # a check above let a wrong type through: report, don't crash
         problems.append(f"{label}: {exc}")
         return None
+
+
+def _mode_problems(merged: dict[str, Any]) -> list[str]:
+    """Execution modes that cannot work together (see :mod:`benchbench.modes`)."""
+    problems = []
+    if merged.get("cuda_graphs"):
+        if merged.get("device") == "cpu":
+            problems.append("key 'cuda_graphs': a CUDA graph needs a CUDA device, and this benchmark asks for "
+                            "device: cpu (use device: auto or cuda, where a CPU-only machine skips it)")
+        if merged.get("mode") == "train":
+            problems.append("key 'cuda_graphs': only mode: eval is captured in a CUDA graph (a training step "
+                            "also updates state that a replay would not)")
+    return problems
 
 
 def _default_shape(entry: Any, args: dict[str, Any]) -> tuple[tuple[int, ...] | None, str | None]:

@@ -262,3 +262,17 @@ def test_bad_sweeps(manager: PluginManager, sweep: object, expected: str) -> Non
     data = {"benchmarks": [{"model": "conv", "args": {"in_channels": 8, "out_channels": 8, "kernel_size": 3}, "sweep": sweep}]}
     [problem] = problems_of(data, manager)
     assert expected in problem
+
+
+def test_yaml_anchors_and_merge_keys_build_variants_of_one_benchmark(tmp_path: Path) -> None:
+    """suites/modes.yaml writes each variant as `{<<: *base, name: ..., compile: true}`: merged keys may
+    be overridden, while a key written twice in one mapping is still an error."""
+    from benchbench.errors import UsageError
+    from benchbench.suitefile import parse_suite_text
+
+    text = ("benchmarks:\n  - &base {name: a, model: conv, batch_size: 2}\n"
+            "  - {<<: *base, name: b, batch_size: 4}\n")
+    data = parse_suite_text(text, "t.yaml").data
+    assert data["benchmarks"][1] == {"name": "b", "model": "conv", "batch_size": 4}
+    with pytest.raises(UsageError, match="key 'name' appears twice"):
+        parse_suite_text("benchmarks:\n  - {name: a, name: b}\n", "t.yaml")

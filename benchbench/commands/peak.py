@@ -14,8 +14,9 @@ from benchbench.errors import ExitCode
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     peak = commands.add_parser(
         "peak", parents=parents, help="measure the device's peak matmul FLOP/s and memory bandwidth (cached)",
-        description="Measure the peak float32 matmul rate and copy bandwidth of a device, once; tables and "
-        "reports then show each benchmark's fraction of it (peak_fraction) and the roofline.",
+        description="Measure the peak matmul rate of a device in each precision it has (float32, TF32, bfloat16, "
+        "float16) and its copy bandwidth, once; tables and reports then show each benchmark's fraction of the "
+        "peak of its own precision (peak_fraction) and the roofline.",
     )
     peak.add_argument("--device", default="auto", type=checks.argparse_type(checks.device),
                       help="auto (default), cpu, cuda or cuda:N")
@@ -37,8 +38,10 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     else:
         where = f"from the cache {peak.cache_path()} (measured {entry['time']}; --refresh to measure again)"
     ridge = entry["matmul_flops"] / entry["bandwidth_bytes_per_s"]
-    print(f"device {device} ({entry['name']}): matmul {entry['matmul_flops'] / 1e9:.1f} GFLOP/s "
-          f"(float32, {entry['matmul_size']}x{entry['matmul_size']}, 2 FLOPs per multiply-add), "
-          f"copy bandwidth {entry['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s; ridge point {ridge:.1f} FLOP/byte")
+    precisions = entry.get("matmul_flops_by_precision") or {"float32": entry["matmul_flops"]}
+    rates = ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in precisions.items())
+    print(f"device {device} ({entry['name']}): matmul GFLOP/s {rates} ({entry['matmul_size']}x{entry['matmul_size']}, "
+          f"2 FLOPs per multiply-add); copy bandwidth {entry['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s; "
+          f"float32 ridge point {ridge:.1f} FLOP/byte")
     print(f"benchbench: {where}", file=sys.stderr)
     return ExitCode.OK

@@ -227,9 +227,9 @@ def _columns(text: str, manager: PluginManager) -> list[str]:
     """``--columns a,b``: record fields or registered metric fields (and their ``_ratio``)."""
     from benchbench.derived import FIELDS as DERIVED
     from benchbench.registry import MetricEntry
-    from benchbench.results import CORE_FIELDS
+    from benchbench.results import RESERVED_FIELDS
 
-    known = set(CORE_FIELDS) | set(DERIVED)
+    known = set(RESERVED_FIELDS) | set(DERIVED)
     for entry in manager.registry.entries(MetricEntry):
         known.update(entry.fields)
         known.update(f"{f}_ratio" for f in entry.ratio_fields)

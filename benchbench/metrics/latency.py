@@ -34,6 +34,8 @@ OPTIONS: dict[str, Any] = {
 ``min_block_s`` applies to the CPU timer, ``flush_l2`` to the CUDA timer; the other
 budgets to both (``max_run_time_s`` caps the timed part; on CUDA it is planned from the
 estimated step time). ``noise_threshold``: warn when IQR / median exceeds it."""
+LAUNCH_BOUND = 0.5
+"""A noisy CUDA step whose kernels take less than this share of its time is launch-bound."""
 
 
 def check_options(options: dict[str, Any]) -> list[str]:
@@ -60,8 +62,11 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
         result = timing.time_cpu(ctx.step, min_block_s=opts["min_block_s"], **budget)
     for note in result.notes:
         ctx.warn(note)
+    summary = timing.summarize(result.samples_ms)
+    launch_check = ctx.is_cuda and ctx.replay is None and summary.iqr > opts["noise_threshold"] * summary.median
     return {
         **summary_fields(result.samples_ms, ctx.batch_size),
+        "latency_kernel_ms": kernel_time_ms(ctx) if launch_check else None,
         "latency_samples_ms": result.samples_ms,
         "latency_block_size": result.block_size,
         "latency_warmup_runs": result.warmup_runs,
@@ -71,6 +76,18 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
         "latency_load": result.load,
         "latency_noise_threshold": opts["noise_threshold"],
     }
+
+
+def kernel_time_ms(ctx: MeasureContext) -> float:
+    """The GPU time of one step's kernels (profiled): well below the step's event time, the step is
+    bound by Python launching kernels, not by the GPU, and ``cuda_graphs: true`` removes that."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        ctx.step()
+        ctx.synchronize()
+    self_time = lambda e: getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)  # noqa: E731
+    return sum(self_time(e) for e in prof.key_averages()) / 1e3
 
 
 def contention(other_cores: float | None, threads: int) -> float | None:
@@ -126,9 +143,14 @@ def _noise_warning(records: list[dict[str, Any]]) -> str | None:
     summary, limit = spreads[worst]
     if summary.median <= 0 or summary.iqr / summary.median <= limit:
         return None
+    kernels = records[worst].get("latency_kernel_ms")
+    if kernels is not None and kernels < LAUNCH_BOUND * summary.median:
+        advice = (f"the step is launch-bound: its kernels run {kernels:.3g} ms of its {summary.median:.3g} ms, the rest is "
+                  "Python launching them; cuda_graphs: true replays it without the launch gaps")
+    else:
+        advice = "other load on the machine? Close it, pin threads, or raise min_run_time_s"
     return (f"latency is noisy: IQR {summary.iqr:.3g} ms is {summary.iqr / summary.median:.1%} of the median "
-            f"{summary.median:.3g} ms (> {limit:.0%}){_which(worst, len(spreads))}; other load on the machine? "
-            "Close it, pin threads, or raise min_run_time_s")
+            f"{summary.median:.3g} ms (> {limit:.0%}){_which(worst, len(spreads))}; {advice}")
 
 
 def _busy_warning(records: list[dict[str, Any]]) -> str | None:
@@ -159,7 +181,8 @@ def benchbench_register_metrics(register: Any) -> None:
                                 "contention": "latency_round_cpu_contention"}},
         merge_rounds=merge_rounds,
         exclusive=True,
-        description="median time of one batch (CPU: blocked perf_counter; CUDA: events), IQR, samples/s",
+        description="median time of one batch (CPU: blocked perf_counter; CUDA: events; with cuda_graphs: true, "
+                    "graph replays, without Python's launch overhead), IQR, samples/s",
         formats={
             "latency_ms": formatting.ms,
             "latency_iqr_ms": formatting.ms,
