@@ -7,16 +7,18 @@ registrations), so comparing needs neither the plugins nor torch; the statistics
 
 Thresholds, most specific first: ``--threshold BENCH:FIELD=x%`` (or ``BENCH:METRIC``),
 ``--threshold FIELD=x%`` (or ``METRIC=x%``), the suite's ``thresholds:`` (kept in each
-record), ``--threshold x%`` (a default for the timed and single-valued fields: params
-and FLOPs stay exact unless named), and finally the built-in defaults: 0% for
-deterministic fields (params, FLOPs), 5% for the others.
+record), the field's own default when its metric declares one (``threshold`` in its
+``compare`` spec: 1% for instruction counts), ``--threshold x%`` (a default for the timed
+and single-valued fields: params and FLOPs stay exact unless named), and finally the
+built-in defaults: 0% for deterministic fields (params, FLOPs), 5% for the others.
 
 Two runs are compared like with like. A field is judged only when the settings it
 depends on are equal in both records, else it is ``not comparable``: a deterministic
 field (params, FLOPs) depends on the model, its args and the input shape only, so it
 is compared across machines, thread counts and devices; a measured one (latency,
 memory) on every setting (:data:`benchbench.results.MODEL_SETTINGS` and
-:data:`~benchbench.results.RUN_SETTINGS`). Timings from different machines (another
+:data:`~benchbench.results.RUN_SETTINGS`); a metric may list the record fields its values
+depend on instead (``settings``: instruction counts name the CPU and the software too). Timings from different machines (another
 CPU or GPU), from a busy CPU, or with fewer than 3 rounds a side are never called
 regressions or improvements (``uncertain``; see :mod:`benchbench.stats`). A compare that
 judged nothing at all fails: a CI gate must not pass by comparing nothing.
@@ -25,7 +27,7 @@ judged nothing at all fails: a CI gate must not pass by comparing nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from tabulate import tabulate
@@ -74,7 +76,9 @@ class Thresholds:
     def keys(self) -> set[str]:
         return set(self.by_key) | {name for _, name in self.by_benchmark}
 
-    def resolve(self, benchmark: str, name: str, metric: str | None, record: Record, exact: bool) -> float:
+    def resolve(self, benchmark: str, name: str, metric: str | None, record: Record, exact: bool,
+                declared: float | None = None) -> float:
+        """The threshold of one field; ``declared``: the field's own default (its metric's ``compare`` spec)."""
         for key in (name, metric):
             if key and (benchmark, key) in self.by_benchmark:
                 return self.by_benchmark[(benchmark, key)]
@@ -84,6 +88,8 @@ class Thresholds:
         suite = record.get("thresholds") or {}
         if name in suite and is_number(suite[name]):
             return float(suite[name])
+        if declared is not None:  # a field with its own default (instructions: 1%) keeps it unless named
+            return declared
         if self.default is not None and not exact:  # a blanket default never relaxes params or FLOPs
             return self.default
         return EXACT_THRESHOLD if exact else DEFAULT_THRESHOLD
@@ -226,7 +232,8 @@ class _Judge:
         """One field of one benchmark: statistics for timed samples, the ratio for the rest."""
         _check_value(self.base, old, field_name, spec)
         _check_value(self.new, cur, field_name, spec)
-        threshold = self.thresholds.resolve(name, field_name, spec.get("metric"), cur, bool(spec.get("exact")))
+        threshold = self.thresholds.resolve(name, field_name, spec.get("metric"), cur, bool(spec.get("exact")),
+                                            _declared(spec))
         if not spec.get("samples"):
             verdict = stats.compare_values(float(old[field_name]), float(cur[field_name]), threshold,
                                            higher_is_better=bool(spec.get("higher_is_better")))
@@ -269,8 +276,17 @@ def _notes(judge: _Judge, rows: list[Row], base_records: dict[str, Record], new_
 def _settings_of(spec: dict[str, Any]) -> tuple[str, ...]:
     """The record settings a compared field depends on: a deterministic count only on the
     model (so it compares across machines, devices and thread counts), anything measured
-    on how it was run too."""
+    on how it was run too; or what the metric declares (``settings``: an instruction count
+    also depends on the CPU and the software it was counted with)."""
+    if isinstance(spec.get("settings"), list):
+        return tuple(spec["settings"])
     return MODEL_SETTINGS if spec.get("exact") else (*MODEL_SETTINGS, *RUN_SETTINGS)
+
+
+def _declared(spec: dict[str, Any]) -> float | None:
+    """The field's own default threshold (``threshold`` in its metric's ``compare`` spec), if a number."""
+    value = spec.get("threshold")
+    return float(value) if is_number(value) else None
 
 
 def _differences(old: Record, cur: Record, settings: Iterable[str]) -> str:

@@ -78,16 +78,18 @@ def measure(device: str, *, matmul_size: int | None = None, copy_bytes: int | No
         result = timing.time_cuda(step, dev, flush_l2=False, **budget) if cuda else timing.time_cpu(step, **budget)
         return timing.summarize(result.samples_ms).median / 1e3
 
+    def matmul_rate(precision: str) -> float:
+        dtype = torch.float32 if precision == "tf32" else getattr(torch, precision)
+        a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+        with torch.inference_mode():
+            return 2 * n**3 / time(lambda: torch.mm(a, b))
+
     by_precision = {}
     saved = torch.backends.cuda.matmul.allow_tf32
     try:
         for precision in precisions(dev):
-            dtype = torch.float32 if precision == "tf32" else getattr(torch, precision)
             torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-            a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-            with torch.inference_mode():
-                by_precision[precision] = 2 * n**3 / time(lambda: torch.mm(a, b))
-            del a, b
+            by_precision[precision] = matmul_rate(precision)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
     source = torch.empty(size // 4, dtype=torch.float32, device=dev).uniform_()

@@ -12,7 +12,7 @@ import yaml
 import benchbench
 from benchbench import derived, modes, peak
 from benchbench.cli import main
-from benchbench.errors import ExitCode, SuiteError
+from benchbench.errors import ExitCode
 from benchbench.spec import BenchmarkSpec
 from tests.helpers import TINY_LATENCY, PluginFiles
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbench import checks
-from benchbench.commands.common import add_plugin_arguments, debug_parent, load_plugins, reject_extra, step_summary
+from benchbench.commands.common import add_plugin_arguments, load_plugins, reject_extra, step_summary
 from benchbench.errors import ExitCode, PluginError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
