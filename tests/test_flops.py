@@ -211,11 +211,23 @@ def test_a_model_fvcore_cannot_trace_gets_the_dispatch_count() -> None:
     assert "flops is FlopCounterMode's count instead" in warning
 
 
-def test_a_compiled_module_is_counted_by_the_dispatcher() -> None:
-    compiled = torch.compile(nn.Sequential(nn.Linear(16, 8), nn.ReLU()), backend="eager")
-    fields, warnings = measure(compiled, torch.randn(2, 16))
+def test_a_model_with_a_compiled_part_is_counted_by_the_dispatcher() -> None:
+    model = nn.Sequential(torch.compile(nn.Linear(16, 8), backend="eager"), nn.ReLU())  # jit tracing refuses dynamo
+    fields, warnings = measure(model, torch.randn(2, 16))
     assert fields["flops"] == 16 * 8 and fields["flops_source"] == "dispatch"
     assert "fvcore could not trace the model" in warnings[0]
+
+
+def test_a_benchmark_under_compile_counts_the_model_as_written() -> None:
+    """The suite's ``compile:`` wraps the model; fvcore traces the eager module inside, as without it."""
+    conv = {"model": "conv", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1},
+            "input_shape": [4, 8, 8]}
+    data = {"name": "t", "defaults": {"device": "cpu", "batch_size": 2, "metrics": ["flops"]},
+            "benchmarks": [{"name": "eager", **conv}, {"name": "compiled", **conv, "compile": {"backend": "eager"}}]}
+    eager, compiled = benchbench.run_suite(data, quiet=True).records
+    assert compiled["status"] == "ok", compiled["error"]
+    assert compiled["flops"] == eager["flops"] == 4 * 4 * 9 * 64 and compiled["flops_source"] == "fvcore"
+    assert not any("fvcore" in w for w in compiled["warnings"])
 
 
 def test_counting_a_train_mode_model_leaves_it_as_it_was() -> None:

@@ -60,9 +60,11 @@ def _failure(exc: BaseException) -> str:
 
 
 def measure(ctx: MeasureContext) -> dict[str, Any]:
-    # Count on an eval-mode copy: in train mode, tracing one sample would update BatchNorm's
-    # running statistics of the benchmarked model (and fail on 1x1 maps with batch 1).
-    model = ctx.model if not ctx.model.training else copy.deepcopy(ctx.model).eval()
+    # The model as written (under the suite's compile: too), on an eval-mode copy: in train mode,
+    # tracing one sample would update BatchNorm's running statistics of the benchmarked model
+    # (and fail on 1x1 maps with batch 1).
+    model = ctx.eager_model
+    model = model if not model.training else copy.deepcopy(model).eval()
     sample = ctx.sample_input()
     try:
         fvcore: flopcount.Count | None = flopcount.fvcore_count(model, sample)
