@@ -72,10 +72,15 @@ def files_under(folder: Path) -> set[str]:
 # ----------------------------------------------------------------------------- measuring
 
 
-def test_the_example_project_passes_and_a_plain_session_writes_nothing(pytester: pytest.Pytester) -> None:
+def test_the_example_project_passes_and_a_plain_session_writes_nothing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for source in EXAMPLE.iterdir():
         if source.is_file():
             shutil.copy(source, pytester.path / source.name)
+            # The inner session runs in this process: a module of that name imported by an earlier
+            # test (test_plugins loads a plugin called blocks) must not stand in for the example's.
+            monkeypatch.delitem(sys.modules, source.stem, raising=False)
     before = files_under(pytester.path)
     result = pytester.runpytest(*QUIET)
     result.assert_outcomes(passed=2)
