@@ -218,17 +218,46 @@ def _dispatch_formulas() -> dict[Any, Callable[..., int]]:
     return formulas
 
 
-def dispatch_count(model: torch.nn.Module, inputs: Any) -> Count:
+def dispatch_count(model: torch.nn.Module, inputs: Any, *, meta: bool = False) -> Count:
     """``FlopCounterMode``'s count of ``model(inputs)``, in multiply-adds, by operator (``mm``, ``convolution``...).
 
-    Runs the model once (on the meta device too: nothing is computed there).
+    Runs the model once. ``meta=True`` runs it with its parameters, buffers and inputs
+    swapped for meta tensors (``torch.func.functional_call``: the model is not copied nor
+    changed), which computes nothing: a model that needs real values (``.item()``, tensors
+    made on the CPU inside ``forward``) raises, and is then counted on its own tensors.
     """
+    if meta:
+        try:
+            return _dispatch_count_on_meta(model, inputs)
+        except Exception:
+            pass
+    return _dispatch_count(lambda: model(inputs))
+
+
+def _dispatch_count_on_meta(model: torch.nn.Module, inputs: Any) -> Count:
+    import torch
+    from torch.func import functional_call
+
+    def to_meta(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.to("meta")
+        if isinstance(value, (list, tuple)):
+            return type(value)(to_meta(v) for v in value)
+        if isinstance(value, dict):
+            return {k: to_meta(v) for k, v in value.items()}
+        return value
+
+    state = {name: to_meta(t) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    return _dispatch_count(lambda: functional_call(model, state, (to_meta(inputs),)))
+
+
+def _dispatch_count(forward: Callable[[], Any]) -> Count:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False, custom_mapping=_dispatch_formulas())
     with warnings.catch_warnings(), attention_fast_path_off(), counter:
         warnings.simplefilter("ignore")  # the model warned in its first forward pass already
-        model(inputs)
+        forward()
     flops = counter.get_flop_counts().get("Global", {})
     by_operator = {str(op).removeprefix("aten.").split(".")[0]: int(n) // 2 for op, n in flops.items() if n}
     return Count(sum(by_operator.values()), by_operator)

@@ -230,6 +230,22 @@ def test_a_benchmark_under_compile_counts_the_model_as_written() -> None:
     assert not any("fvcore" in w for w in compiled["warnings"])
 
 
+def test_the_dispatch_count_runs_on_meta_tensors_and_on_real_ones_when_values_matter() -> None:
+    class Branchy(nn.Module):  # data-dependent control flow: meta tensors have no values to branch on
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x)) if x.sum().item() > 0 else self.b(x)
+
+    model, x = Branchy(), torch.ones(1, 8)
+    assert flopcount.dispatch_count(model, x, meta=True).total == 8 * 8 + 8 * 2  # counted on its own tensors
+    vit = small_vit().eval()
+    assert flopcount.dispatch_count(vit, torch.randn(1, 3, 32, 32), meta=True).total == SMALL_VIT_CORE
+    assert not any(t.is_meta for t in [*vit.parameters(), *vit.buffers(), *model.parameters()])
+
+
 def test_counting_a_train_mode_model_leaves_it_as_it_was() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -72,7 +72,7 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
     except Exception as exc:  # tracing fails on some models: the dispatcher still counts them
         fvcore, fvcore_error = None, exc
     try:
-        dispatch: flopcount.Count | None = flopcount.dispatch_count(model, sample)
+        dispatch: flopcount.Count | None = flopcount.dispatch_count(model, sample, meta=True)
     except Exception as exc:
         if fvcore is None:
             raise RuntimeError(f"neither counter could count the model: fvcore raised {_failure(fvcore_error)}; "  # type: ignore[arg-type]
