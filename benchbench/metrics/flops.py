@@ -22,7 +22,8 @@ Fields:
   file) by fvcore operator.
 * ``flops_dispatch`` (run file): ``torch.utils.flop_counter.FlopCounterMode``'s count,
   halved to the same convention (it counts conv, matmul and attention only, so it is
-  comparable with ``flops_core``), with ``flops_dispatch_by_operator``.
+  comparable with ``flops_core``), with ``flops_dispatch_by_operator``; it runs on meta
+  tensors (nothing computed) unless the model needs real values.
 * ``flops_uncounted``: empty when all is well. When fvcore's core and the dispatcher's
   count disagree, or fvcore skipped an operator that does matrix products
   (``tensordot``, an RNN, a fused attention kernel), the work ``flops`` misses, in words;
