@@ -55,7 +55,8 @@ def _checkout_state() -> dict[str, tuple[int, int]]:
     return state
 
 
-_CACHES = {".pytest_cache", ".hypothesis", "__pycache__", ".mypy_cache", ".ruff_cache"}
+_CACHES = {".pytest_cache", ".hypothesis", "__pycache__", ".mypy_cache", ".ruff_cache", ".benchmarks"}
+"""Tools' caches at the top of the checkout (.benchmarks: pytest-benchmark's, where it is installed)."""
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
