@@ -19,6 +19,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from benchbench.checks import numeric_text
 from benchbench.errors import did_you_mean
 
 _ANY = object()
@@ -164,7 +165,7 @@ def _describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f"the string {value!r}" + (" (write numbers without quotes)" if _numeric_text(value) else "")
+        return f"the string {value!r}" + (" (write numbers without quotes)" if numeric_text(value) else "")
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
     if isinstance(value, (list, tuple)):
@@ -173,10 +174,3 @@ def _describe_value(value: Any) -> str:
         return f"the mapping {value!r}"
     return repr(value)
 
-
-def _numeric_text(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

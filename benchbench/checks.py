@@ -97,14 +97,15 @@ MAX_TIMEOUT_S = 1e7  # about 115 days: longer is "no limit" in all but name, and
 def timeout(value: Any) -> tuple[Any, str | None]:
     if value is None:
         return None, None
-    if isinstance(value, str) and _is_float(value):
+    if isinstance(value, str) and numeric_text(value):
         return value, f"must be a number of seconds; YAML reads {value!r} as text: write it as 1000 or 1.0e+3"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
         return value, f"must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, or null for no limit, got {value!r}"
     return float(value), None
 
 
-def _is_float(text: str) -> bool:
+def numeric_text(text: str) -> bool:
+    """Whether a string reads as a number (``"8"``, ``"1e3"``): YAML quoted it, or read it as text."""
     try:
         float(text)
     except ValueError:
