@@ -98,7 +98,7 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
     formats=None, check_options=None, compare=None, merge_rounds=None, train_options=False,
-    needs_dataset=False, exclusive=False)``
+    needs_dataset=False, exclusive=False, available=None)``
 
     * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
       called once per benchmark with the model already built, on its device, in its mode.
@@ -114,7 +114,13 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
     * ``compare``: the fields ``benchbench compare`` judges, each with how:
       ``{"exact": True}`` (deterministic: any change counts), ``{"samples": "<field of raw
       samples>", "rounds": "<field of samples per round>"}`` (timed: statistics), or ``{}``
-      (one value against the threshold); add ``"higher_is_better": True`` for scores.
+      (one value against the threshold); add ``"higher_is_better": True`` for scores,
+      ``"threshold": 0.01`` for the field's own default threshold (kept unless the field or
+      its metric is named: a blanket ``--threshold`` does not change it), and
+      ``"settings": [...]``: the record fields that must be equal in both runs for the
+      field to be judged, else it is "not comparable" (default: the model's settings for
+      exact fields, the model's and the run's for the others; a metric may add facts it
+      records, such as the CPU its count depends on).
     * ``merge_rounds``: optional ``merge(records) -> fields`` that combines this metric's
       fields of one benchmark measured in several rounds (``rounds:``); without it, the
       metric is measured in the first round only.
@@ -123,6 +129,11 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
       (``ctx.dataset`` is then the loaded :class:`~benchbench.data.Dataset`);
       ``exclusive``: it measures time, so an executor that runs benchmarks in parallel
       gives such a benchmark its device (or its cores) to itself.
+    * ``available``: optional ``available(device) -> str | None``, called while a suite is
+      validated for each benchmark that lists the metric (``device`` as the suite gives it:
+      ``auto``, ``cpu``, ``cuda:0``...): a sentence saying why the metric cannot run there
+      on this machine (a missing tool and how to install it, the wrong device), or None.
+      The suite is then rejected before anything runs (exit code 2), with its other problems.
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
     """
 

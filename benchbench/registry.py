@@ -76,7 +76,8 @@ class ModelEntry(Entry):
 @dataclass(frozen=True)
 class MetricEntry(Entry):
     """``register(name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None,
-    check_options=None, compare=None, merge_rounds=None, train_options=False, needs_dataset=False, exclusive=False)``.
+    check_options=None, compare=None, merge_rounds=None, train_options=False, needs_dataset=False, exclusive=False,
+    available=None)``.
 
     Each argument is documented on ``benchbench_register_metrics`` in :mod:`benchbench.hookspecs`.
     """
@@ -97,6 +98,7 @@ class MetricEntry(Entry):
     train_options: bool = False
     needs_dataset: bool = False
     exclusive: bool = False
+    available: Callable[[str], str | None] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,7 +108,7 @@ class MetricEntry(Entry):
             if isinstance(value, str) or not all(isinstance(f, str) for f in value):
                 raise PluginError(f"plugin {self.plugin!r}: metric {self.name!r}: {what} must be a list of field names, got {value!r}")
             object.__setattr__(self, what, tuple(value))
-        for what in ("check_options", "merge_rounds"):
+        for what in ("check_options", "merge_rounds", "available"):
             if getattr(self, what) is not None:
                 self._require_callable(what, getattr(self, what))
         object.__setattr__(self, "options", dict(self.options or {}))
