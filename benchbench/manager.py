@@ -47,6 +47,8 @@ BUILTIN_PLUGINS = (
     "benchbench.metrics.memory",
     "benchbench.metrics.accuracy",
     "benchbench.metrics.profile",
+    "benchbench.metrics.instructions",
+    "benchbench.metrics.cuda_kernels",
     "benchbench.derived",
     "benchbench.reporters",
     "benchbench.executors",

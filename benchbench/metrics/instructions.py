@@ -1,0 +1,243 @@
+"""``instructions``: CPU instructions executed per step, counted by valgrind's callgrind.
+
+Timing on a shared machine moves by several percent from run to run; the number of
+instructions a step executes does not (the approach of CodSpeed's instrumentation mode,
+Rust's iai and ``torch.utils.benchmark.Timer.collect_callgrind``). On the 2-core
+development machine repeated counts of the same layer agree to a few hundredths of a
+percent, so a 1% change in the work of a model shows in one run, whatever else the
+machine is doing.
+
+How (:mod:`benchbench.callgrind`, :mod:`benchbench.callgrind_worker`): the benchmark is
+not counted in this process. The first benchmark that asks starts ONE python process
+under ``valgrind --tool=callgrind``, instrumentation off; it imports torch and the run's
+plugins once (the slow part: 20-40 s), and every instruction benchmark of the run is then
+built and counted there; the process ends with the run (``benchbench_run_end``) or with
+this process. There the model is built as here (same spec, seed and batch), warmed up
+uninstrumented, and measured twice with instrumentation on: an empty measurement C(0)
+and ``steps`` steps C(n). ``instructions`` = (C(n) - C(0)) / n: the fixed cost of
+measuring (the toggles, the loop) cancels, and an empty measurement costs nothing where
+a second, longer one (n and 2n steps) would cost n more steps under valgrind. Counting
+runs with one thread and a fixed hash seed (see the worker), and the one part of the
+interpreter whose cost depends on the heap's layout, CPython's attribute lookup on types,
+is left out (:data:`DENOISE`), as ``torch``'s ``counts(denoise=True)`` leaves out dict
+lookups.
+
+Which kernels: valgrind emulates fused multiply-add (FMA) instructions in software, some
+hundred times slower than other vector instructions, so a 64-channel convolution step
+takes 15 s under valgrind with oneDNN's AVX2 kernels and 0.3 s with its AVX ones. Unless
+``fma: true``, the counting process therefore caps oneDNN at AVX and MKL at SSE4.2
+(``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``; ATen's own kernels keep the
+capability torch detects, AVX2 under valgrind 3.19, which hides AVX-512). The counts
+are those of these kernels: as deterministic, and as sensitive to a change of work, as
+any other; not the count of a native run, which picks other kernels anyway.
+
+What the count depends on besides the model is recorded (``instructions_cpu``: the CPU
+model, torch's capability under valgrind and the kernel caps; ``instructions_software``:
+torch, python, libc and valgrind versions) and ``benchbench compare`` calls two counts
+"not comparable" when either differs. It judges ``instructions`` against a 1% threshold,
+without statistics (``compare`` below). The run file keeps the functions with the most
+instructions of their own per step (``instructions_top``) and the ATen operators with
+the most, calls included (``instructions_operators``): what got more expensive.
+
+Needs valgrind (``apt-get install valgrind``) on x86-64 Linux, and a CPU benchmark:
+otherwise the suite is rejected before anything runs (``available``). The counting
+process belongs to the run, so it needs the inline executor (the default).
+"""
+
+from __future__ import annotations
+
+import atexit
+import platform
+import re
+import shutil
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+import benchbench
+from benchbench import formatting
+from benchbench.callgrind import CallgrindProcess, Profile
+from benchbench.context import MeasureContext
+from benchbench.environment import cpu_model
+from benchbench.results import MODEL_SETTINGS
+
+OPTIONS: dict[str, Any] = {"steps": 1, "warmup_steps": 2, "top": 15, "fma": False}
+"""``steps`` counted (the count is per step; more steps only average the rare variation),
+``warmup_steps`` run uninstrumented first (oneDNN makes its kernels on the first call;
+Python specialises its bytecode over the first few), ``top`` functions and operators kept,
+``fma``: let oneDNN and MKL use FMA kernels (about 50x slower under valgrind; see above).
+The counting process is started for one value of ``fma``: a suite that mixes both
+restarts it whenever the value changes."""
+DENOISE = ("_PyType_Lookup",)
+"""Left out of ``instructions``: CPython's attribute lookup on types. Its cache is indexed by
+the *address* of the attribute's name, so how often it misses (and walks the MRO's dicts)
+depends on the heap's layout, which changes with anything the process did before (even a
+module compiled from source instead of loaded from its .pyc): on the 2-core development
+machine it made counts of a small conv (470k instructions) spread by 0.3% between runs,
+0.03% without it. It is about 1% of such a step, less of a bigger one
+(``instructions_raw`` keeps the count with it). torch's ``counts(denoise=True)`` leaves
+out dict lookups for the same kind of reason."""
+NO_FMA = {"ONEDNN_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+"""The counting process's kernel caps when ``fma`` is false (the default)."""
+THRESHOLD = 0.01
+"""``benchbench compare``'s default for ``instructions``: 1%, ten times the run-to-run spread."""
+SETTINGS = (*MODEL_SETTINGS, "device", "batch_size", "dtype", "mode", "channels_last",
+            "instructions_cpu", "instructions_software")
+"""What two counts must share to be compared: the model and how it runs (not ``threads``:
+counting always uses one), the CPU valgrind presents and the software."""
+INSTALL = "apt-get install valgrind (Debian, Ubuntu; dnf install valgrind on Fedora)"
+
+
+def available(device: str) -> str | None:
+    """Why ``instructions`` cannot run for a benchmark on ``device`` on this machine, or None."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"counting instructions needs valgrind on x86-64 Linux, and this is {sys.platform} on {platform.machine()}"
+    if shutil.which("valgrind") is None:
+        return f"it needs valgrind, which is not installed: {INSTALL}; or leave 'instructions' out of the metrics"
+    if device.startswith("cuda") or (device == "auto" and _cuda()):
+        return (f"it counts CPU instructions and this benchmark runs on {device!r}"
+                f"{' (a GPU is visible)' if device == 'auto' else ''}: set device: cpu for it, or use cuda_kernels on a GPU")
+    return None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class _Session:
+    """The callgrind process of the current run: started by the first benchmark that needs it."""
+
+    plugin_arguments: dict[str, Any] | None = None
+    process: CallgrindProcess | None = None
+
+    @classmethod
+    def get(cls, ctx: MeasureContext, environment: dict[str, str]) -> tuple[CallgrindProcess, float | None]:
+        """The running process (started now if needed) and, when started now, its start-up seconds."""
+        if cls.plugin_arguments is None:
+            raise RuntimeError("instructions runs with the inline executor only (the default): it shares one valgrind "
+                               "process among the run's benchmarks, which a worker process (--isolate, --executor) "
+                               "cannot reach")
+        process = cls.process
+        if process is not None and (not process.alive or process.plugin_arguments != cls.plugin_arguments
+                                    or process.environment != environment):
+            cls.close()
+        if cls.process is not None:
+            return cls.process, None
+        ctx.report("instructions: starting python under valgrind, once per run (importing torch there takes 20-40 s)")
+        cls.process = CallgrindProcess(cls.plugin_arguments, environment)
+        ctx.report(f"instructions: valgrind ready after {cls.process.startup_s:.0f} s")
+        return cls.process, cls.process.startup_s
+
+    @classmethod
+    def close(cls) -> None:
+        process, cls.process = cls.process, None
+        if process is not None:
+            process.close()
+
+
+atexit.register(_Session.close)
+
+
+def measure(ctx: MeasureContext) -> dict[str, Any]:
+    if ctx.is_cuda:
+        raise RuntimeError(f"instructions counts CPU instructions; this benchmark runs on {ctx.device}")
+    opts = ctx.options
+    steps, caps = opts["steps"], {} if opts["fma"] else NO_FMA
+    process, startup_s = _Session.get(ctx, caps)
+    started = time.perf_counter()
+    empty, measured = process.count({"spec": ctx.benchmark, "batch_size": ctx.batch_size,
+                                     "steps": steps, "warmup": opts["warmup_steps"]})
+    facts = process.facts
+    kernels = ", ".join(f"{k}={v}" for k, v in caps.items()) or "FMA allowed"
+    raw = (measured.total - empty.total) / steps
+    noise = (_noise(measured) - _noise(empty)) / steps
+    fields: dict[str, Any] = {
+        "instructions": round(raw - noise),
+        "instructions_raw": round(raw),
+        "instructions_top": _top(empty, measured, steps, opts["top"]),
+        "instructions_operators": _operators(empty, measured, steps, opts["top"]),
+        "instructions_steps": steps,
+        "instructions_method": (f"callgrind Ir per step: (count of {steps} step(s) - count of an empty measurement) / "
+                                f"{steps}, after {opts['warmup_steps']} warm-up step(s), less {' and '.join(DENOISE)} "
+                                "(inclusive); a fork per benchmark, 1 thread, PYTHONHASHSEED=0, malloc without fastbins"),
+        "instructions_cpu": f"{cpu_model()}; under valgrind: torch capability {facts.get('cpu_capability')}, {kernels}",
+        "instructions_software": (f"torch {facts.get('torch')}, python {facts.get('python')}, {facts.get('libc')}, "
+                                  f"{facts.get('valgrind')}"),
+        "instructions_wall_s": time.perf_counter() - started,
+    }
+    if startup_s is not None:
+        fields["instructions_startup_s"] = startup_s
+    return fields
+
+
+def _noise(profile: Profile) -> int:
+    """The instructions of :data:`DENOISE`'s functions in a profile, calls included (outermost calls only)."""
+    return sum(cost for name, cost in profile.inclusive.items() if name.partition(" [")[0] in DENOISE)
+
+
+def _top(empty: Profile, measured: Profile, steps: int, count: int) -> list[dict[str, Any]]:
+    """The ``count`` functions with the most instructions of their own per step (exclusive count;
+    callgrind's recursion levels ``fn'2``... added to ``fn``)."""
+    per_step: defaultdict[str, float] = defaultdict(float)
+    for profile, sign in ((measured, 1), (empty, -1)):
+        for name, cost in profile.exclusive.items():
+            per_step[_RECURSION.sub("", name)] += sign * cost / steps
+    ranked = sorted(per_step.items(), key=lambda item: item[1], reverse=True)[:count]
+    return [{"function": name, "instructions": round(cost)} for name, cost in ranked if cost >= 0.5]
+
+
+def _operators(empty: Profile, measured: Profile, steps: int, count: int) -> list[dict[str, Any]]:
+    """The ``count`` ATen operators with the most instructions per step, calls included: the
+    inclusive count of each operator's dispatcher entry ``at::_ops::<name>::call`` (an operator
+    that calls another, conv2d calling convolution, includes it)."""
+    per_step: dict[str, float] = {}
+    for name, cost in measured.inclusive.items():
+        match = _OPERATOR.match(name)
+        if match and not _RECURSION.search(name):
+            per_step[f"aten::{match[1]}"] = (cost - empty.inclusive.get(name, 0)) / steps
+    ranked = sorted(per_step.items(), key=lambda item: item[1], reverse=True)[:count]
+    return [{"operator": name, "instructions": round(cost)} for name, cost in ranked if cost >= 0.5]
+
+
+_RECURSION = re.compile(r"'\d+(?= \[)")
+"""callgrind's suffix for a function called again while it runs (``--separate-recs``)."""
+_OPERATOR = re.compile(r"at::_ops::(\w+)::call\(")
+"""An operator's dispatcher entry (its outermost call: a nested ``call'2`` is included in it)."""
+
+
+def check_options(options: dict[str, Any]) -> list[str]:
+    problems = [f"{k} must be at least 1, got {options[k]}" for k in ("steps", "warmup_steps") if options[k] < 1]
+    if options["top"] < 0:
+        problems.append(f"top must not be negative, got {options['top']}")
+    return problems
+
+
+@benchbench.hookimpl
+def benchbench_configure(config: Any) -> None:
+    """Remember the run's plugins: the callgrind process loads the same ones to build the same models."""
+    _Session.plugin_arguments = dict(config.manager.arguments)
+
+
+@benchbench.hookimpl
+def benchbench_run_end(run: Any) -> None:
+    _Session.close()
+
+
+@benchbench.hookimpl
+def benchbench_register_metrics(register: Any) -> None:
+    register(
+        "instructions",
+        measure,
+        fields=["instructions"],
+        ratio_fields=["instructions"],
+        options=OPTIONS,
+        check_options=check_options,
+        compare={"instructions": {"threshold": THRESHOLD, "settings": list(SETTINGS)}},
+        available=available,
+        description="CPU instructions per step, counted under valgrind's callgrind (deterministic: for CI gates; "
+        "needs valgrind); top functions and operators in the run file",
+        formats={"instructions": formatting.si},
+    )
