@@ -18,10 +18,11 @@ field (params, FLOPs) depends on the model, its args and the input shape only, s
 is compared across machines, thread counts and devices; a measured one (latency,
 memory) on every setting (:data:`benchbench.results.MODEL_SETTINGS` and
 :data:`~benchbench.results.RUN_SETTINGS`); a metric may list the record fields its values
-depend on instead (``settings``: instruction counts name the CPU and the software too). Timings from different machines (another
-CPU or GPU), from a busy CPU, or with fewer than 3 rounds a side are never called
-regressions or improvements (``uncertain``; see :mod:`benchbench.stats`). A compare that
-judged nothing at all fails: a CI gate must not pass by comparing nothing.
+depend on instead (``settings``: instruction counts name the CPU and the software too).
+Timings from different machines (another CPU or GPU), from a busy CPU, or with fewer
+than 3 rounds a side are never called regressions or improvements (``uncertain``; see
+:mod:`benchbench.stats`). A compare that judged nothing at all fails: a CI gate must not
+pass by comparing nothing.
 """
 
 from __future__ import annotations
