@@ -199,7 +199,10 @@ class JobRunner:
             ctx.synchronize()
         except MODEL_FAULTS as exc:
             if watch is not None:
-                return [describe_failure("compiling the model (torch.compile) and running its first step", exc, lines=3)]
+                problem = describe_failure("compiling the model (torch.compile) and running its first step", exc, lines=3)
+                if "No module named 'pkg_resources'" in problem:  # torch 2.1's inductor, setuptools >= 81
+                    problem += '; this torch needs pkg_resources: pip install "setuptools<81"'
+                return [problem]
             return [describe_failure("the first forward pass", exc)]
         if watch is not None:
             record.update(compile_time_s=time.perf_counter() - started, graph_breaks=watch.graph_breaks())

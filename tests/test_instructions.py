@@ -246,7 +246,9 @@ def counted(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, RunRes
     plugin.write_text(MODEL)
     runs = []
     for extra in ([{"name": "raises", "model": "repeated", "args": {"fail": "raise"}},
-                   {"name": "dies", "model": "repeated", "args": {"fail": "die"}}], []):
+                   {"name": "dies", "model": "repeated", "args": {"fail": "die"}}],
+                  [{"name": "w4_fma", "model": "repeated", "args": {"work": 4},
+                    "metric_options": {"instructions": {"fma": True}}}]):
         manager = PluginManager([str(plugin)], autoload=False)  # no entry points: a faster start under valgrind
         runs.append(benchbench.run_suite(counted_suite(*extra), manager=manager, quiet=True))
     return runs[0], runs[1]
@@ -265,8 +267,11 @@ def test_one_callgrind_process_counts_every_benchmark_of_a_run(counted: tuple[Ru
 
 def test_counts_are_deterministic_and_grow_with_the_work(counted: tuple[RunResult, RunResult]) -> None:
     first, second = records(counted[0]), records(counted[1])
-    counts = [first["w4"]["instructions"], first["w4_again"]["instructions"], second["w4"]["instructions"]]
-    assert max(counts) / min(counts) - 1 <= 0.001, counts  # other weights, another process: the same count
+    assert first["w4"]["instructions"] == second["w4"]["instructions"]  # another process: the same count
+    # Another name and other weights: the heap the model is built on differs (the request's
+    # objects). Equal on the development machine, 0.3% and 1.1% apart on CI's; a gate compares
+    # a benchmark with itself, so this is a bound on what a renamed benchmark may see.
+    assert abs(first["w4_again"]["instructions"] / first["w4"]["instructions"] - 1) <= 0.02
     assert 1.15 < first["w5"]["instructions"] / first["w4"]["instructions"] < 1.3  # 5 convolutions instead of 4
     assert first["w5"]["instructions_ratio"] == pytest.approx(first["w5"]["instructions"] / first["w4"]["instructions"])
     record = first["w4"]
@@ -276,11 +281,19 @@ def test_counts_are_deterministic_and_grow_with_the_work(counted: tuple[RunResul
     assert "valgrind-" in record["instructions_software"] and "ONEDNN_MAX_CPU_ISA=AVX" in record["instructions_cpu"]
 
 
+def test_fma_kernels_are_counted_in_a_process_of_their_own(counted: tuple[RunResult, RunResult]) -> None:
+    second = records(counted[1])
+    capped, fma = second["w4"], second["w4_fma"]
+    assert "ONEDNN_MAX_CPU_ISA=AVX" in capped["instructions_cpu"] and "FMA allowed" in fma["instructions_cpu"]
+    assert fma["instructions_startup_s"] > 0  # the capped process could not count it: a new one started
+    assert fma["status"] == "ok" and fma["instructions"] > 0
+
+
 def test_compare_of_two_runs_of_the_same_code_finds_nothing(counted: tuple[RunResult, RunResult]) -> None:
     comparison = compare_runs(counted[0], counted[1], only_fields=["instructions"])
     judged = {r.benchmark: r.verdict.verdict for r in comparison.rows}
     assert judged == {"w4": "unchanged", "w4_again": "unchanged", "w5": "unchanged", "raises": "missing in new",
-                      "dies": "missing in new"}
+                      "dies": "missing in new", "w4_fma": "new"}
     assert comparison.exit_code == 0
 
 
