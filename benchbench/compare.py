@@ -57,14 +57,15 @@ class Thresholds:
     """``(BENCH, FIELD or METRIC)`` -> fraction."""
 
     @classmethod
-    def parse(cls, items: Iterable[str]) -> Thresholds:
-        """``["5%", "latency=3%", "standard_3x3:latency_ms=10%"]`` -> Thresholds."""
+    def parse(cls, items: Iterable[str], option: str = "--threshold") -> Thresholds:
+        """``["5%", "latency=3%", "standard_3x3:latency_ms=10%"]`` -> Thresholds; ``option``
+        names the command-line option in messages."""
         out = cls()
         for item in items:
             key, _, value = item.rpartition("=")
             number, problem = parse_threshold(value)
             if problem:
-                raise UsageError(f"--threshold {item!r}: {problem}; e.g. --threshold latency=5%")
+                raise UsageError(f"{option} {item!r}: {problem}; e.g. {option} latency=5%")
             if not key:
                 out.default = number
             elif ":" in key:

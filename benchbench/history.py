@@ -245,3 +245,20 @@ def resolve_git_ref(ref: str) -> str:
             f"--baseline {ref!r} is neither 'latest', an existing run file, nor a git ref of this repository"
         )
     return done.stdout.strip()
+
+
+def load_baseline(which: str, suite: str, history: str | Path, *, before: str | None = None,
+                  option: str = "--baseline", here: Path = Path(), hint: str = "") -> RunResult:
+    """The baseline ``which`` names for a run of ``suite``: a run file (an existing file, or a
+    name ending in ``.json``, relative to ``here``), else ``latest`` or a git ref looked up
+    in ``history``. One rule for ``benchbench compare --baseline`` and the pytest plugin's
+    ``--benchbench-compare`` (``option`` names it in messages; ``hint`` follows a history's)."""
+    path = here / which
+    if path.is_file() or which.endswith(".json"):
+        if not path.is_file():
+            raise UsageError(f"{option} {which!r}: no such run file ({str(path)!r})")
+        return RunResult.read_json(path)
+    try:
+        return History(history).baseline(suite, which, before=before)
+    except UsageError as exc:
+        raise UsageError(f"{exc}{hint}") from None

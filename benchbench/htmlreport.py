@@ -19,10 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tabulate import tabulate
 
 from benchbench import formatting
-from benchbench.reporters import TABLE_ALIASES, table
+from benchbench.reporters import table
 from benchbench.errors import did_you_mean
 from benchbench.results import RunResult, is_number
 

@@ -67,8 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--benchbench-compare", metavar="WHICH",
                     help="fail the session when a measurement regressed against a baseline: latest (the latest run in "
                     "the history), a git ref (the run at that commit) or a run file")
-    group.addoption("--benchbench-fail", action="append", default=[], metavar="FIELD:X%",
-                    help="allowed change for --benchbench-compare, e.g. latency_ms:5%%, params:0%%, or 5%% for every "
+    group.addoption("--benchbench-fail", action="append", default=[], metavar="FIELD=X%",
+                    help="allowed change for --benchbench-compare, e.g. latency_ms=5%%, params=0%%, or 5%% for every "
                     "measured field; repeatable (defaults: 0%% for params and FLOPs, 5%% otherwise)")
     group.addoption("--benchbench-history", metavar="FILE",
                     help="the history store to append to and take baselines from (default: DIR/history.sqlite with "
@@ -410,41 +410,24 @@ def _prepare_gate(session: Session) -> None:
 
 
 def _thresholds(items: list[str]) -> Thresholds:
-    """``--benchbench-fail latency_ms:5%`` (a field or metric) or ``5%`` (every timed and single-valued
-    field) as :class:`benchbench.compare.Thresholds`, as ``benchbench compare --threshold`` makes them."""
-    from benchbench.checks import parse_threshold
+    """``--benchbench-fail latency_ms=5%`` (or ``latency_ms:5%``; a field or metric) or ``5%``
+    (every timed and single-valued field): ``benchbench compare --threshold``'s rule."""
     from benchbench.compare import Thresholds
 
-    thresholds = Thresholds()
-    for item in items:
-        key, _, value = item.rpartition(":")
-        number, problem = parse_threshold(value)
-        if problem or number is None:
-            raise UsageError(f"--benchbench-fail {item!r}: {problem}; e.g. --benchbench-fail latency_ms:5%")
-        if key:
-            thresholds.by_key[key] = number
-        else:
-            thresholds.default = number
-    return thresholds
+    return Thresholds.parse([item if "=" in item else "=".join(item.rsplit(":", 1)) for item in items],
+                            option="--benchbench-fail")
 
 
 def _baseline(options: Options) -> RunResult:
-    """The baseline run: a run file (a name ending in .json), or from the history the latest
-    run of the suite or its run at a git ref."""
-    which = options.compare or ""
-    path = options.here / which
-    if path.is_file() or which.endswith(".json"):
-        if not path.is_file():
-            raise UsageError(f"--benchbench-compare {which!r}: no such run file ({str(path)!r})")
-        return RunResult.read_json(path)
-    from benchbench.history import History
+    """The baseline run: a run file, or from the history the latest run of the suite or its
+    run at a git ref (as ``benchbench compare --baseline``)."""
+    from benchbench.history import load_baseline
 
-    history = History(options.history or options.here / "results" / "history.sqlite")
-    try:
-        return history.baseline(options.suite, which)
-    except UsageError as exc:
-        raise UsageError(f"{exc} (--benchbench-compare {which!r} takes its baseline from the history that "
-                         "--benchbench-save appends to; --benchbench-history FILE names another)") from None
+    which = options.compare or ""
+    return load_baseline(which, options.suite, options.history or options.here / "results" / "history.sqlite",
+                         option="--benchbench-compare", here=options.here,
+                         hint=f" (--benchbench-compare {which!r} takes its baseline from the history that "
+                         "--benchbench-save appends to; --benchbench-history FILE names another)")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -21,7 +21,6 @@ from benchbench.context import MeasureContext
 from benchbench.metrics import flops
 from benchbench.results import RunResult
 from benchbench.spec import BenchmarkSpec
-from benchbench_plugins import layers
 from tests.helpers import PluginFiles, tiny_suite
 
 

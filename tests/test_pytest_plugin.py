@@ -228,7 +228,7 @@ def test_compare_fails_the_session_on_a_regression_and_passes_an_unchanged_one(
     ])
 
     allowed = pytester.runpytest(*QUIET, "--benchbench-compare", str(baseline),
-                                 "--benchbench-fail", "params:20%,flops:20%")
+                                 "--benchbench-fail", "params=20%,flops:20%")
     assert allowed.ret == 0, allowed.stdout.str()
     allowed.stdout.fnmatch_lines(["test_costs.py::test_block *params*296*333*20%*unchanged*", "no regressions"])
 
@@ -254,7 +254,7 @@ def test_a_missing_baseline_or_bad_option_is_a_usage_error_before_any_test_runs(
     pytester.runpytest(*QUIET, "--benchbench-save", "out").assert_outcomes(passed=2)
     [saved] = run_files(pytester.path / "out")
     for args, message in (
-        (["--benchbench-fail", "params:lots"], "--benchbench-fail 'params:lots': must be a percentage such as 5%*"),
+        (["--benchbench-fail", "params:lots"], "--benchbench-fail 'params=lots': must be a percentage such as 5%*"),
         (["--benchbench-fail", "latncy_ms:5%"], "--benchbench-fail: 'latncy_ms' is no compared field or metric of the baseline*"),
         (["--benchbench-suite", "other"], "*is a run of suite 'pytest', and this session's suite is 'other'*"),
     ):

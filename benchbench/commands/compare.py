@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from benchbench.commands.common import check_format, reject_extra, step_summary
@@ -83,10 +82,8 @@ def _runs(args: argparse.Namespace) -> tuple[Any, Any]:
     if len(args.runs) == 2 and args.baseline is None:
         return RunResult.read_json(args.runs[0]), RunResult.read_json(args.runs[1])
     if len(args.runs) == 1 and args.baseline is not None:
-        new = RunResult.read_json(args.runs[0])
-        if Path(args.baseline).is_file():
-            return RunResult.read_json(args.baseline), new
-        from benchbench.history import History
+        from benchbench.history import load_baseline
 
-        return History(args.history).baseline(new.suite, args.baseline, before=new.environment.get("time")), new
+        new = RunResult.read_json(args.runs[0])
+        return load_baseline(args.baseline, new.suite, args.history, before=new.environment.get("time")), new
     raise UsageError("give BASE.json NEW.json, or NEW.json --baseline latest|<git ref>|<file>")
