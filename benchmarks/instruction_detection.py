@@ -100,7 +100,8 @@ def ci_timing(runs: int) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--ci-runs", type=int, default=2, help="timed runs of benchbench run suites/ci.yaml")
+    parser.add_argument("--ci-runs", type=int, default=2,
+                        help="timed runs of benchbench run suites/ci.yaml (0: none, e.g. on a loaded machine)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers here")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -137,7 +138,7 @@ def main() -> int:
         "A/A spread <= 0.1%": max(spread.values()) <= 0.001,
         f"0 false alarms in {n}": false_alarms == 0,
         f"+2% caught in {n} of {n}": caught == n,
-        "ci.yaml in under 5 minutes": max(t["wall_s"] for t in timing) < 300,
+        **({"ci.yaml in under 5 minutes": max(t["wall_s"] for t in timing) < 300} if timing else {}),
     }
     print("goals: " + "; ".join(f"{goal}: {'met' if ok else 'MISSED'}" for goal, ok in goals.items()))
     if args.json:

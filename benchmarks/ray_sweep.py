@@ -3,7 +3,9 @@
 Runs a sweep of 128 benchmarks (conv and depthwise-separable layers: channels x kernel
 sizes, params and FLOPs only) inline and with the ``ray`` executor on a local Ray
 instance using every core, and a sweep of 128 trivial benchmarks (params of a tiny layer)
-both ways, whose difference per benchmark is Ray's overhead per task.
+both ways. Ray's overhead per task is the worker time the trivial sweep took on Ray
+beyond its inline time: (cores x Ray wall time - inline wall time) / tasks, an upper
+estimate (it assumes every core was busy the whole time).
 
     python benchmarks/ray_sweep.py
 """
@@ -59,7 +61,8 @@ def main() -> int:
               f"ray {remote:.1f} s ({remote / n * 1e3:.0f} ms each), speed-up {inline / remote:.2f}x; "
               f"failed {failed_inline} inline, {failed_remote} on Ray")
         if label == "trivial sweep":
-            print(f"overhead per Ray task (trivial work): {(remote - inline) / n * 1e3:.0f} ms")
+            overhead = (cores * remote - inline) / n
+            print(f"overhead per Ray task (trivial work; {cores} workers): at most {overhead * 1e3:.1f} ms")
     ray.shutdown()
     return 0
 
