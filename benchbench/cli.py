@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("benchbench: interrupted", file=sys.stderr)
+        print("benchbench: interrupted; nothing was written", file=sys.stderr)  # a run saves its own progress first
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `benchbench ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -130,8 +130,14 @@ class Comparison:
     @property
     def judged_nothing(self) -> bool:
         """Benchmarks were there to compare, yet none could be judged (all not comparable,
-        missing or failing on both sides); new benchmarks and fixed ones count as judged."""
-        return bool(self.rows) and not any(r.verdict.verdict in (*JUDGED, FIXED, ADDED) for r in self.rows)
+        missing, new, or failing on both sides); a fixed one (failed before, runs now) counts
+        as judged. Two runs with no benchmark in common judge nothing."""
+        return bool(self.rows) and not any(r.verdict.verdict in (*JUDGED, FIXED) for r in self.rows)
+
+    @property
+    def missing(self) -> list[Row]:
+        """Benchmarks and fields of the baseline that the new run lacks: not compared."""
+        return [r for r in self.rows if r.verdict.verdict == MISSING]
 
     @property
     def exit_code(self) -> ExitCode:
@@ -219,7 +225,10 @@ class _Judge:
         skipped: dict[str, list[str]] = {}
         for field_name in wanted:
             spec = self.specs[field_name]
-            if old.get(field_name) is None or cur.get(field_name) is None:
+            if old.get(field_name) is None:
+                continue  # not measured in the baseline (or measured for the first time now)
+            if cur.get(field_name) is None:
+                rows.append(Row(name, field_name, old[field_name], None, stats.Verdict(MISSING, None)))
                 continue
             differences = _differences(old, cur, _settings_of(spec))
             if differences:
@@ -241,7 +250,7 @@ class _Judge:
                                            higher_is_better=bool(spec.get("higher_is_better")))
             return Row(name, field_name, old[field_name], cur[field_name], verdict, threshold)
         base_rounds, new_rounds = _rounds(old, spec), _rounds(cur, spec)
-        busy = (_busy("base", old, spec) or _busy("new", cur, spec)
+        busy = ("; ".join(filter(None, (_busy("base", old, spec), _busy("new", cur, spec))))
                 or (f"measured on other machines ({self.other_machine})" if self.other_machine else None))
         verdict = stats.compare_samples(base_rounds, new_rounds, threshold, alpha=self.alpha, busy=busy,
                                         min_rounds=1 if self.strict else stats.MIN_ROUNDS)
@@ -267,12 +276,23 @@ def _notes(judge: _Judge, rows: list[Row], base_records: dict[str, Record], new_
     if not new.complete:
         notes.append("the new run is INCOMPLETE (interrupted or killed): compare fails until it is finished "
                      "(benchbench run --resume)")
-    if rows and not any(r.verdict.verdict in (*JUDGED, FIXED, ADDED) for r in rows):
+    missing_benchmarks = [r.benchmark for r in rows if r.verdict.verdict == MISSING and r.field == "-"]
+    missing_fields = sorted({r.field for r in rows if r.verdict.verdict == MISSING and r.field != "-"})
+    if missing_benchmarks or missing_fields:
+        lacks = [f"{len(missing_benchmarks)} benchmark(s) of the baseline ({_listed(missing_benchmarks)})"] if missing_benchmarks else []
+        lacks += [f"field(s) {_listed(missing_fields)} of other benchmarks"] if missing_fields else []
+        notes.append(f"the new run lacks {' and '.join(lacks)}: not compared, so they cannot fail this compare "
+                     "(--strict fails on them; --metrics compares only what both runs measured)")
+    if rows and not any(r.verdict.verdict in (*JUDGED, FIXED) for r in rows):
         notes.append("NOTHING WAS COMPARED: no field of any benchmark could be judged (see the verdicts above); "
                      "a compare that judges nothing fails")
     if base.environment.get("torch") != new.environment.get("torch"):
         notes.append(f"the runs used different torch versions: {base.environment.get('torch')} vs {new.environment.get('torch')}")
     return notes
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _settings_of(spec: dict[str, Any]) -> tuple[str, ...]:
@@ -374,7 +394,9 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
             "-" if row.threshold is None else f"{row.threshold * 100:.3g}%",
             verdict,
         ])
-    title = (f"compare suite {comparison.new.suite}: base {describe_run(comparison.base)} -> new {describe_run(comparison.new)}")
+    suites = (comparison.new.suite if comparison.base.suite == comparison.new.suite
+              else f"{comparison.base.suite} -> {comparison.new.suite}")
+    title = (f"compare suite {suites}: base {describe_run(comparison.base)} -> new {describe_run(comparison.new)}")
     body = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True) if rows else "(nothing to compare)"
     lines = [title, "", body, ""]
     regressions = comparison.regressions

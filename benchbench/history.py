@@ -70,6 +70,8 @@ class History:
     @contextmanager
     def _connect(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection; read-only unless ``create`` (reading never changes someone's file)."""
+        if not create and self.path.is_dir():
+            raise UsageError(f"history {str(self.path)!r} is a folder; give the history file (e.g. {str(self.path / 'history.sqlite')!r})")
         if not create and not self.path.is_file():
             raise UsageError(f"history {str(self.path)!r} not found; `benchbench run` creates it (see --history)")
         if create:

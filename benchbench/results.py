@@ -232,13 +232,13 @@ def _field_problems(record: Record, compared: set[str]) -> list[str]:
     return problems
 
 
-def is_run_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` holds a readable benchbench run file (which a new run may replace)."""
+def run_file_suite(path: str | os.PathLike[str]) -> str | None:
+    """The suite of the benchbench run file at ``path`` (which a new run of that suite may
+    replace), or None when it holds no readable run file."""
     try:
-        RunResult.read_json(path)
+        return RunResult.read_json(path).suite
     except UsageError:
-        return False
-    return True
+        return None
 
 
 def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:

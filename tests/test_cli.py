@@ -242,6 +242,10 @@ def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["run", str(suite), "--device", "cuda:7"], "cuda:7"),
         (["run", "--resume", str(tmp_path / "none.json")], "not found"),
         (["run", "--resume", str(suite)], "not a readable JSON run file"),
+        (["run", str(suite), "--metrics", ""], "--metrics names no metric; e.g. --metrics params,flops"),
+        (["report"], "benchbench report needs at least one run file"),
+        (["report", "--html", str(tmp_path / "run.json")], "the report's file name must end in .html (did the shell"),
+        (["history", "--history", str(tmp_path)], f"history {str(tmp_path)!r} is a folder; give the history file"),
     ]
     for argv, expected in cases:
         assert main(argv) == 2, argv

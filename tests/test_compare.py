@@ -343,7 +343,24 @@ def test_a_compare_that_judges_nothing_fails() -> None:
     comparison = compare_runs(base, new, only_fields=["latency"])
     assert comparison.judged_nothing and comparison.exit_code == 1
     assert "nothing could be compared: FAILED" in render(comparison)
-    assert compare_runs(run(), run(record("new_one"))).exit_code == 0  # only new benchmarks: nothing to fail on
+    # No benchmark in common (renamed ones, another suite's file): nothing judged, whatever the rows say.
+    disjoint = compare_runs(run(record("old_one")), run(record("new_one")))
+    assert {r.verdict.verdict for r in disjoint.rows} == {"new", "missing in new"} and disjoint.exit_code == 1
+    assert compare_runs(run(record("a")), run(record("a"), record("new_one"))).exit_code == 0  # one added: fine
+
+
+def test_what_the_new_run_lacks_is_listed_and_said_and_fails_only_strict() -> None:
+    base = run(record("a"), record("b"), record("c"))
+    fewer = run(record("a", latency_ms=None, peak_memory_bytes=None), record("b"))
+    comparison = compare_runs(base, fewer)
+    v = verdicts(comparison)
+    assert v[("c", "-")] == v[("a", "latency_ms")] == v[("a", "peak_memory_bytes")] == "missing in new"
+    assert v[("a", "params")] == "unchanged" and comparison.exit_code == 0
+    assert any("the new run lacks 1 benchmark(s) of the baseline (c) and field(s) latency_ms, peak_memory_bytes "
+               "of other benchmarks" in note for note in comparison.notes)
+    assert compare_runs(base, fewer, strict=True).exit_code == 1
+    narrowed = compare_runs(base, fewer, only_fields=["params", "flops"])  # what both measured: only c is missing
+    assert [(r.benchmark, r.field) for r in narrowed.missing] == [("c", "-")]
 
 
 def test_fewer_than_three_rounds_never_fail_on_timing_unless_strict() -> None:

@@ -243,8 +243,17 @@ def test_run_file_paths_that_must_not_be_overwritten(tmp_path: Path, capsys: pyt
     assert main(["run", str(path), "--json", str(path)]) == 2
     assert main(["run", str(path), "--json", str(notes)]) == 2
     err = capsys.readouterr().err
-    assert "is also one of this command's inputs" in err and "is not a benchbench run file; refusing to overwrite it" in err
+    assert "is also one of this command's inputs" in err and "is not a benchbench run file of suite" in err
+    assert "refusing to overwrite it" in err
     assert notes.read_text() == "precious" and "benchmarks" in path.read_text()
+    ours = tmp_path / "ours.json"
+    assert main(["run", str(path), "--json", str(ours), "-q", "--no-history"]) == 0
+    assert main(["run", str(path), "--json", str(ours), "-q", "--no-history"]) == 0  # a rerun replaces its own run
+    other = tmp_path / "other.yaml"
+    other.write_text(path.read_text().replace("benchmarks:", "name: other\nbenchmarks:", 1))
+    before = ours.read_text()
+    assert main(["run", str(other), "--json", str(ours), "-q", "--no-history"]) == 2  # another suite's run stays
+    assert f"is not a benchbench run file of suite 'other'" in capsys.readouterr().err and ours.read_text() == before
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
         description="Render one or more run files side by side: --html FILE writes one self-contained page "
         "(table, bar charts, latency vs FLOPs, roofline, environment); otherwise a text table is printed.",
     )
-    report.add_argument("runs", nargs="+", metavar="RUN.json", help="run files (results/*.json)")
+    report.add_argument("runs", nargs="*", metavar="RUN.json", help="run files (results/*.json)")
     report.add_argument("--html", metavar="FILE", help="write the HTML report here (a new .html file, or an earlier report)")
     report.add_argument("--title", help="title of the HTML page")
     report.add_argument("--format", default="simple", metavar="FMT", help="simple (default), github/markdown, grid..., csv or json")
@@ -51,6 +51,8 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         raise UsageError(f"--explain {args.explain!r}: only {', '.join(EXPLAINED)} can be explained"
                          f"{did_you_mean(args.explain, EXPLAINED)}")
     html_path = _check_html_output(args.html, args.runs) if args.html else None
+    if not args.runs:  # checked after --html, whose message explains `--html results/one.json`
+        raise UsageError("benchbench report needs at least one run file: benchbench report results/*.json")
     runs = [RunResult.read_json(path) for path in args.runs]
     if html_path is not None:
         from benchbench.htmlreport import render_html

@@ -109,7 +109,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     reporter, report_options = _reporter(manager, args.format)
     if args.columns:
         report_options["columns"] = _columns(args.columns, manager)
-    history, given_path = _check_outputs(args)
+    history, given_path = _check_outputs(args, suite_name)
     config = _config(args, manager, resume, options, suite_name, source)
 
     from benchbench.outputs import claim_new_file, exclusive, released_if_unused
@@ -147,13 +147,14 @@ def _read_inputs(args: argparse.Namespace) -> tuple[SuiteDocument, str, RunResul
     return source, source.name if args.suite is not None else resume.suite, resume  # type: ignore[union-attr]
 
 
-def _check_outputs(args: argparse.Namespace) -> tuple[Any, Path | None]:
+def _check_outputs(args: argparse.Namespace, suite_name: str) -> tuple[Any, Path | None]:
     """Every output, checked before the first benchmark: an hour of work must not end in
     "cannot write". Returns the history (None with --no-history) and the run file's path
-    when the command line names it (--json, --resume)."""
+    when the command line names it (--json, --resume). ``--json`` replaces only a run file
+    of the same suite (a rerun), never another suite's run."""
     from benchbench.history import History
     from benchbench.outputs import check_folder, check_output
-    from benchbench.results import is_run_file
+    from benchbench.results import run_file_suite
 
     history = None if args.no_history else History(args.history or Path(args.out) / "history.sqlite")
     if history is not None:
@@ -167,8 +168,8 @@ def _check_outputs(args: argparse.Namespace) -> tuple[Any, Path | None]:
         check_folder(args.out, f"run files into --out {args.out!r}")
         return history, None
     option = "--json" if args.json is not None else "--resume"
-    path = check_output(given, option=option, what="benchbench run file", inputs=[args.suite] if args.suite else [],
-                        ours=is_run_file)
+    path = check_output(given, option=option, what=f"benchbench run file of suite {suite_name!r}",
+                        inputs=[args.suite] if args.suite else [], ours=lambda p: run_file_suite(p) == suite_name)
     return history, path
 
 
@@ -177,7 +178,9 @@ def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult 
     """The run's configuration: the command line, and what a resumed run was made with."""
     from benchbench.config import Config, RESUMED_OPTIONS
 
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
+    if metrics == []:
+        raise UsageError("--metrics names no metric; e.g. --metrics params,flops (benchbench list metrics)")
     given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
              "executor": args.executor, "rounds": args.rounds, "metrics": metrics}
     if resume is not None:

@@ -165,7 +165,7 @@ def _busy_warning(records: list[dict[str, Any]]) -> str | None:
     return (f"busy CPU while timing: other work kept {record['latency_other_cores']:.1f} of {available_cores()} core(s) "
             f"busy, taking {share:.0%} of what the benchmark's {record.get('threads') or '?'} thread(s) asked for"
             f"{_which(worst, len(records))}: the times measure contention, not the model (benchbench compare calls "
-            "them uncertain); close other work, or lower threads:")
+            "them uncertain); close other work, or give the suite fewer threads (threads: N)")
 
 
 @benchbench.hookimpl
