@@ -1,4 +1,4 @@
-"""The pytest plugin (benchbench/pytest_plugin.py), each case a real inner pytest session (``pytester``).
+"""The pytest plugin (benchbench/pytest_plugin.py, pytest_session.py), each case a real inner pytest session (``pytester``).
 
 The inner tests measure params and FLOPs (deterministic and fast) unless latency is the
 point, so that no verdict here depends on how busy the machine is.
