@@ -473,4 +473,4 @@ def render_data(comparison: Comparison, fmt: str) -> str:
     writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["benchmark"])
     writer.writeheader()
     writer.writerows(rows)
-    return out.getvalue()
+    return out.getvalue().rstrip("\r\n")

@@ -101,7 +101,7 @@ def render_csv(run: RunResult, options: dict[str, Any]) -> str:
             frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v)
     out = io.StringIO()
     frame.to_csv(out, index=False)
-    return out.getvalue()
+    return out.getvalue().rstrip("\r\n")  # printed with print(): one line end, not two
 
 
 def render_json(run: RunResult, options: dict[str, Any]) -> str:

@@ -57,6 +57,7 @@ def test_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -
     assert main(["run", str(suite), "--json", str(tmp_path / "r.json"), "--format", fmt, "-q"]) == 0
     out = capsys.readouterr().out
     if fmt == "csv":
+        assert not out.endswith("\n\n")  # one line end, no empty row for a CSV reader
         header = out.splitlines()[0].split(",")
         assert {"benchmark", "params", "params_ratio", "status"} <= set(header)
     elif fmt == "json":

@@ -145,4 +145,4 @@ def render_data(runs: Sequence[Any], fmt: str) -> str:
         frame = pd.read_csv(io.StringIO(render_csv(run, {})))
         frame.insert(0, "run", name)
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True).to_csv(index=False)
+    return pd.concat(frames, ignore_index=True).to_csv(index=False).rstrip("\r\n")
