@@ -147,10 +147,13 @@ class Runner:
         peaks = {d: p for d in sorted(set(devices.values())) if d != "auto" and (p := peak.load(d))}
         if peaks:  # for the fraction of peak and the roofline, wherever the run file is read later
             run.environment["peaks"] = peaks
+        # Later rounds repeat only the metrics that pool rounds (latency): a benchmark with none
+        # of them (params and FLOPs only) runs once.
+        wanted = {spec.name: rounds if self._pools_rounds(spec) else 1 for spec in specs}
         # A record counts as done when it has all its rounds; others run again, whole.
-        done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices and r.get("rounds", 1) >= rounds}
+        done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices and r.get("rounds", 1) >= wanted[r["benchmark"]]}
         jobs = [
-            Job(index, len(specs), spec, suite.name, devices[spec.name], rounds=rounds)
+            Job(index, len(specs), spec, suite.name, devices[spec.name], rounds=wanted[spec.name])
             for index, spec in enumerate(specs)
             if spec.name not in done
         ]
@@ -169,23 +172,28 @@ class Runner:
             for round_index in range(rounds):
                 # Interleaved rounds: A, B, C, then A, B, C again. A benchmark that failed or
                 # was skipped is not run again.
-                todo = [replace(job, round=round_index) for job in jobs if _still_ok(measured.get(job.spec.name))]
+                todo = [replace(job, round=round_index) for job in jobs
+                        if round_index < job.rounds and _still_ok(measured.get(job.spec.name))]
                 for job, record in executor.run(todo, self):
                     measured.setdefault(job.spec.name, []).append(record)
                     done[job.spec.name] = self._merge(job.spec, measured[job.spec.name])
                     run.records = [done[s.name] for s in specs if s.name in done]
-                    if round_index == rounds - 1 or not _still_ok(measured[job.spec.name]):
+                    if round_index == job.rounds - 1 or not _still_ok(measured[job.spec.name]):
                         hook.benchbench_result_ready(record=done[job.spec.name], index=job.index, total=job.total)
                     save()
             run.complete = True
         except KeyboardInterrupt:
-            finished = sum(r.get("rounds", 1) >= rounds or r["status"] != STATUS_OK for r in run.records)
+            finished = sum(r.get("rounds", 1) >= wanted[r["benchmark"]] or r["status"] != STATUS_OK for r in run.records)
             run.notes.append(f"interrupted: {finished} of {len(specs)} benchmarks finished")
         finally:
             self._finish(run, specs)
             save()
             hook.benchbench_run_end(run=run)
         return run
+
+    def _pools_rounds(self, spec: BenchmarkSpec) -> bool:
+        """Whether a later round would measure anything: a metric of the benchmark pools rounds."""
+        return any(self.registry.get(MetricEntry, m).merge_rounds is not None for m in spec.metrics)
 
     def _merge(self, spec: BenchmarkSpec, records: list[Record]) -> Record:
         """One record from a benchmark's rounds (one or more): each metric pools its own fields.

@@ -199,12 +199,17 @@ def test_rounds_interleave_pool_latency_and_measure_the_rest_once(tmp_path: Path
     manager = PluginManager(plugins_dir=plugins.path)
     data = tiny_suite(metrics=["params", "latency", "counted"])
     data["rounds"] = 3
+    data["benchmarks"].append({**data["benchmarks"][0], "name": "costs_only", "metrics": ["params", "counted"]})
+    data["benchmarks"][-1].pop("baseline", None)
     run = benchbench.run_suite(data, manager=manager)
     calls = manager.pm.get_plugin("counting").CALLS
-    assert [c for c in calls if c.startswith("start")] == [
-        "start std 1/3", "start sep 1/3", "start std 2/3", "start sep 2/3", "start std 3/3", "start sep 3/3"
+    assert [c for c in calls if c.startswith("start")] == [  # costs_only pools nothing: one round is all it needs
+        "start std 1/3", "start sep 1/3", "start costs_only 1/1", "start std 2/3", "start sep 2/3", "start std 3/3",
+        "start sep 3/3"
     ]
-    assert [c for c in calls if not c.startswith("start")] == ["std", "sep"]  # measured in the first round only
+    assert [c for c in calls if not c.startswith("start")] == ["std", "sep", "costs_only"]  # the first round only
+    costs_only = run.records.pop()
+    assert costs_only["rounds"] == 1 and costs_only["status"] == "ok" and run.complete
     for record in run.records:
         assert record["rounds"] == 3 and len(record["latency_rounds_ms"]) == 3
         pooled = [x for r in record["latency_rounds_ms"] for x in r]
