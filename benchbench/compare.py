@@ -281,8 +281,8 @@ def _notes(judge: _Judge, rows: list[Row], base_records: dict[str, Record], new_
     if missing_benchmarks or missing_fields:
         lacks = [f"{len(missing_benchmarks)} benchmark(s) of the baseline ({_listed(missing_benchmarks)})"] if missing_benchmarks else []
         lacks += [f"field(s) {_listed(missing_fields)} of other benchmarks"] if missing_fields else []
-        notes.append(f"the new run lacks {' and '.join(lacks)}: not compared, so they cannot fail this compare "
-                     "(--strict fails on them; --metrics compares only what both runs measured)")
+        notes.append(f"the new run lacks {' and '.join(lacks)}: not compared, which alone does not fail a compare "
+                     "(--strict fails on it; --metrics FIELDS compares only the fields you name)")
     if rows and not any(r.verdict.verdict in (*JUDGED, FIXED) for r in rows):
         notes.append("NOTHING WAS COMPARED: no field of any benchmark could be judged (see the verdicts above); "
                      "a compare that judges nothing fails")

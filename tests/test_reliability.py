@@ -253,7 +253,9 @@ def test_run_file_paths_that_must_not_be_overwritten(tmp_path: Path, capsys: pyt
     other.write_text(path.read_text().replace("benchmarks:", "name: other\nbenchmarks:", 1))
     before = ours.read_text()
     assert main(["run", str(other), "--json", str(ours), "-q", "--no-history"]) == 2  # another suite's run stays
-    assert "is not a benchbench run file of suite 'other'" in capsys.readouterr().err and ours.read_text() == before
+    err = capsys.readouterr().err
+    assert "is not a benchbench run file of suite 'other'; refusing to overwrite it (it holds a run of suite" in err
+    assert ours.read_text() == before
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,10 @@ interpreter whose cost depends on the heap's layout, CPython's attribute lookup 
 is left out (:data:`DENOISE`), as ``torch``'s ``counts(denoise=True)`` leaves out dict
 lookups.
 
-Which kernels: valgrind emulates fused multiply-add (FMA) instructions in software, some
-hundred times slower than other vector instructions, so a 64-channel convolution step
-takes 15 s under valgrind with oneDNN's AVX2 kernels and 0.3 s with its AVX ones. Unless
+Which kernels: valgrind emulates fused multiply-add (FMA) instructions in software, far
+slower than other vector instructions: counting the 64-channel convolution of
+``suites/ci.yaml`` (warm-up included) took 45 s with oneDNN's AVX2 (FMA) kernels and 3.6 s
+with its AVX ones on the development machine. Unless
 ``fma: true``, the counting process therefore caps oneDNN at AVX and MKL at SSE4.2
 (``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``; ATen's own kernels keep the
 capability torch detects, AVX2 under valgrind 3.19, which hides AVX-512). The counts
@@ -66,7 +67,7 @@ OPTIONS: dict[str, Any] = {"steps": 1, "warmup_steps": 2, "top": 15, "fma": Fals
 """``steps`` counted (the count is per step; more steps only average the rare variation),
 ``warmup_steps`` run uninstrumented first (oneDNN makes its kernels on the first call;
 Python specialises its bytecode over the first few), ``top`` functions and operators kept,
-``fma``: let oneDNN and MKL use FMA kernels (about 50x slower under valgrind; see above).
+``fma``: let oneDNN and MKL use FMA kernels (a convolution counts about 13x slower; see above).
 The counting process is started for one value of ``fma``: a suite that mixes both
 restarts it whenever the value changes."""
 DENOISE = ("_PyType_Lookup",)
