@@ -29,7 +29,7 @@ from benchbench.context import MeasureContext
 from benchbench.data import Dataset
 from benchbench.deadline import DeadlineExceeded, deadline
 from benchbench.errors import UsageError
-from benchbench.registry import DatasetEntry, MetricEntry, ModelEntry
+from benchbench.registry import DatasetEntry, MetricEntry, ModelEntry, Registry
 from benchbench.results import CORE_FIELDS, RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, Record
 from benchbench.spec import BenchmarkSpec
 
@@ -212,7 +212,8 @@ class JobRunner:
                 ctx.replay = modes.capture_cuda_graph(ctx.eager_step, ctx.device)
             except MODEL_FAULTS as exc:
                 return [describe_failure("capturing the step in a CUDA graph", exc, lines=2)]
-        errors = [e for metric in self._metrics_of_round(spec, job.round) for e in self._measure(metric, ctx, spec, record)]
+        errors = [e for metric in metrics_of_round(self.registry, spec, job.round)
+                  for e in self._measure(metric, ctx, spec, record)]
         if watch is not None:
             record["recompilations"] = watch.compiled_frames() - first_frames
             if record["recompilations"]:
@@ -234,13 +235,6 @@ class JobRunner:
             self._datasets[key] = dataset
         return self._datasets[key]
 
-    def _metrics_of_round(self, spec: BenchmarkSpec, round_index: int) -> list[str]:
-        """Every metric in the first round; later rounds repeat only those that pool rounds
-        (``merge_rounds``: latency), since params or FLOPs would come out the same."""
-        if round_index == 0:
-            return list(spec.metrics)
-        return [m for m in spec.metrics if self.registry.get(MetricEntry, m).merge_rounds is not None]
-
     def _measure(self, metric: str, ctx: MeasureContext, spec: BenchmarkSpec, record: Record) -> list[str]:
         entry = self.registry.get(MetricEntry, metric)
         ctx.options = {**entry.options, **spec.metric_options.get(metric, {})}
@@ -260,6 +254,15 @@ class JobRunner:
 
 class _Stop(Exception):
     """Ends a benchmark early, its error already recorded."""
+
+
+def metrics_of_round(registry: Registry, spec: BenchmarkSpec, round_index: int) -> list[str]:
+    """Every metric in the first round; later rounds repeat only those that pool rounds
+    (``merge_rounds``: latency), since params or FLOPs would come out the same. A benchmark
+    with nothing to measure after its first round runs once (:mod:`benchbench.runner`)."""
+    if round_index == 0:
+        return list(spec.metrics)
+    return [m for m in spec.metrics if registry.get(MetricEntry, m).merge_rounds is not None]
 
 
 def describe_failure(stage: str, exc: BaseException, lines: int = 1) -> str:

@@ -33,7 +33,7 @@ from benchbench.allocator import pin_malloc_thresholds
 from benchbench.build import preflight
 from benchbench.config import Config
 from benchbench.errors import UsageError
-from benchbench.job import Job, JobRunner, resolve_device
+from benchbench.job import Job, JobRunner, metrics_of_round, resolve_device
 from benchbench.manager import PluginManager
 from benchbench.registry import ExecutorEntry, MetricEntry
 from benchbench.results import RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios
@@ -149,7 +149,7 @@ class Runner:
             run.environment["peaks"] = peaks
         # Later rounds repeat only the metrics that pool rounds (latency): a benchmark with none
         # of them (params and FLOPs only) runs once.
-        wanted = {spec.name: rounds if self._pools_rounds(spec) else 1 for spec in specs}
+        wanted = {spec.name: rounds if metrics_of_round(self.registry, spec, 1) else 1 for spec in specs}
         # A record counts as done when it has all its rounds; others run again, whole.
         done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices and r.get("rounds", 1) >= wanted[r["benchmark"]]}
         jobs = [
@@ -190,10 +190,6 @@ class Runner:
             save()
             hook.benchbench_run_end(run=run)
         return run
-
-    def _pools_rounds(self, spec: BenchmarkSpec) -> bool:
-        """Whether a later round would measure anything: a metric of the benchmark pools rounds."""
-        return any(self.registry.get(MetricEntry, m).merge_rounds is not None for m in spec.metrics)
 
     def _merge(self, spec: BenchmarkSpec, records: list[Record]) -> Record:
         """One record from a benchmark's rounds (one or more): each metric pools its own fields.

@@ -170,7 +170,7 @@ def _check_outputs(args: argparse.Namespace, suite_name: str) -> tuple[Any, Path
     option = "--json" if args.json is not None else "--resume"
     held = run_file_suite(given) if Path(given).is_file() else None
     path = check_output(given, option=option, what=f"benchbench run file of suite {suite_name!r}",
-                        inputs=[args.suite] if args.suite else [], ours=lambda p: run_file_suite(p) == suite_name,
+                        inputs=[args.suite] if args.suite else [], ours=lambda _: held == suite_name,
                         hint=f" (it holds a run of suite {held!r})" if held else "")
     return history, path
 
