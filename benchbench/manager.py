@@ -11,7 +11,9 @@ Discovery order (later ones may add to, never silently replace, earlier ones):
 
 ``-p no:NAME`` blocks a plugin (as in pytest): it is neither imported nor registered
 (``no:progress`` for the built-in progress display, ``no:ray_executor`` for an entry
-point). A discovered plugin that fails to import is reported (``PluginManager.failures``)
+point). The built-ins no run can work without (``ESSENTIAL_PLUGINS``: the reporters and
+the executors) cannot be blocked, as pytest keeps its ``main``: blocking one is a usage
+error that says why it is needed, not a failure after the work. A discovered plugin that fails to import is reported (``PluginManager.failures``)
 and the run goes on without it; a plugin the user named with ``-p`` that fails is an
 error. The registry is built at once, so a plugin whose registration hook raises is
 reported with the others, before anything else is printed.
@@ -55,6 +57,16 @@ BUILTIN_PLUGINS = (
     "benchbench.progress",
 )
 
+ESSENTIAL_PLUGINS = {
+    "benchbench.reporters": "it registers the reporters a run prints its results with: table (the default --format, "
+    "and every table format), csv and json; to show results another way, add a reporter and choose it with --format NAME",
+    "benchbench.executors": "it runs the benchmarks: the default executor 'inline' and 'subprocess' (--isolate); "
+    "to run them elsewhere, add an executor and choose it with --executor NAME",
+}
+"""Built-ins that ``-p no:NAME`` may not block, and why each is needed. The others are
+optional: without a metric, a suite that names it is refused with the plugin's name;
+without ``derived`` the derived fields are missing; without ``progress`` the run is quiet."""
+
 
 @dataclass(frozen=True)
 class PluginInfo:
@@ -94,6 +106,7 @@ class PluginManager:
         self.failures: list[PluginInfo] = []
         self.blocked: list[PluginInfo] = []
         blocks = [spec.removeprefix("no:") for spec in plugins if spec.startswith("no:")]
+        _refuse_essential_blocks(blocks)
         for name in blocks:
             self.pm.set_blocked(name)
         for module_name in BUILTIN_PLUGINS:
@@ -259,6 +272,14 @@ class PluginManager:
         if autoload_disabled():
             message += f"; entry-point plugins are not loaded because {AUTOLOAD_ENV} is set (use -p MODULE)"
         return message
+
+
+def _refuse_essential_blocks(blocks: list[str]) -> None:
+    """``-p no:NAME`` naming an essential built-in (by its module or the module's last part)."""
+    for name in blocks:
+        for module, why in ESSENTIAL_PLUGINS.items():
+            if name in (module, module.rpartition(".")[2]):
+                raise PluginError(f"-p no:{name}: the built-in plugin {module!r} cannot be blocked: {why}")
 
 
 def _same_file(module: Any, path: Path) -> bool:

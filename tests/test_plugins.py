@@ -237,3 +237,40 @@ def test_a_plugin_whose_registration_raises_is_reported_at_once(tmp_path: Path, 
     """)
     manager = PluginManager(plugins_dir=plugins.path, autoload=False)
     assert [f.name for f in manager.failures] == ["oops"] and "KeyError" in manager.failures[0].error
+
+
+TINY_SUITE = """
+name: tiny
+defaults: {device: cpu, batch_size: 1, metrics: [params]}
+benchmarks:
+  - {name: c, model: conv, args: {in_channels: 3, out_channels: 4, kernel_size: 3}, input_shape: [3, 8, 8]}
+"""
+
+
+@pytest.mark.parametrize(("block", "module", "why"), [
+    ("reporters", "benchbench.reporters", "reporters a run prints its results with"),
+    ("benchbench.reporters", "benchbench.reporters", "--format NAME"),
+    ("executors", "benchbench.executors", "the default executor 'inline'"),
+])
+def test_an_essential_builtin_cannot_be_blocked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], block: str, module: str, why: str
+) -> None:
+    """Without the reporters a run ended in an internal error after its work; without the executors
+    it was refused as an 'unknown executor inline'. Both are refused first, saying what they do."""
+    from benchbench.cli import main
+
+    with pytest.raises(PluginError, match=rf"-p no:{block}: the built-in plugin '{module}' cannot be blocked: .*{why}"):
+        PluginManager([f"no:{block}"], autoload=False)
+    (tmp_path / "tiny.yaml").write_text(TINY_SUITE)
+    assert main(["run", "tiny.yaml", "-p", f"no:{block}", "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be blocked: it" in err and "internal error" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_optional_builtins_can_still_be_blocked(tmp_path: Path) -> None:
+    from benchbench.cli import main
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SUITE)
+    assert main(["run", "tiny.yaml", "-p", "no:derived", "-p", "no:progress", "-p", "no:latency", "--out", "out", "-q"]) == 0
+    assert {info.name for info in PluginManager(["no:derived"], autoload=False).blocked} == {"benchbench.derived"}
