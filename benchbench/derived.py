@@ -14,7 +14,11 @@ A built-in plugin on ``benchbench_derive_fields``, called once per finished reco
   when it has been run on this machine: the runner stores it in the run's environment;
   nothing is measured or read here) *in the precision the benchmark ran in*
   (``peak_precision``): the autocast dtype under ``autocast:``, else the dtype, except that
-  float32 on CUDA runs in TF32 where the flags allow it (convolutions, by default).
+  float32 on CUDA runs in TF32 where the flags allow it (convolutions, by default). The
+  peak is the fastest of several kernels (:mod:`benchbench.peak`), so a fraction above 1
+  means this benchmark beat all of them, or the peak was measured on a busier machine:
+  either way the figure cannot be read as a fraction, and the record gets a warning that
+  says so (and whether it is also above the processor's arithmetic limit).
 """
 
 from __future__ import annotations
@@ -57,7 +61,24 @@ def benchbench_derive_fields(record: dict[str, Any], environment: dict[str, Any]
     if measured:
         fields["peak_precision"] = precision_of(record)
         fields["peak_fraction"] = rate / peak_for(measured, fields["peak_precision"])
+        if fields["peak_fraction"] > 1:
+            fields["warnings"] = [above_peak(rate, measured, fields["peak_precision"])]
     return fields
+
+
+def above_peak(rate: float, measured: dict[str, Any], precision: str) -> str:
+    """Why a ``peak_fraction`` above 1 is no fraction, and what to do about it."""
+    peak = peak_for(measured, precision)
+    set_by = (measured.get("set_by") or {}).get(precision) or "the matmul alone (a peak from before cache version 2)"
+    text = (f"peak_fraction {rate / peak:.0%}: {rate / 1e9:.4g} GFLOP/s is above the measured {precision} peak of "
+            f"{measured.get('device', 'the device')} ({peak / 1e9:.4g} GFLOP/s, set by {set_by}, measured "
+            f"{measured.get('time', '?')}): this benchmark beat every kernel `benchbench peak` tried, or the peak was "
+            "measured while other work slowed it; `benchbench peak --refresh` on an otherwise idle machine")
+    limit = measured.get("arithmetic_limit") if precision == "float32" else None
+    if limit and rate > limit["flops"]:
+        text += (f"; it is above the processor's arithmetic limit too ({limit['flops'] / 1e9:.4g} GFLOP/s): its "
+                 "kernels do fewer multiplications than its FLOP count says (Winograd, FFT)")
+    return text
 
 
 def precision_of(record: dict[str, Any]) -> str:

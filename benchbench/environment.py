@@ -62,14 +62,43 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_model() -> str | None:
+CPUINFO = Path("/proc/cpuinfo")
+CPUFREQ_MAX = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+
+
+def _cpuinfo(key: str) -> list[str]:
+    """Every value of ``key`` in /proc/cpuinfo (one per processor; empty where there is none)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = CPUINFO.read_text().splitlines()
     except OSError:
+        return []
+    return [value.strip() for name, _, value in (line.partition(":") for line in lines) if name.strip() == key]
+
+
+def cpu_model() -> str | None:
+    return next(iter(_cpuinfo("model name")), None) or platform.processor() or None
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set features the processor announces (x86 ``flags``, Arm ``Features``)."""
+    return {flag for value in _cpuinfo("flags")[:1] + _cpuinfo("Features")[:1] for flag in value.split()}
+
+
+def cpu_max_clock() -> tuple[float, str] | None:
+    """The highest clock a core runs at, in Hz, and where it was read: cpufreq's maximum where
+    the kernel exposes it, else the highest ``cpu MHz`` in /proc/cpuinfo (the clock *now*: a
+    virtual machine's nominal clock; boost may be higher). None where neither says."""
+    try:
+        return int(CPUFREQ_MAX.read_text()) * 1e3, str(CPUFREQ_MAX)
+    except (OSError, ValueError):
         pass
-    return platform.processor() or None
+    clocks = []
+    for value in _cpuinfo("cpu MHz"):
+        try:
+            clocks.append(float(value) * 1e6)
+        except ValueError:
+            continue
+    return (max(clocks), "cpu MHz in /proc/cpuinfo (the current clock; boost may be higher)") if clocks else None
 
 
 def git_info(directory: Path) -> dict[str, Any] | None:

@@ -205,7 +205,8 @@ def benchbench_derive_fields(record: Record, environment: dict[str, Any]) -> dic
     """Return fields computed from a finished ``ok`` record's other fields, or None.
 
     Called once per record when the run ends (after ratios), with the run's environment.
-    The returned fields join the record and, in first-seen order, the table's columns.
+    The returned fields join the record and, in first-seen order, the table's columns;
+    ``warnings`` (a list of strings) is added to the record's warnings instead.
     The built-in ``benchbench.derived`` plugin adds achieved GFLOP/s, an arithmetic
     intensity estimate and the fraction of the device's measured peak.
     """

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from benchbench import formatting
 from benchbench.reporters import table
 from benchbench.errors import did_you_mean
+from benchbench.peak import peak_for
 from benchbench.results import RunResult, is_number
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ def _environment(run: RunResult) -> str:
         if key == "plugins":
             value = ", ".join(f"{p.get('name')} ({p.get('distribution') or p.get('source')})" for p in value or [])
         elif key == "peaks" and isinstance(value, dict):
-            value = "; ".join(f"{d}: {m.get('name')}, {m.get('matmul_flops', 0) / 1e9:.0f} GFLOP/s, "
+            value = "; ".join(f"{d}: {m.get('name')}, {peak_for(m, 'float32') / 1e9:.0f} GFLOP/s, "
                               f"{m.get('bandwidth_bytes_per_s', 0) / 1e9:.0f} GB/s (measured {m.get('time')})" for d, m in value.items())
         elif isinstance(value, (dict, list)):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else "; ".join(map(str, value))
@@ -292,8 +293,8 @@ SECTIONS = {
                 "Log axes. Equal FLOPs, different times: memory traffic and kernel efficiency, not arithmetic, set the speed."),
     "roofline": ("Roofline", "roofline plot",
                  "Achieved FLOP/s (2 per multiply-add) against arithmetic intensity (FLOPs per byte of parameters, "
-                 "input and output: an upper estimate), under the device's measured matmul peak and copy bandwidth "
-                 "(<code>benchbench peak</code>)."),
+                 "input and output: an upper estimate), under the device's measured peak (the fastest of several "
+                 "kernels) and copy bandwidth (<code>benchbench peak</code>)."),
     "gradient_flow": ("Gradient flow", "gradient flow", ""),
     "training": ("Training curves", "training curves", ""),
 }
@@ -398,7 +399,7 @@ def _roofline(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 5.5))
     xs = [p[1] for _, _, points in sets for p in points]
-    ridges = [m["matmul_flops"] / m["bandwidth_bytes_per_s"] for _, run, _ in sets for m in (run.environment.get("peaks") or {}).values()]
+    ridges = [peak_for(m, "float32") / m["bandwidth_bytes_per_s"] for _, run, _ in sets for m in (run.environment.get("peaks") or {}).values()]
     low, high = min([min(xs) / 3, *[r / 4 for r in ridges]]), max([max(xs) * 3, *[r * 4 for r in ridges]])
     grid = [10 ** (math.log10(low) + i * (math.log10(high) - math.log10(low)) / 200) for i in range(201)]
     drawn = set()
@@ -408,9 +409,9 @@ def _roofline(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
             if key in drawn:
                 continue
             drawn.add(key)
-            roof = [min(measured["matmul_flops"], measured["bandwidth_bytes_per_s"] * x) for x in grid]
+            roof = [min(peak_for(measured, "float32"), measured["bandwidth_bytes_per_s"] * x) for x in grid]
             ax.plot(grid, roof, linestyle="--", label=f"roof: {measured.get('name', device)} "
-                    f"({measured['matmul_flops'] / 1e9:.0f} GFLOP/s, {measured['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s)")
+                    f"({peak_for(measured, 'float32') / 1e9:.0f} GFLOP/s, {measured['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s)")
         _labelled_points(ax, points, name, labelled=name == sets[0][0])
     _log_axes(ax, "arithmetic intensity (FLOP per byte, estimate)", "achieved FLOP/s")
     ax.legend(fontsize=8)

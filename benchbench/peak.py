@@ -1,12 +1,42 @@
 """``benchbench peak``: what this device can do at best, measured once and cached.
 
-Two numbers make a roofline: the peak arithmetic rate (a large matrix product, in FLOP/s
-counting a multiply-add as 2, the convention of hardware data sheets; measured in each
-precision the device has: float32, TF32, bfloat16, float16) and the peak memory bandwidth (copying a buffer much larger than any cache: bytes read plus
-bytes written, per second). Both are timed with benchbench's own timers
-(:mod:`benchbench.timing`). Results are cached in ``~/.cache/benchbench/peak.json``
-(``$BENCHBENCH_CACHE`` to move it), keyed by device, host, torch version and thread
-count, so tables and reports can show the fraction of peak without measuring again.
+Two numbers make a roofline: the peak arithmetic rate (in FLOP/s counting a multiply-add
+as 2, the convention of hardware data sheets; in each precision the device has: float32,
+TF32, bfloat16, float16) and the peak memory bandwidth (copying a buffer much larger than
+any cache: bytes read plus bytes written, per second).
+
+**The peak is an upper bound by construction.** No single operation is a device's
+fastest: on a 2-core AMD EPYC torch's 2048x2048 matmul reached 198 GFLOP/s while oneDNN's
+3x3 convolution at 512 channels reached 467 (counted as the direct method counts it, as
+fvcore and ``achieved_gflops`` do), so a matmul-only peak put that convolution at 236%
+of "peak". The peak of a precision is therefore the fastest of several kernels
+(:func:`default_kernels`: the matmul at three sizes, a 3x3 and a 1x1 convolution at 512
+channels, the layers the shipped suites time), each timed with benchbench's own timers
+(:mod:`benchbench.timing`) and rated by its *fastest* timed block, not the median: a
+peak is what the device does at best, and a benchmark running one of these kernels, rated
+by its median, then comes out at or under 100%. The entry records every kernel's rate
+and which one set the peak (``kernels``, ``set_by``).
+
+**The arithmetic limit is a separate, stated figure** (``arithmetic_limit``, float32, CPU
+only, where /proc/cpuinfo says enough): cores x float32 lanes of the widest SIMD unit
+(avx512f 16, avx2 with fma 8, Arm asimd 4) x FMA units (2 on x86, 4 on Arm: the most
+current cores have, so an upper bound) x 2 x the highest clock the kernel reports. It is
+not the peak: it rests on assumptions (units per core, a virtual machine's reported
+clock), and a kernel can even exceed it when it does fewer multiplications than the
+direct method counts (Winograd, FFT). ``peak_fraction`` is the fraction of the fastest
+measured kernel.
+
+**A peak measured on a busy CPU is never cached.** Other work slows every kernel, so
+such a peak is too low and every later ``peak_fraction`` too high (a peak cached under
+load once made every row 3-5x "peak"). Each CPU timing measures how much of the CPU its
+threads asked for other work took (:func:`benchbench.metrics.latency.contention`), and
+the busy-CPU rule of ``compare`` (:func:`benchbench.stats.busy_cpu`) decides; a busy
+measurement is returned with ``busy`` set, and not stored.
+
+Results are cached in ``~/.cache/benchbench/peak.json`` (``$BENCHBENCH_CACHE`` to move
+it), keyed by the cache version (what the peak is measured with: :data:`CACHE_VERSION`),
+host, device, torch version and thread count, so tables and reports show the fraction of
+peak without measuring again.
 """
 
 from __future__ import annotations
@@ -15,10 +45,20 @@ import datetime as _dt
 import json
 import os
 import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CACHE_ENV = "BENCHBENCH_CACHE"
+CACHE_VERSION = 2
+"""What a cached peak was measured with. 1: the matmul alone (too low: never used again);
+2: the fastest of :func:`default_kernels`, refused when the CPU was busy."""
+SIMD_UNITS = (("avx512f", 16, 2), ("fma", 8, 2), ("asimd", 4, 4))
+"""(flag, float32 lanes, FMA units per core) by the widest unit a processor announces: the
+most FMA units any current core of that kind has (Intel's server cores and AMD Zen have 2;
+Zen 4 runs AVX-512 at half width, Arm's Neoverse V cores have 4 128-bit pipes), so that
+the arithmetic limit is an upper bound."""
 
 
 def cache_path() -> Path:
@@ -26,15 +66,17 @@ def cache_path() -> Path:
 
 
 def device_key(device: str) -> str:
-    """What a peak measurement is valid for: the device's name on this host, torch, threads."""
+    """What a peak measurement is valid for: how it was measured, and the device's name on this
+    host, torch, threads."""
     import torch
 
     name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
-    return f"{socket.gethostname()}|{device}|{name}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    return (f"peak v{CACHE_VERSION}|{socket.gethostname()}|{device}|{name}|torch {torch.__version__}"
+            f"|threads {torch.get_num_threads()}")
 
 
 def load(device: str) -> dict[str, Any] | None:
-    """The cached peak of ``device`` (for this host, torch and thread count), or None."""
+    """The cached peak of ``device`` (for this host, torch, thread count and cache version), or None."""
     try:
         cache = json.loads(cache_path().read_text())
     except (OSError, ValueError):
@@ -44,7 +86,7 @@ def load(device: str) -> dict[str, Any] | None:
 
 
 def precisions(device: Any) -> list[str]:
-    """The matmul precisions worth a peak on this device: float32 everywhere, bfloat16 too; on
+    """The precisions worth a peak on this device: float32 everywhere, bfloat16 too; on
     CUDA also TF32 (Ampere and later) and float16."""
     import torch
 
@@ -55,65 +97,152 @@ def precisions(device: Any) -> list[str]:
     return [*names, *(["bfloat16"] if torch.cuda.is_bf16_supported() else [])]
 
 
-def measure(device: str, *, matmul_size: int | None = None, copy_bytes: int | None = None, seconds: float = 1.0) -> dict[str, Any]:
-    """Measure the peak matmul FLOP/s in each precision and the copy bandwidth of ``device``,
-    and store them in the cache.
+@dataclass(frozen=True)
+class Kernel:
+    """A candidate for the peak: one operation and its FLOPs (2 per multiply-add, as the direct
+    method counts them)."""
 
-    float32 is measured with TF32 forbidden (``matmul_flops``, the plain float32 peak), TF32
-    with it allowed: a CUDA run's convolutions use TF32 by default, and ``peak_fraction`` of
-    a peak the run did not use would mean nothing.
+    name: str
+    flops: float
+    make: Callable[[Any, Any], Callable[[], Any]]
+    """``make(device, dtype)`` allocates the operands and returns the step to time."""
+
+
+def matmul(n: int) -> Kernel:
+    """An n x n by n x n matrix product."""
+
+    def make(device: Any, dtype: Any) -> Callable[[], Any]:
+        import torch
+
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        return lambda: torch.mm(a, b)
+
+    return Kernel(f"matmul {n}x{n}", 2.0 * n**3, make)
+
+
+def conv(channels: int, kernel_size: int, size: int, batch: int) -> Kernel:
+    """A ``kernel_size`` x ``kernel_size`` convolution, ``channels`` in and out, on a batch of
+    ``size`` x ``size`` maps ("same" padding, no bias), channels-last on CUDA (tensor cores')."""
+
+    def make(device: Any, dtype: Any) -> Callable[[], Any]:
+        import torch
+        import torch.nn.functional as F
+
+        layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        x = torch.randn(batch, channels, size, size, device=device, dtype=dtype).to(memory_format=layout)
+        w = torch.randn(channels, channels, kernel_size, kernel_size, device=device, dtype=dtype).to(memory_format=layout)
+        return lambda: F.conv2d(x, w, padding=kernel_size // 2)
+
+    flops = 2.0 * batch * channels * channels * kernel_size**2 * size**2
+    return Kernel(f"conv {kernel_size}x{kernel_size} {channels}ch {size}x{size} batch {batch}", flops, make)
+
+
+def default_kernels(cuda: bool) -> list[Kernel]:
+    """The candidates: the matmul at three sizes (BLAS is fastest at different sizes on different
+    machines) and oneDNN's / cuDNN's convolutions at 512 channels, 32x32 (the efficiency suite's;
+    the CPU batch is its cpu_batch_size)."""
+    sides, batch = ((2048, 4096, 8192), 64) if cuda else ((512, 1024, 2048), 8)
+    return [*(matmul(n) for n in sides), conv(512, 3, 32, batch), conv(512, 1, 32, batch)]
+
+
+def measure(
+    device: str, *, kernels: Sequence[Kernel] | None = None, copy_bytes: int | None = None, seconds: float = 1.0
+) -> dict[str, Any]:
+    """Measure the fastest of ``kernels`` (default: :func:`default_kernels`) in each precision
+    and the copy bandwidth of ``device``; store them in the cache unless the CPU was busy.
+
+    float32 is measured with TF32 forbidden (matmuls and cuDNN alike), TF32 with it allowed:
+    a CUDA run's convolutions use TF32 by default, and ``peak_fraction`` of a peak in an
+    arithmetic the run did not use would mean nothing. cuDNN picks its fastest algorithm
+    (``cudnn.benchmark``), as a suite may let it.
     """
     import torch
 
-    from benchbench import timing
+    from benchbench import stats, timing
     from benchbench.environment import cpu_model
+    from benchbench.metrics.latency import contention
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"
-    n = matmul_size or (8192 if cuda else 2048)
+    candidates = list(kernels or default_kernels(cuda))
     size = copy_bytes or (1 << 30 if cuda else 256 << 20)
+    shares: list[float | None] = []
 
-    def time(step: Any) -> float:
+    def fastest_s(step: Callable[[], Any]) -> float:
         budget = {"warmup_s": 0.2, "min_run_time_s": seconds, "min_runs": 5}
         result = timing.time_cuda(step, dev, flush_l2=False, **budget) if cuda else timing.time_cpu(step, **budget)
-        return timing.summarize(result.samples_ms).median / 1e3
+        if not cuda:
+            shares.append(contention(result.other_cores, torch.get_num_threads()))
+        return min(result.samples_ms) / 1e3
 
-    def matmul_rate(precision: str) -> float:
-        dtype = torch.float32 if precision == "tf32" else getattr(torch, precision)
-        a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-        with torch.inference_mode():
-            return 2 * n**3 / time(lambda: torch.mm(a, b))
-
-    by_precision = {}
-    saved = torch.backends.cuda.matmul.allow_tf32
+    rates: dict[str, dict[str, float]] = {}
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
     try:
+        torch.backends.cudnn.benchmark = True
         for precision in precisions(dev):
-            torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-            by_precision[precision] = matmul_rate(precision)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+            dtype = torch.float32 if precision == "tf32" else getattr(torch, precision)
+            with torch.inference_mode():
+                rates[precision] = {k.name: k.flops / fastest_s(k.make(dev, dtype)) for k in candidates}
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = flags
     source = torch.empty(size // 4, dtype=torch.float32, device=dev).uniform_()
     target = torch.empty_like(source)
     with torch.inference_mode():
-        copy_s = time(lambda: target.copy_(source))
+        copy_s = fastest_s(lambda: target.copy_(source))
+    best = {precision: max(by_kernel, key=by_kernel.__getitem__) for precision, by_kernel in rates.items()}
+    known = [s for s in shares if s is not None]
     entry = {
+        "version": CACHE_VERSION,
         "device": device,
         "name": torch.cuda.get_device_name(dev) if cuda else (cpu_model() or "cpu"),
-        "matmul_flops": by_precision["float32"],
-        "matmul_flops_by_precision": by_precision,
+        "flops": rates["float32"][best["float32"]],
+        "flops_by_precision": {precision: rates[precision][name] for precision, name in best.items()},
+        "set_by": best,
+        "kernels": rates,
+        "arithmetic_limit": None if cuda else cpu_arithmetic_limit(),
         "bandwidth_bytes_per_s": 2 * size / copy_s,
-        "matmul_size": n,
         "copy_bytes": size,
+        "cpu_contention": max(known) if known else None,
+        "busy": stats.busy_cpu("`benchbench peak`", shares),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "key": device_key(device),
     }
-    _store(entry)
+    if entry["busy"] is None:
+        _store(entry)
     return entry
 
 
+def cpu_arithmetic_limit() -> dict[str, Any] | None:
+    """The float32 arithmetic limit of the cores this process's torch threads may use, from
+    what the processor says (:func:`arithmetic_limit`)."""
+    import torch
+
+    from benchbench.environment import available_cores, cpu_flags, cpu_max_clock
+
+    return arithmetic_limit(cpu_flags(), cpu_max_clock(), min(torch.get_num_threads(), available_cores()))
+
+
+def arithmetic_limit(flags: set[str], clock: tuple[float, str] | None, cores: int) -> dict[str, Any] | None:
+    """cores x float32 lanes x FMA units x 2 x clock, and how it was computed; None when the
+    processor names no SIMD unit this knows (:data:`SIMD_UNITS`) or no clock."""
+    unit = next((u for u in SIMD_UNITS if u[0] in flags), None)
+    if unit is None or clock is None:
+        return None
+    flag, lanes, units = unit
+    hz, where = clock
+    return {
+        "flops": cores * lanes * units * 2 * hz,
+        "formula": f"{cores} core(s) x {lanes} float32 lanes ({flag}) x {units} FMA units x 2 x {hz / 1e9:.2f} GHz",
+        "clock_source": where,
+    }
+
+
 def peak_for(entry: dict[str, Any], precision: str) -> float:
-    """The measured matmul peak in ``precision`` (the float32 one when that precision was not measured)."""
-    return (entry.get("matmul_flops_by_precision") or {}).get(precision, entry["matmul_flops"])
+    """The peak in ``precision`` (the float32 one when that precision was not measured). Reads
+    run files from before cache version 2 too (``matmul_flops``: the matmul alone)."""
+    by_precision = entry.get("flops_by_precision") or entry.get("matmul_flops_by_precision") or {}
+    return by_precision.get(precision, entry["flops"] if "flops" in entry else entry["matmul_flops"])
 
 
 def _store(entry: dict[str, Any]) -> None:

@@ -30,7 +30,9 @@ FOOTNOTES = {
     "throughput": "throughput: samples per second (batch_size / latency).",
     "achieved_gflops": "achieved_gflops: 2 x flops x batch / latency (2 FLOPs per multiply-add, as peak figures count).",
     "arithmetic_intensity": "arithmetic_intensity: those FLOPs per byte of parameters + input + output (an upper estimate).",
-    "peak_fraction": "peak_fraction: achieved FLOP/s over the device's matmul peak (benchbench peak).",
+    "peak_fraction": "peak_fraction: achieved FLOP/s over the device's peak in the row's precision: the fastest of the "
+    "kernels benchbench peak measured (matmuls, convolutions); above 100% is no fraction (a warning says why). "
+    "The processor's arithmetic limit is a separate figure (benchbench peak shows it).",
     "peak_memory_bytes": "peak_memory_bytes: high-water mark of memory allocated during one step beyond weights "
     "and input, shown in KiB/MiB/GiB (the CSV and run file have bytes).",
 }

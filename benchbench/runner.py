@@ -260,6 +260,10 @@ class Runner:
                 continue
             for extra in self.manager.hook.benchbench_derive_fields(record=record, environment=run.environment):
                 for key, value in (extra or {}).items():
+                    if key == "warnings" and isinstance(value, list):  # added to the record's, once (--resume derives again)
+                        known = record.get("warnings") or []
+                        record["warnings"] = [*known, *(w for w in value if w not in known)]
+                        continue
                     if key in RESERVED_FIELDS:
                         continue  # derived fields never overwrite the runner's
                     record[key] = value

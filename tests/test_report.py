@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import benchbench
-from benchbench import peak, progress
+from benchbench import peak, progress, timing
 from benchbench.cli import main
 from benchbench.results import RunResult
 from tests.helpers import require_tool, tiny_suite
@@ -111,15 +111,16 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_when_asked(capsys: pyt
 
 def test_peak_is_measured_once_cached_and_used_for_the_fraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(peak.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(timing.OtherWork, "cores_busy", lambda self: 0.0)  # a quiet CPU: the peak is cached
     assert peak.load("cpu") is None
-    entry = peak.measure("cpu", matmul_size=128, copy_bytes=1 << 20, seconds=0.05)
-    assert entry["matmul_flops"] > 0 and entry["bandwidth_bytes_per_s"] > 0
+    entry = peak.measure("cpu", kernels=[peak.matmul(128)], copy_bytes=1 << 20, seconds=0.05)
+    assert entry["flops"] > 0 and entry["bandwidth_bytes_per_s"] > 0
     assert peak.load("cpu") == entry
     run = benchbench.run_suite(tiny_suite(), quiet=True)
     std = run.records[0]
-    assert std["peak_fraction"] == pytest.approx(std["achieved_gflops"] * 1e9 / entry["matmul_flops"])
+    assert std["peak_fraction"] == pytest.approx(std["achieved_gflops"] * 1e9 / entry["flops"])
     assert std["achieved_gflops"] == pytest.approx(2 * std["flops"] * std["batch_size"] / (std["latency_ms"] / 1e3) / 1e9)
-    assert run.environment["peaks"]["cpu"]["matmul_flops"] == entry["matmul_flops"]
+    assert run.environment["peaks"]["cpu"]["flops"] == entry["flops"]
     assert "peak_fraction" in run.fields
     assert main(["peak"]) == 0  # from the cache
 
