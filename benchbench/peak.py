@@ -10,12 +10,12 @@ fastest: on a 2-core AMD EPYC torch's 2048x2048 matmul reached 198 GFLOP/s while
 3x3 convolution at 512 channels reached 467 (counted as the direct method counts it, as
 fvcore and ``achieved_gflops`` do), so a matmul-only peak put that convolution at 236%
 of "peak". The peak of a precision is therefore the fastest of several kernels
-(:func:`default_kernels`: the matmul at three sizes, a 3x3 and a 1x1 convolution at 512
-channels, the layers the shipped suites time), each timed with benchbench's own timers
-(:mod:`benchbench.timing`) and rated by its *fastest* timed block, not the median: a
-peak is what the device does at best, and a benchmark running one of these kernels, rated
-by its median, then comes out at or under 100%. The entry records every kernel's rate
-and which one set the peak (``kernels``, ``set_by``).
+(:func:`default_kernels`: the matmul at three sizes, 3x3 and 1x1 convolutions at 512
+channels in both memory layouts, the layers the shipped suites time), each timed with
+benchbench's own timers (:mod:`benchbench.timing`) and rated by its *fastest* timed
+block, not the median: a peak is what the device does at best, and a benchmark running
+one of these kernels, rated by its median, then comes out at or under 100%. The entry
+records every kernel's rate and which one set the peak (``kernels``, ``set_by``).
 
 **The arithmetic limit is a separate, stated figure** (``arithmetic_limit``, float32, CPU
 only, where /proc/cpuinfo says enough): cores x float32 lanes of the widest SIMD unit
@@ -120,29 +120,32 @@ def matmul(n: int) -> Kernel:
     return Kernel(f"matmul {n}x{n}", 2.0 * n**3, make)
 
 
-def conv(channels: int, kernel_size: int, size: int, batch: int) -> Kernel:
+def conv(channels: int, kernel_size: int, size: int, batch: int, *, channels_last: bool = False) -> Kernel:
     """A ``kernel_size`` x ``kernel_size`` convolution, ``channels`` in and out, on a batch of
-    ``size`` x ``size`` maps ("same" padding, no bias), channels-last on CUDA (tensor cores')."""
+    ``size`` x ``size`` maps ("same" padding, no bias), in either memory layout."""
 
     def make(device: Any, dtype: Any) -> Callable[[], Any]:
         import torch
         import torch.nn.functional as F
 
-        layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         x = torch.randn(batch, channels, size, size, device=device, dtype=dtype).to(memory_format=layout)
         w = torch.randn(channels, channels, kernel_size, kernel_size, device=device, dtype=dtype).to(memory_format=layout)
         return lambda: F.conv2d(x, w, padding=kernel_size // 2)
 
     flops = 2.0 * batch * channels * channels * kernel_size**2 * size**2
-    return Kernel(f"conv {kernel_size}x{kernel_size} {channels}ch {size}x{size} batch {batch}", flops, make)
+    name = f"conv {kernel_size}x{kernel_size} {channels}ch {size}x{size} batch {batch}{' channels_last' if channels_last else ''}"
+    return Kernel(name, flops, make)
 
 
 def default_kernels(cuda: bool) -> list[Kernel]:
     """The candidates: the matmul at three sizes (BLAS is fastest at different sizes on different
-    machines) and oneDNN's / cuDNN's convolutions at 512 channels, 32x32 (the efficiency suite's;
-    the CPU batch is its cpu_batch_size)."""
+    machines) and oneDNN's / cuDNN's 3x3 and 1x1 convolutions at 512 channels, 32x32 (the
+    efficiency suite's; the CPU batch is its cpu_batch_size), in both memory layouts (which one
+    is faster depends on the library, the precision and the shape; suites may use either)."""
     sides, batch = ((2048, 4096, 8192), 64) if cuda else ((512, 1024, 2048), 8)
-    return [*(matmul(n) for n in sides), conv(512, 3, 32, batch), conv(512, 1, 32, batch)]
+    convs = [conv(512, k, 32, batch, channels_last=last) for k in (3, 1) for last in (False, True)]
+    return [*(matmul(n) for n in sides), *convs]
 
 
 def measure(
@@ -169,7 +172,7 @@ def measure(
     shares: list[float | None] = []
 
     def fastest_s(step: Callable[[], Any]) -> float:
-        budget = {"warmup_s": 0.2, "min_run_time_s": seconds, "min_runs": 5}
+        budget: dict[str, Any] = {"warmup_s": 0.2, "min_run_time_s": seconds, "min_runs": 5}
         result = timing.time_cuda(step, dev, flush_l2=False, **budget) if cuda else timing.time_cpu(step, **budget)
         if not cuda:
             shares.append(contention(result.other_cores, torch.get_num_threads()))

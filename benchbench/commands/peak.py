@@ -35,7 +35,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     device = str(resolve_device(args.device))
     entry = None if args.refresh else peak.load(device)
     if entry is None:
-        print(f"benchbench: measuring the peak of {device} (about 20 s; keep the machine otherwise idle)...",
+        print(f"benchbench: measuring the peak of {device} (about 30 s; keep the machine otherwise idle)...",
               file=sys.stderr)
         entry = peak.measure(device)
         where = f"cached in {peak.cache_path()}"
@@ -54,9 +54,12 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
 def describe(entry: dict[str, Any]) -> list[str]:
     """The peak in words: each precision's peak and the kernel that set it, every kernel's rate,
     the arithmetic limit, the bandwidth and the ridge point."""
-    gflops = lambda rate: f"{rate / 1e9:.1f}"  # noqa: E731
-    lines = [f"device {entry['device']} ({entry['name']}): peak GFLOP/s (2 FLOPs per multiply-add; the fastest "
-             "kernel, by its fastest timed block):"]
+
+    def gflops(rate: float) -> str:
+        return f"{rate / 1e9:.1f}"
+
+    lines = [(f"device {entry['device']} ({entry['name']}): peak GFLOP/s (2 FLOPs per multiply-add; the fastest "
+              "kernel, by its fastest timed block):")]
     for precision, rate in entry["flops_by_precision"].items():
         kernels = entry["kernels"][precision]
         others = ", ".join(f"{name} {gflops(r)}" for name, r in kernels.items() if name != entry["set_by"][precision])
