@@ -7,6 +7,11 @@ bad input or usage (one paragraph on stderr, no traceback; ``--debug`` or
 ``BENCHBENCH_DEBUG=1`` adds it); 3 an internal error (a bug in benchbench or a plugin's
 hook); 130 interrupted (what finished is saved first).
 
+Interrupted means Ctrl-C, SIGTERM (a CI job cancelled) or SIGHUP (an ssh session
+dropped), at any moment of any command: :func:`main` turns the two signals into
+``KeyboardInterrupt`` before it does anything else (and restores the handlers it found
+when it returns), so that every command stops the same way and exits 130.
+
 Only the standard library and pluggy are imported here: ``--help`` and argument errors
 must not pay for importing torch. Options that plugins add to ``run``
 (``benchbench_addoption``) are parsed by that command once it has loaded the plugins;
@@ -16,10 +21,14 @@ must not pay for importing torch. Options that plugins add to ``run``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from benchbench import __version__
 from benchbench.commands import COMMANDS
@@ -44,7 +53,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with _signals_interrupt():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     parser, commands = build_parser()
     debug = "--debug" in argv or os.environ.get("BENCHBENCH_DEBUG", "") not in ("", "0")
     try:
@@ -66,8 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("benchbench: interrupted; nothing was written", file=sys.stderr)  # a run saves its own progress first
         return ExitCode.INTERRUPTED
-    except BrokenPipeError:  # `benchbench ... | head`: the reader left; not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # `benchbench list | head` (commands with an exit code of their own use outputs.emit)
+        from benchbench.outputs import drop_stdout
+
+        drop_stdout()
         return ExitCode.OK
     except Exception as exc:  # a bug in benchbench or a plugin: say so plainly
         if debug:
@@ -78,6 +93,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ExitCode.INTERNAL_ERROR
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``KeyboardInterrupt``, as Ctrl-C does, for the length of the block.
+
+    A run then saves what finished, marks its run file incomplete and kills its workers;
+    any other command stops with nothing half-written; and each exits 130, not the 143 or
+    129 of a process killed by the signal. Signal handlers can be set in the main thread
+    only: :func:`main` called from another thread leaves them alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, _interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _asks_for_help(argv: list[str], command: str) -> bool:
