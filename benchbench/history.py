@@ -1,7 +1,7 @@
 """The history store: every run appended to a SQLite file, for trends and baselines.
 
 ``benchbench run`` appends each run to ``<out>/history.sqlite`` (``results/`` by
-default; ``--history FILE`` or ``--no-history``). ``benchbench history`` shows a field's
+default, :func:`benchbench.outputs.default_history`; ``--history FILE`` or ``--no-history``). ``benchbench history`` shows a field's
 trend; ``benchbench compare NEW.json --baseline latest|<git ref>|<file>`` takes its
 baseline from here, so "compare against main" is ``--baseline main``.
 
@@ -93,24 +93,29 @@ class History:
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"history {str(self.path)!r} is not a readable benchbench history: {exc}") from None
 
-    def check_writable(self) -> None:
+    def check_writable(self, *, option: str = "--history", disable: str | None = "--no-history") -> None:
         """Fail before a run, not after it, when the run could not be appended, naming the cause.
 
-        A missing file needs a writable folder; an existing one must be a benchbench
-        history that this process can write (tried with a write lock, rolled back, which
-        also catches read-only mounts and root-owned files that ``os.access`` misjudges).
+        Everything is tried for real, never judged by ``os.access`` (which says yes to root
+        under ``/proc`` and knows nothing of read-only mounts): a missing file needs a folder
+        in which a file can be created (:func:`benchbench.outputs.check_folder`); an existing
+        one must open for writing, be a benchbench history, take SQLite's write lock
+        (rolled back at once), and sit in a folder where SQLite can create its journal.
+        ``option`` and ``disable`` name the options that fix it (the pytest plugin has its own).
         """
         shown = f"history {str(self.path)!r}"
-        fix = "give another --history FILE, or pass --no-history"
+        fix = f"give another {option} FILE" + (f", or pass {disable}" if disable else "")
         if self.path.is_dir():
             raise UsageError(f"{shown} is a folder, not a history file; {fix}")
         if not self.path.exists():
-            check_folder(self.path.parent, f"the {shown}")
+            check_folder(self.path.parent, f"the {shown}", fix=fix)
             return
         if not self.path.is_file():
             raise UsageError(f"{shown} is not a regular file; {fix}")
-        if not os.access(self.path, os.R_OK | os.W_OK):
-            raise UsageError(f"{shown} is read-only (no write permission for this user); make it writable, or {fix}")
+        try:
+            os.close(os.open(self.path, os.O_RDWR))
+        except OSError as exc:
+            raise UsageError(f"{shown} is read-only ({exc.strerror or exc}); make it writable, or {fix}") from None
         try:
             with closing(sqlite3.connect(str(self.path), timeout=30)) as db:
                 db.execute("BEGIN IMMEDIATE")  # the write lock an append needs
@@ -132,6 +137,7 @@ class History:
             raise UsageError(f"{shown} is an SQLite file but not a benchbench history; {fix}")
         if version not in (0, SCHEMA_VERSION):
             raise UsageError(f"{shown} has schema version {version}; this benchbench writes {SCHEMA_VERSION}; {fix}")
+        check_folder(self.path.parent, f"the {shown} (SQLite keeps a journal file beside it)", fix=fix)
 
     def append(self, run: RunResult, run_file: str | Path | None = None) -> int | None:
         """Store a run; return its id (None for a run without records, which says nothing).
@@ -185,15 +191,17 @@ class History:
             raise UsageError(f"{origin}: its stored run file is damaged: {exc}") from None
         return RunResult.from_dict(data, origin=origin)
 
-    def baseline(self, suite: str, which: str, *, before: str | None = None) -> RunResult:
+    def baseline(self, suite: str, which: str, *, before: str | None = None, commit: str | None = None) -> RunResult:
         """``latest`` complete run of ``suite`` that started before ``before`` (the new run's
-        time), or the latest such run at the commit a git ref names (``main``, ``HEAD~1``...)."""
+        time), or the latest such run at the commit a git ref names (``main``, ``HEAD~1``...;
+        ``commit``: the ref already resolved, see :func:`resolve_git_ref`)."""
+        if which != "latest" and commit is None:
+            commit = resolve_git_ref(which)  # a ref that names nothing says so, whatever the history holds
         runs = [r for r in self.runs(suite) if r["complete"] and (before is None or r["time"] < before)]
         if not runs:
             raise UsageError(f"history {str(self.path)!r} has no complete earlier run of suite {suite!r} to compare with")
-        if which == "latest":
+        if commit is None:
             return self.load(runs[-1]["id"])
-        commit = resolve_git_ref(which)
         matching = [r for r in runs if r["git_commit"] == commit]
         if not matching:
             raise UsageError(
@@ -228,23 +236,25 @@ class History:
             return [r[0] for r in db.execute("SELECT DISTINCT benchmark FROM measurements ORDER BY benchmark")]
 
 
-def resolve_git_ref(ref: str) -> str:
-    """The full commit hash a git ref names, in the current folder's repository.
+def resolve_git_ref(ref: str, *, option: str = "--baseline", here: Path | None = None) -> str:
+    """The full commit hash a git ref names, in the repository of ``here`` (the current folder).
 
     A full 40-character hash is taken as it is: a shallow CI checkout may not have the
-    commit, and the history only needs its name.
+    commit, and the history only needs its name. ``option`` names the option in messages.
     """
     if re.fullmatch(r"[0-9a-f]{40}", ref):
         return ref
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], capture_output=True, text=True,
+            timeout=10, cwd=here, check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise UsageError(f"--baseline {ref!r}: git is not available to resolve it ({exc})") from None
+        raise UsageError(f"{option} {ref!r}: git is not available to resolve it ({exc})") from None
     if done.returncode != 0 or not done.stdout.strip():
         raise UsageError(
-            f"--baseline {ref!r} is neither 'latest', an existing run file, nor a git ref of this repository"
+            f"{option} {ref!r} is neither 'latest', an existing run file, nor a git ref of this repository "
+            "(git rev-parse knows no such branch, tag or commit here)"
         )
     return done.stdout.strip()
 
@@ -260,7 +270,8 @@ def load_baseline(which: str, suite: str, history: str | Path, *, before: str | 
         if not path.is_file():
             raise UsageError(f"{option} {which!r}: no such run file ({str(path)!r})")
         return RunResult.read_json(path)
+    commit = None if which == "latest" else resolve_git_ref(which, option=option, here=here)
     try:
-        return History(history).baseline(suite, which, before=before)
+        return History(history).baseline(suite, which, before=before, commit=commit)
     except UsageError as exc:
         raise UsageError(f"{exc}{hint}") from None

@@ -24,11 +24,17 @@ verdict table as ``benchbench compare`` and fails the session (exit code 1) on a
 
 Under pytest-xdist every worker measures its own tests and sends its records to the
 controller (``workeroutput``), which writes the one run file and compares.
+
+Everything that can be checked is checked when pytest starts, before any test runs (a
+usage error, pytest's exit code 4): the save folder and the history, by really creating
+what they need (:func:`benchbench.outputs.check_folder`), the baseline, and each
+``--benchbench-fail`` (its syntax, its field, and its benchmark, which must be one of the
+baseline's: a threshold can only apply to a benchmark both runs measured). A session that
+did not run all its tests (``-x``, interrupted, collection errors) is saved as incomplete.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from benchbench.errors import UsageError, did_you_mean
+from benchbench.outputs import DEFAULT_FOLDER, HISTORY_NAME
 from benchbench.pytest_session import (
     DEFAULT_SUITE,
     KEPT_ROUNDS,
@@ -52,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("benchbench", "benchbench: model cost tests (the benchbench fixture)")
     group.addoption("--benchbench-save", metavar="DIR",
                     help="write the session's measurements as one run file DIR/<suite>-<time>.json and append it to "
-                    "the history (DIR/history.sqlite, or --benchbench-history)")
+                    f"the history (DIR/{HISTORY_NAME}, or --benchbench-history)")
     group.addoption("--benchbench-compare", metavar="WHICH",
                     help="fail the session when a measurement regressed against a baseline: latest (the latest run in "
                     "the history), a git ref (the run at that commit) or a run file")
@@ -60,8 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="allowed change for --benchbench-compare, e.g. latency_ms=5%%, params=0%%, or 5%% for every "
                     "measured field; repeatable (defaults: 0%% for params and FLOPs, 5%% otherwise)")
     group.addoption("--benchbench-history", metavar="FILE",
-                    help="the history store to append to and take baselines from (default: DIR/history.sqlite with "
-                    "--benchbench-save, else results/history.sqlite)")
+                    help=f"the history store to append to and take baselines from (default: DIR/{HISTORY_NAME} with "
+                    f"--benchbench-save, else {DEFAULT_FOLDER}/{HISTORY_NAME})")
     group.addoption("--benchbench-suite", default=DEFAULT_SUITE, metavar="NAME",
                     help="the suite name of the session's run (default: %(default)s); compare only runs of one suite")
     group.addoption("--benchbench-rounds", type=int, metavar="N",
@@ -118,21 +125,24 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(str(exc).replace("--baseline", "--benchbench-compare")) from None
     config.stash[SESSION] = session
+    config.pluginmanager.register(session.progress, "benchbench-progress")
 
 
 def _prepare_gate(session: Session) -> None:
     options, gate = session.options, session.gate
+    if options.compare is not None:
+        gate.thresholds = _thresholds(options.fail)  # the syntax, before anything slower
     if options.save is not None:
-        from benchbench.outputs import check_folder
-
-        check_folder(options.save, f"run files into --benchbench-save {str(options.save)!r}")
-    if options.history is not None and options.save is not None:
         from benchbench.history import History
+        from benchbench.outputs import check_distinct, check_folder
 
-        History(options.history).check_writable()
+        check_distinct({"--benchbench-save": options.save, "--benchbench-history": options.history})
+        check_folder(options.save, f"run files into --benchbench-save {str(options.save)!r}",
+                     fix="give another --benchbench-save DIR")
+        if options.history is not None:
+            History(options.history).check_writable(option="--benchbench-history", disable=None)
     if options.compare is None:
         return
-    gate.thresholds = _thresholds(options.fail)
     gate.baseline = _baseline(options)
     if gate.baseline.suite != options.suite:
         raise UsageError(f"--benchbench-compare {options.compare!r} is a run of suite {gate.baseline.suite!r}, and this "
@@ -142,6 +152,14 @@ def _prepare_gate(session: Session) -> None:
     if unknown:
         raise UsageError(f"--benchbench-fail: {unknown[0]!r} is no compared field or metric of the baseline"
                          f"{did_you_mean(unknown[0], compared)}; compared fields: {', '.join(sorted(gate.baseline.compare))}")
+    benchmarks = [r["benchmark"] for r in gate.baseline.records]
+    strangers = sorted({bench for bench, _ in gate.thresholds.by_benchmark} - set(benchmarks))
+    if strangers:
+        raise UsageError(
+            f"--benchbench-fail: no benchmark {strangers[0]!r} in the baseline{did_you_mean(strangers[0], benchmarks)} "
+            "(a threshold applies only to a benchmark both runs measured; a benchmark is named by its test's node "
+            f"id, e.g. {benchmarks[0] if benchmarks else 'test_x.py::test_block'}:latency_ms=10%)"
+        )
 
 
 def _thresholds(items: list[str]) -> Thresholds:
@@ -159,8 +177,7 @@ def _baseline(options: Options) -> RunResult:
     from benchbench.history import load_baseline
 
     which = options.compare or ""
-    return load_baseline(which, options.suite, options.history or options.here / "results" / "history.sqlite",
-                         option="--benchbench-compare", here=options.here,
+    return load_baseline(which, options.suite, options.baseline_history, option="--benchbench-compare", here=options.here,
                          hint=f" (--benchbench-compare {which!r} takes its baseline from the history that "
                          "--benchbench-save appends to; --benchbench-history FILE names another)")
 
@@ -189,8 +206,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not state.options.kept or not (state.runs or state.gate.baseline is not None):
         return  # nothing to keep, or nothing measured and nothing to compare
     run = state.run() or _empty_run(state)
-    if exitstatus == pytest.ExitCode.INTERRUPTED:
+    state.gate.incomplete = state.progress.incomplete(session, exitstatus)
+    if state.gate.incomplete is not None:
         run.complete = False
+        run.notes.append(f"incomplete: {state.gate.incomplete}")
     if state.from_workers:  # xdist workers finish in any order: sorted, the file is stable
         run.records.sort(key=lambda r: r["benchmark"])
     try:
@@ -220,14 +239,13 @@ def _save(state: Session, run: RunResult) -> None:
     options = state.options
     if options.save is None or not run.records:
         return
-    from benchbench.commands.run import safe_filename
     from benchbench.history import History
-    from benchbench.outputs import claim_new_file
+    from benchbench.outputs import claimed_run_file
 
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = claim_new_file(options.save, f"{safe_filename(options.suite)}-{stamp}", ".json")
-    run.write_json(path)
-    state.gate.written.append(f"run file written to {path}")
+    with claimed_run_file(options.save, options.suite) as path:
+        run.write_json(path)
+    incomplete = state.gate.incomplete
+    state.gate.written.append(f"run file written to {path}" + (f" (incomplete: {incomplete})" if incomplete else ""))
     if options.history is not None:
         History(options.history).append(run, path)
         state.gate.written.append(f"appended to the history {options.history}")

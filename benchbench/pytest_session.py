@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from benchbench.errors import UsageError, did_you_mean
+from benchbench.outputs import DEFAULT_FOLDER, default_history
 from benchbench.results import CORE_FIELDS, STATUS_OK, Record, RunResult, is_number
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ class Options:
         """Whether the measurements outlive the session: then they get the full budget."""
         return self.save is not None or self.compare is not None
 
+    @property
+    def baseline_history(self) -> Path:
+        """Where ``--benchbench-compare latest`` or a git ref looks: ``--benchbench-history``, the
+        history ``--benchbench-save`` appends to, else ``results/history.sqlite`` (as ``benchbench compare``)."""
+        return self.history or default_history(self.here / DEFAULT_FOLDER)
+
     @classmethod
     def of(cls, config: pytest.Config) -> Options:
         here = config.invocation_params.dir
@@ -67,7 +74,7 @@ class Options:
             raise UsageError(f"--benchbench-rounds must be at least 1, got {rounds}")
         if fail and compare is None:
             raise UsageError("--benchbench-fail sets what --benchbench-compare allows; give --benchbench-compare too")
-        history_path = here / history if history else (here / save / "history.sqlite" if save else None)
+        history_path = here / history if history else (default_history(here / save) if save else None)
         kept = save is not None or compare is not None
         return cls(here, suite, here / save if save else None, history_path, compare, fail,
                    rounds if rounds is not None else (KEPT_ROUNDS if kept else 1))
@@ -82,8 +89,40 @@ class Gate:
     comparison: Comparison | None = None
     written: list[str] = field(default_factory=list)
     """Lines for the terminal summary: the run file and history written."""
+    incomplete: str | None = None
+    """Why the session's run is incomplete (``-x``, interrupted...), or None."""
     error: str | None = None
-    """A usage error found at the end (a bad threshold): shown, and the session exits 4."""
+    """A usage error found at the end (a history that cannot be written after all): shown, and the session exits 4."""
+
+
+@dataclass(eq=False)  # hashable: pytest keeps its plugins in sets
+class Progress:
+    """Whether the session ran every test it was given, for the run's ``complete``: a session
+    stopped by ``-x`` (or ``--maxfail``), interrupted, or with modules that failed to collect
+    measured only some of its tests, and ``--benchbench-compare latest`` must not take such a
+    run as the baseline. Registered as a plugin of its own (the hooks it needs carry no config)."""
+
+    collection_errors: int = 0
+    finished: set[str] = field(default_factory=set)
+    """Node ids of the tests that ran to their end (under xdist, the workers' too)."""
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors += 1
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.finished.add(nodeid)
+
+    def incomplete(self, session: pytest.Session, exitstatus: int) -> str | None:
+        """Why the session's run is incomplete, or None when it ran everything it collected."""
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "the pytest session was interrupted"
+        if self.collection_errors:
+            return f"{self.collection_errors} error(s) during collection: the tests of those modules never ran"
+        stopped = session.shouldfail or session.shouldstop
+        if stopped and (not session.items or len(self.finished) < len(session.items)):
+            return f"the pytest session stopped early ({stopped})"
+        return None
 
 
 class Session:
@@ -96,6 +135,7 @@ class Session:
         """One run per fixture call (one record each), in the order they were made."""
         self.measurements: dict[str, Measurement] = {}
         self.gate = Gate()
+        self.progress = Progress()
         self.from_workers = False
         self._manager: PluginManager | None = None
 

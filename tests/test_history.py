@@ -88,3 +88,19 @@ def test_baseline_latest_is_the_latest_complete_earlier_run(tmp_path: Path) -> N
     assert store.baseline("s", "latest").records[0]["params"] == 1  # not the incomplete one, not another suite's
     with pytest.raises(UsageError, match="no complete earlier run"):
         store.baseline("s", "latest", before="2026-01-01T00:00:00+00:00")
+
+
+def test_a_baseline_that_names_no_git_ref_says_so_whatever_the_history_holds(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`compare --baseline nosuchbranch`: the ref is resolved first (not "no complete earlier run")."""
+    from benchbench.cli import main
+
+    new = tmp_path / "new.json"
+    run().write_json(new)
+    empty, other = tmp_path / "none.sqlite", tmp_path / "other.sqlite"
+    History(other).append(run(suite="other"))
+    for history in (empty, other):
+        assert main(["compare", str(new), "--baseline", "nosuchbranch", "--history", str(history)]) == 2
+        err = capsys.readouterr().err
+        assert "--baseline 'nosuchbranch' is neither 'latest', an existing run file, nor a git ref of this repository" in err
+        assert "no complete earlier run" not in err and "not found" not in err

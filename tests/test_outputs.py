@@ -5,10 +5,13 @@ And the exit codes a CI job acts on: 1 regression or failure, 2 bad input, 3 int
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ import yaml
 import benchbench
 from benchbench.cli import main
 from benchbench.errors import ExitCode, UsageError
-from benchbench.outputs import atomic_write_text, claim_new_file, exclusive
+from benchbench.outputs import atomic_write_text, claimed_run_file, exclusive
 from tests.helpers import PluginFiles, tiny_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,11 +104,22 @@ def test_a_damaged_field_is_bad_input_for_every_reader(two_runs: list[Path], tmp
 # --------------------------------------------------------------------------- run files
 
 
-def test_claimed_names_never_collide(tmp_path: Path) -> None:
-    names = {claim_new_file(tmp_path, "suite-20260101-000000", ".json") for _ in range(5)}
+def test_claimed_names_never_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> Frozen:
+            return cls(2026, 1, 1)
+
+    monkeypatch.setattr("benchbench.outputs._dt.datetime", Frozen)
+    with contextlib.ExitStack() as stack:
+        names = [stack.enter_context(claimed_run_file(tmp_path, "suite")) for _ in range(5)]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f".{p.name}.lock" for p in sorted(names)]
     assert sorted(p.name for p in names) == ["suite-20260101-000000-2.json", "suite-20260101-000000-3.json",
                                             "suite-20260101-000000-4.json", "suite-20260101-000000-5.json",
                                             "suite-20260101-000000.json"]
+    assert not list(tmp_path.iterdir())  # a claim is its lock: released, nothing is left (the run writes the file)
 
 
 def test_two_runs_started_together_keep_two_run_files(tmp_path: Path) -> None:
@@ -155,8 +169,8 @@ def test_atomic_write_refuses_nothing_it_should_not(tmp_path: Path) -> None:
     ("other sqlite", "is an SQLite file but not a benchbench history"),
     ("read-only", "is read-only"),
 ])
-def test_a_bad_history_is_refused_before_the_first_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str], kind: str, expected: str) -> None:
+def test_a_bad_history_is_refused_before_the_first_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            kind: str, expected: str) -> None:
     import sqlite3
 
     history = tmp_path / "h.sqlite"
@@ -167,17 +181,158 @@ def test_a_bad_history_is_refused_before_the_first_benchmark(tmp_path: Path, mon
     elif kind == "other sqlite":
         with sqlite3.connect(history) as db:
             db.execute("CREATE TABLE groceries (item TEXT)")
-    else:
-        history.write_bytes(b"")
-        real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == history else real_access(p, mode, **kw))
     suite = tmp_path / "s.yaml"
     suite.write_text(yaml.safe_dump(tiny_suite(metrics=["params"])))
     run_file = tmp_path / "run.json"
-    assert main(["run", str(suite), "--json", str(run_file), "--history", str(history)]) == ExitCode.USAGE_ERROR
+    with read_only(history) if kind == "read-only" else contextlib.nullcontext():
+        assert main(["run", str(suite), "--json", str(run_file), "--history", str(history)]) == ExitCode.USAGE_ERROR
     err = capsys.readouterr().err
     assert f"history {str(history)!r} {expected}" in err and "--no-history" in err
     assert not run_file.exists()  # refused before anything ran
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path``, an empty file, made read-only for real for the block: ``chmod`` for a user,
+    ``chattr +i`` for root (who ignores permissions; skips where the file system has no such flag)."""
+    path.write_bytes(b"")
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode:
+        pytest.skip("root ignores file permissions, and this file system has no immutable flag (chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+# --------------------------------------------------------------------------- checked for real, before any work
+
+
+ROOT_ON_LINUX = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or not Path("/proc/self").is_dir(),
+    reason="as root on Linux, /proc and /sys pass os.access, yet nothing can be created there",
+)
+
+
+def tiny_suite_file(tmp_path: Path) -> Path:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump(tiny_suite(metrics=["params"])))
+    return suite
+
+
+@ROOT_ON_LINUX
+@pytest.mark.parametrize("options, expected", [
+    (["--json", "/proc/benchbench-run.json", "--no-history"],
+     ("cannot write the benchbench run file of suite 'tiny' '/proc/benchbench-run.json': creating a file in the "
+     "folder '/proc' failed (No such file or directory)")),
+    (["--json", "/sys/benchbench/run.json", "--no-history"],
+     ("cannot write the benchbench run file of suite 'tiny' '/sys/benchbench/run.json': creating the folder "
+     "'/sys/benchbench' failed (Operation not permitted)")),
+    (["--json", "r.json", "--history", "/proc/benchbench/h.sqlite"],
+     ("cannot write the history '/proc/benchbench/h.sqlite': creating the folder '/proc/benchbench' failed (No such "
+     "file or directory); give another --history FILE, or pass --no-history")),
+    (["--out", "/sys/benchbench-results", "--no-history"],
+     "cannot write run files into --out '/sys/benchbench-results': creating the folder '/sys/benchbench-results' failed"),
+    (["--out", "/sys/benchbench-results"], "cannot write the history '/sys/benchbench-results/history.sqlite'"),
+    (["--json", "r.json", "--no-history", "--profile", "/proc/benchbench-traces"],
+     "cannot write into --profile '/proc/benchbench-traces': creating the folder '/proc/benchbench-traces' failed"),
+])
+def test_outputs_root_cannot_write_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               options: list[str], expected: str) -> None:
+    assert main(["run", str(tiny_suite_file(tmp_path)), *options]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert expected in err and "(checked before any work)" in err, err
+    assert "[1/2]" not in err and not (tmp_path / "r.json").exists()  # no benchmark ran
+
+
+@ROOT_ON_LINUX
+def test_report_html_root_cannot_write_is_refused_before_rendering(two_runs: list[Path], monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+
+    def render_html(*args: object) -> str:
+        raise AssertionError("rendered a page that cannot be written")
+
+    monkeypatch.setattr("benchbench.htmlreport.render_html", render_html)
+    assert main(["report", str(two_runs[0]), "--html", "/proc/benchbench-report.html"]) == ExitCode.USAGE_ERROR
+    assert ("cannot write the benchbench HTML report '/proc/benchbench-report.html': creating a file in the folder "
+            "'/proc' failed") in capsys.readouterr().err
+
+
+def test_checking_a_folder_leaves_the_disk_as_it_was(tmp_path: Path) -> None:
+    """The check creates the missing folders and a file, and removes them: a run refused later
+    (a bad suite) leaves no empty results/ behind."""
+    from benchbench.outputs import check_folder
+
+    check_folder(tmp_path / "work" / "a" / "b", "something")
+    (tmp_path / "kept").mkdir()
+    check_folder(tmp_path / "kept", "something")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="cannot write something: '.*file' is a file, not a folder"):
+        check_folder(tmp_path / "file" / "sub", "something")
+
+
+def test_outputs_that_clash_are_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tiny_suite_file(tmp_path)
+    same = tmp_path / "x.json"
+    assert main(["run", str(suite), "--json", str(same), "--history", str(same)]) == ExitCode.USAGE_ERROR
+    assert f"--json and --history both name {str(same)!r}; give each output its own path" in capsys.readouterr().err
+    for options in (["--json", "results/history.sqlite"], ["--json", "results/history.sqlite", "--no-history"]):
+        assert main(["run", str(suite), *options]) == ExitCode.USAGE_ERROR
+        err = capsys.readouterr().err
+        assert "--json 'results/history.sqlite': history.sqlite is the history's name" in err and "[1/2]" not in err
+    assert main(["run", str(suite), "--json", "r.json", "--profile", "r.json"]) == ExitCode.USAGE_ERROR
+    assert "--json and --profile both name 'r.json'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # nothing written, no results/ folder
+
+
+def test_json_onto_an_interrupted_run_is_refused_with_the_way_to_finish_it(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tiny_suite_file(tmp_path)
+    run_file = tmp_path / "r.json"
+    assert main(["run", str(suite), "--json", str(run_file), "--no-history", "-q"]) == ExitCode.OK
+    data = json.loads(run_file.read_text())
+    data["complete"], data["records"] = False, data["records"][:1]
+    run_file.write_text(json.dumps(data))
+    before = run_file.read_text()
+    assert main(["run", str(suite), "--json", str(run_file), "--no-history"]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert (f"--json {str(run_file)!r} holds an interrupted run of suite 'tiny' (1 benchmark(s) measured); finish it "
+            f"with `benchbench run --resume {run_file}`, or delete the file to start over") in err
+    assert run_file.read_text() == before and "[1/2]" not in err
+    assert main(["run", "--resume", str(run_file), "--no-history", "-q"]) == ExitCode.OK  # the way it names
+    assert json.loads(run_file.read_text())["complete"] is True
+    assert main(["run", str(suite), "--json", str(run_file), "--no-history", "-q"]) == ExitCode.OK  # finished: a rerun
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")  # what an older benchbench killed early left: nothing to lose
+    assert main(["run", str(suite), "--json", str(empty), "--no-history", "-q"]) == ExitCode.OK
+    assert json.loads(empty.read_text())["complete"] is True
+
+
+def test_report_skips_an_empty_run_file_among_others(two_runs: list[Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    assert main(["report", str(two_runs[0]), str(empty), "--format", "csv"]) == ExitCode.OK
+    out, err = capsys.readouterr()
+    assert f"benchbench: warning: skipping {empty}: the file is empty" in err and "delete it" in err
+    assert out.startswith("run,") and "Traceback" not in err
+    assert main(["report", str(empty)]) == ExitCode.USAGE_ERROR  # alone: reading it says what is wrong
+    assert f"run file {str(empty)!r} is not a readable JSON run file" in capsys.readouterr().err
+
+
+def test_a_stale_lock_is_no_obstacle(tmp_path: Path) -> None:
+    """A lock file left by a killed run (nobody holds it) is taken over, then removed."""
+    suite = tiny_suite_file(tmp_path)
+    run_file = tmp_path / "r.json"
+    stale = tmp_path / ".r.json.lock"
+    stale.write_text("")
+    assert main(["run", str(suite), "--json", str(run_file), "--no-history", "-q"]) == ExitCode.OK
+    assert run_file.exists() and not stale.exists()
 
 
 # --------------------------------------------------------------------------- exit codes
@@ -214,8 +369,9 @@ def test_the_session_fails_when_a_test_writes_into_the_checkout(pytester: pytest
     project = pytester.path
     (project / "tests").mkdir()
     (project / "results").mkdir()
-    for name in ("__init__.py", "conftest.py", "helpers.py"):
-        (project / "tests" / name).write_text((REPO / "tests" / name).read_text())
+    for name in ("__init__.py", "conftest.py", "helpers.py", "tools.py"):  # conftest.py and what it loads
+        if (REPO / "tests" / name).exists():
+            (project / "tests" / name).write_text((REPO / "tests" / name).read_text())
     (project / "tests" / "test_leaky.py").write_text(
         "from pathlib import Path\n"
         "def test_writes_into_the_checkout():\n"

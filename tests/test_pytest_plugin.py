@@ -7,6 +7,7 @@ point, so that no verdict here depends on how busy the machine is.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401 - kept loaded: inner sessions in this process unload what they import, and torch loads once
 
 from benchbench.history import History
 from benchbench.results import RunResult
@@ -247,6 +249,10 @@ def test_a_missing_baseline_or_bad_option_is_a_usage_error_before_any_test_runs(
         (["--benchbench-compare", "latest"], f"*history '{pytester.path}/results/history.sqlite' not found*--benchbench-history FILE*"),
         (["--benchbench-fail", "latency_ms:5%"], "*--benchbench-fail sets what --benchbench-compare allows*"),
         (["--benchbench-rounds", "0"], "*--benchbench-rounds must be at least 1, got 0*"),
+        (["--benchbench-compare", "nosuchbranch"],  # the ref is resolved first: not "history not found"
+         "*--benchbench-compare 'nosuchbranch' is neither 'latest', an existing run file, nor a git ref*"),
+        (["--benchbench-save", "out", "--benchbench-history", "out"],
+         "--benchbench-save and --benchbench-history both name *out*; give each output its own path"),
     ):
         result = pytester.runpytest(*QUIET, *args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, args
@@ -258,10 +264,18 @@ def test_a_missing_baseline_or_bad_option_is_a_usage_error_before_any_test_runs(
         (["--benchbench-fail", "params:lots"], "--benchbench-fail 'params=lots': must be a percentage such as 5%*"),
         (["--benchbench-fail", "latncy_ms:5%"], "--benchbench-fail: 'latncy_ms' is no compared field or metric of the baseline*"),
         (["--benchbench-suite", "other"], "*is a run of suite 'pytest', and this session's suite is 'other'*"),
+        (["--benchbench-fail", "NOBENCH:params=5%"], ("--benchbench-fail: no benchmark 'NOBENCH' in the baseline (a "
+         "threshold applies only to a benchmark both runs measured; *e.g. test_costs.py::test_block:latency_ms=10%)")),
+        (["--benchbench-fail", "test_costs.py::test_blok:params=5%"],
+         ("--benchbench-fail: no benchmark 'test_costs.py::test_blok' in the baseline (did you mean "
+         "'test_costs.py::test_block'?)*")),
     ):
         result = pytester.runpytest(*QUIET, "--benchbench-compare", str(saved), *args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, args
         result.stderr.fnmatch_lines([f"ERROR: {message}"])
+        result.stdout.no_fnmatch_line("*passed*")  # found before any test ran
+    assert pytester.runpytest(*QUIET, "--benchbench-compare", str(saved), "--benchbench-fail",
+                              "test_costs.py::test_block:params=5%").ret == 0
 
 
 def test_xdist_workers_results_land_in_one_run_file(pytester: pytest.Pytester) -> None:
@@ -312,3 +326,63 @@ def test_a_session_that_does_not_use_it_is_unchanged(pytester: pytest.Pytester) 
     on.stdout.fnmatch_lines(["benchbench -- *", "*Measure a module on an input with benchbench's metrics*"])
     off = pytester.runpytest(*QUIET, "-p", "no:benchbench", "--fixtures")  # how a project turns it off
     off.stdout.no_fnmatch_line("benchbench -- *")
+
+
+# ----------------------------------------------------------------------------- what is saved, and where
+
+
+def test_a_session_that_did_not_run_all_its_tests_is_saved_as_incomplete(pytester: pytest.Pytester) -> None:
+    """-x stopped it, or a module failed to collect: `--benchbench-compare latest` must not
+    take its run, which lacks benchmarks, for a complete one."""
+    pytester.makepyfile(test_costs=source(BLOCK, """
+
+        def test_block(benchbench):
+            benchbench(Block(width()), torch.randn(2, 4, 8, 8), metrics=["params"])
+
+
+        def test_fails():
+            assert False
+
+
+        def test_never_runs_after_x(benchbench):
+            benchbench(Block(2 * width()), torch.randn(2, 4, 8, 8), metrics=["params"])
+    """))
+    stopped = pytester.runpytest(*QUIET, "-x", "--benchbench-save", "out")
+    stopped.assert_outcomes(passed=1, failed=1)
+    stopped.stdout.fnmatch_lines([("benchbench: run file written to * (incomplete: the pytest session stopped early "
+                                  "(stopping after 1 failures))")])
+    pytester.makepyfile(test_broken="this is not python")
+    collected = pytester.runpytest(*QUIET, "--continue-on-collection-errors", "--benchbench-save", "out")
+    collected.assert_outcomes(passed=2, failed=1, errors=1)
+    first, second = (RunResult.read_json(path) for path in run_files(pytester.path / "out"))
+    assert not first.complete and "incomplete: the pytest session stopped early (stopping after 1 failures)" in first.notes
+    assert [r["benchmark"] for r in first.records] == ["test_costs.py::test_block"]
+    assert not second.complete and any("error(s) during collection" in note for note in second.notes)
+    assert [r["complete"] for r in History(pytester.path / "out" / "history.sqlite").runs()] == [0, 0]
+    pytester.path.joinpath("test_broken.py").unlink()
+    whole = pytester.runpytest(*QUIET, "--benchbench-save", "out")  # a failing test alone: every test ran
+    whole.assert_outcomes(passed=2, failed=1)
+    assert RunResult.read_json(run_files(pytester.path / "out")[-1]).complete
+
+
+def test_a_history_it_cannot_write_names_the_plugins_own_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_costs=source(BLOCK, COSTS))
+    (pytester.path / "notes.sqlite").write_text("my notes, not a database " * 100)
+    result = pytester.runpytest(*QUIET, "--benchbench-save", "out", "--benchbench-history", "notes.sqlite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([("ERROR: history '*notes.sqlite' is not an SQLite database (damaged, or another kind "
+                                 "of file); give another --benchbench-history FILE")])
+    assert "--no-history" not in result.stderr.str()  # pytest has no such option
+    result.stdout.no_fnmatch_line("*passed*")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0 or not Path("/proc/self").is_dir(),
+                    reason="as root on Linux, /proc passes os.access, yet nothing can be created there")
+def test_a_save_folder_root_cannot_write_is_refused_before_any_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_costs=source(BLOCK, COSTS))
+    result = pytester.runpytest(*QUIET, "--benchbench-save", "/proc/benchbench-out")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([("ERROR: cannot write run files into --benchbench-save '/proc/benchbench-out': "
+                                 "creating the folder '/proc/benchbench-out' failed (No such file or directory); "
+                                 "give another --benchbench-save DIR (checked before any work)")])
+    result.stdout.no_fnmatch_line("*passed*")

@@ -8,6 +8,7 @@ from typing import Any
 
 from benchbench.commands.common import check_format, reject_extra, step_summary
 from benchbench.errors import ExitCode, UsageError
+from benchbench.outputs import default_history
 
 
 def _alpha(text: str) -> float:
@@ -37,7 +38,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
     )
     compare.add_argument("--alpha", type=_alpha, default=None, metavar="P", help="significance level for timings (default 0.01)")
     compare.add_argument("--metrics", metavar="M1,M2", help="compare only these metrics or fields, e.g. params,flops")
-    compare.add_argument("--history", default="results/history.sqlite", metavar="FILE", help="history store (default: %(default)s)")
+    compare.add_argument("--history", default=str(default_history()), metavar="FILE", help="history store (default: %(default)s)")
     compare.add_argument("--allow-other-suite", action="store_true", help="compare runs of different suites by benchmark name")
     compare.add_argument(
         "--strict", action="store_true",
@@ -62,11 +63,13 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         base, new, thresholds=thresholds, alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,
         only_fields=fields, allow_other_suite=args.allow_other_suite, strict=args.strict,
     )
+    from benchbench.outputs import emit
+
+    step_summary(render(comparison, "github"))  # saved first: the table may go to a reader that leaves
     if args.format in ("csv", "json"):
-        print(render_data(comparison, args.format))
+        emit(render_data(comparison, args.format))
     else:
-        print(render(comparison, TABLE_ALIASES.get(args.format, args.format)))
-    step_summary(render(comparison, "github"))
+        emit(render(comparison, TABLE_ALIASES.get(args.format, args.format)))
     for row in comparison.regressions:
         print(f"benchbench: regression: {describe_change(row)}", file=sys.stderr)
     if comparison.judged_nothing:

@@ -9,6 +9,7 @@ from typing import Any
 from benchbench import checks
 from benchbench.commands.common import check_format, reject_extra
 from benchbench.errors import ExitCode, UsageError, did_you_mean
+from benchbench.outputs import default_history
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -16,7 +17,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
         "history", parents=parents, help="show how a field changed over the stored runs",
         description="Show a field of every benchmark over the runs stored in the history file.",
     )
-    history.add_argument("--history", default="results/history.sqlite", metavar="FILE", help="history store (default: %(default)s)")
+    history.add_argument("--history", default=str(default_history()), metavar="FILE", help="history store (default: %(default)s)")
     history.add_argument("--suite", help="only this suite's runs")
     history.add_argument("--benchmark", help="only this benchmark")
     history.add_argument("--metric", default="latency_ms", metavar="FIELD", help="field to show (default: latency_ms)")
@@ -41,8 +42,10 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     if args.benchmark is not None and args.benchmark not in store.benchmarks():
         raise UsageError(f"--benchmark {args.benchmark!r}: not in {args.history}{did_you_mean(args.benchmark, store.benchmarks())}")
     headers, rows = trend_table(store, suite, args.metric, args.benchmark, args.last)
-    print(f"{args.metric} over the last {len(rows)} run(s) in {args.history} (change from the previous run in brackets)")
-    print(tabulate(rows, headers=headers, tablefmt=TABLE_ALIASES.get(args.format, args.format), disable_numparse=True))
+    from benchbench.outputs import emit
+
+    emit(f"{args.metric} over the last {len(rows)} run(s) in {args.history} (change from the previous run in brackets)\n"
+         + tabulate(rows, headers=headers, tablefmt=TABLE_ALIASES.get(args.format, args.format), disable_numparse=True))
     return ExitCode.OK
 
 

@@ -5,6 +5,10 @@ The page itself is :mod:`benchbench.htmlreport`. Writing it follows the rules of
 inputs and, if it exists, an earlier benchbench report (``report --html results/*.json``,
 where the shell put a run file right after ``--html``, is refused, not overwritten).
 
+An empty file among the run files (``report results/*.json``, where an older benchbench
+killed before its first benchmark finished left one) is skipped with a warning; an
+incomplete run (interrupted) is shown as such.
+
 ``--explain flops`` prints, instead of the run's table, what each FLOP count is made of:
 conv, matmul and attention (the "core" count torchvision and papers publish) against
 norm, pool and other operators, the dispatcher's cross-check and the skipped operators.
@@ -53,7 +57,10 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     html_path = _check_html_output(args.html, args.runs) if args.html else None
     if not args.runs:  # checked after --html, whose message explains `--html results/one.json`
         raise UsageError("benchbench report needs at least one run file: benchbench report results/*.json")
-    runs = [RunResult.read_json(path) for path in args.runs]
+    paths = _without_empty_files(args.runs)
+    runs = [RunResult.read_json(path) for path in paths]
+    from benchbench.outputs import emit
+
     if html_path is not None:
         from benchbench.htmlreport import render_html
         from benchbench.outputs import atomic_write_text
@@ -61,12 +68,24 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         atomic_write_text(html_path, render_html(runs, args.title), what="HTML report")
         print(f"benchbench: report written to {html_path} ({html_path.stat().st_size // 1024} KiB, self-contained)", file=sys.stderr)
     elif args.explain:
-        print(explain_flops(runs, args.format, args.runs))
+        emit(explain_flops(runs, args.format, paths))
     elif args.format in ("csv", "json"):
-        print(render_data(runs, args.format))
+        emit(render_data(runs, args.format))
     else:
-        print(render_text(runs, args.format))
+        emit(render_text(runs, args.format))
     return ExitCode.OK
+
+
+def _without_empty_files(paths: list[str]) -> list[str]:
+    """The run files to show: an empty file among several is skipped, with a warning (an older
+    benchbench killed before its first benchmark finished left it); alone, reading it says why."""
+    empty = [p for p in paths if Path(p).is_file() and Path(p).stat().st_size == 0]
+    if not empty or len(empty) == len(paths):
+        return paths
+    for path in empty:
+        print(f"benchbench: warning: skipping {path}: the file is empty (a run killed before its first benchmark "
+              "finished, by an older benchbench); delete it", file=sys.stderr)
+    return [p for p in paths if p not in empty]
 
 
 def _check_html_output(html: str, runs: list[str]) -> Path:

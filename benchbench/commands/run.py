@@ -5,22 +5,25 @@ of a second, before torch loads), load the plugins and their options, check ever
 output (run file, history, trace folder) before the first benchmark, make the run's
 :class:`~benchbench.config.Config`, validate the suite once (:func:`benchbench.runner.prepare`),
 claim the run file's name, run, and report.
+
+Until the table is printed, stdout goes to stderr (:func:`benchbench.outputs.stdout_to_stderr`):
+a plugin or a model that prints cannot corrupt ``--format csv`` or ``json``. At the end
+everything is saved first (the run file, the history, the job summary) and the table is
+printed last, so that a reader that left (``| head``) loses nothing and changes no exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
-import re
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbench import checks
 from benchbench.commands.common import add_plugin_arguments, load_plugins, reject_extra, step_summary
-from benchbench.errors import ExitCode, PluginError, UsageError, did_you_mean
+from benchbench.errors import BenchbenchError, ExitCode, PluginError, UsageError, did_you_mean
+from benchbench.outputs import DEFAULT_FOLDER, HISTORY_NAME
 
 if TYPE_CHECKING:
     from benchbench.manager import PluginManager
@@ -45,7 +48,7 @@ def add_arguments(run: argparse.ArgumentParser) -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=checks.argparse_type(checks.positive_int, int), metavar="N",
                      help="override every benchmark's batch size (and cpu_batch_size)")
     run.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark; repeatable")
-    run.add_argument("--out", default="results", metavar="DIR", help="folder for the run file (default: results/)")
+    run.add_argument("--out", default=DEFAULT_FOLDER, metavar="DIR", help=f"folder for the run file (default: {DEFAULT_FOLDER}/)")
     run.add_argument("--json", metavar="FILE", help="write the run file here instead of DIR/<suite>-<time>.json")
     run.add_argument(
         "--format", default="simple", metavar="FMT",
@@ -66,7 +69,7 @@ def add_arguments(run: argparse.ArgumentParser) -> argparse.ArgumentParser:
     run.add_argument("--rounds", type=checks.argparse_type(checks.positive_int, int), metavar="N",
                      help="run the whole suite N times, interleaved, pooling the timed samples (suite key 'rounds')")
     run.add_argument("--metrics", metavar="M1,M2", help="override every benchmark's metrics, e.g. params,flops")
-    run.add_argument("--history", metavar="FILE", help="history store to append the run to (default: DIR/history.sqlite)")
+    run.add_argument("--history", metavar="FILE", help=f"history store to append the run to (default: DIR/{HISTORY_NAME})")
     run.add_argument("--no-history", action="store_true", help="do not append the run to the history store")
     run.add_argument("--profile", metavar="DIR",
                      help="write a torch.profiler trace of each benchmark into DIR (open with: tensorboard --logdir DIR)")
@@ -103,29 +106,36 @@ def plugin_options(manager: PluginManager, extra: list[str]) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
-    source, suite_name, resume = _read_inputs(args)
-    manager = load_plugins(args)
-    options = plugin_options(manager, extra)
-    reporter, report_options = _reporter(manager, args.format)
-    if args.columns:
-        report_options["columns"] = _columns(args.columns, manager)
-    history, given_path = _check_outputs(args, suite_name)
-    config = _config(args, manager, resume, options, suite_name, source)
+    from benchbench.outputs import stdout_to_stderr
 
-    from benchbench.outputs import claim_new_file, exclusive, released_if_unused
-    from benchbench.runner import Runner, prepare
+    with stdout_to_stderr():  # what plugins and models print must not mix with the table
+        source, suite_name, resume = _read_inputs(args)
+        manager = load_plugins(args)
+        options = plugin_options(manager, extra)
+        reporter, report_options = _reporter(manager, args.format)
+        if args.columns:
+            report_options["columns"] = _columns(args.columns, manager)
+        history, given_path = _check_outputs(args, suite_name, resume)
+        config = _config(args, manager, resume, options, suite_name, source)
 
-    suite = prepare(source, config)  # every problem with the input, before anything is written
-    _stop_on_terminate()
-    with contextlib.ExitStack() as stack:
-        if given_path is None:  # a name of its own, claimed atomically: two runs in one second keep both
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = stack.enter_context(released_if_unused(claim_new_file(args.out, f"{safe_filename(suite_name)}-{stamp}", ".json")))
+        from benchbench.outputs import claimed_run_file, exclusive
+        from benchbench.reporters import render_table
+        from benchbench.runner import Runner, prepare
+
+        suite = prepare(source, config)  # every problem with the input, before anything is written
+        with contextlib.ExitStack() as stack:
+            if given_path is None:  # a name of its own, claimed atomically: two runs in one second keep both
+                path = stack.enter_context(claimed_run_file(args.out, suite_name))
+            else:
+                path = given_path
+                stack.enter_context(exclusive(path, "run file"))
+            run = Runner(config).run(suite, out=path, resume=resume)
+        if not run.records:
+            table = summary = ""
         else:
-            path = given_path
-        stack.enter_context(exclusive(path, "run file"))
-        run = Runner(config).run(suite, out=path, resume=resume)
-    return _report(run, path, history, reporter, report_options, quiet=args.quiet)
+            table = reporter.render(run, report_options)
+            summary = render_table(run, {**report_options, "tablefmt": "github"})
+    return _report(run, path, history, table, summary, quiet=args.quiet)
 
 
 def _read_inputs(args: argparse.Namespace) -> tuple[SuiteDocument, str, RunResult | None]:
@@ -147,38 +157,66 @@ def _read_inputs(args: argparse.Namespace) -> tuple[SuiteDocument, str, RunResul
     return source, source.name if args.suite is not None else resume.suite, resume  # type: ignore[union-attr]
 
 
-def _check_outputs(args: argparse.Namespace, suite_name: str) -> tuple[Any, Path | None]:
-    """Every output, checked before the first benchmark: an hour of work must not end in
-    "cannot write". Returns the history (None with --no-history) and the run file's path
-    when the command line names it (--json, --resume). ``--json`` replaces only a run file
-    of the same suite (a rerun), never another suite's run."""
-    from benchbench.history import History
-    from benchbench.outputs import check_folder, check_output
-    from benchbench.results import run_file_suite
+def _check_outputs(args: argparse.Namespace, suite_name: str, resume: RunResult | None) -> tuple[Any, Path | None]:
+    """Every output, checked before the first benchmark by really creating what it needs (a
+    folder, a file, removed again): an hour of work must not end in "cannot write".
 
-    history = None if args.no_history else History(args.history or Path(args.out) / "history.sqlite")
+    Returns the history (None with --no-history) and the run file's path when the command
+    line names it (--json, --resume). Two outputs may not name one file. ``--json``
+    replaces only a finished run of the same suite (a rerun), or an empty file; never
+    another suite's run, nor an interrupted one (``--resume`` finishes it)."""
+    from benchbench.history import History
+    from benchbench.outputs import check_distinct, check_folder, check_output, default_history
+
+    history = None if args.no_history else History(args.history or default_history(args.out))
+    given = args.json if args.json is not None else args.resume
+    option = "--json" if args.json is not None else "--resume"
+    if args.json is not None and Path(args.json).name == HISTORY_NAME:
+        raise UsageError(f"--json {args.json!r}: {HISTORY_NAME} is the history's name (benchbench run, compare and "
+                         "history look for the history there); give the run file a name of its own, e.g. run.json")
+    check_distinct({option: given, "--history" if args.history else f"the history (--out {args.out!r})":
+                    None if history is None else history.path, "--profile": args.profile})
     if history is not None:
         history.check_writable()
     if args.profile is not None:
         if Path(args.profile).exists() and not Path(args.profile).is_dir():
             raise UsageError(f"--profile {args.profile!r} is a file; give a folder")
         check_folder(args.profile, f"into --profile {args.profile!r}")
-    given = args.json if args.json is not None else args.resume
     if given is None:
         check_folder(args.out, f"run files into --out {args.out!r}")
         return history, None
-    option = "--json" if args.json is not None else "--resume"
-    held = run_file_suite(given) if Path(given).is_file() else None
+    target = Path(given)
+    resumed_here = resume is not None and target.is_file() and target.samefile(args.resume)
+    held = resume if resumed_here else _run_held_in(target)
+    empty = target.is_file() and target.stat().st_size == 0  # nothing to lose (an older benchbench, killed early)
     path = check_output(given, option=option, what=f"benchbench run file of suite {suite_name!r}",
-                        inputs=[args.suite] if args.suite else [], ours=lambda _: held == suite_name,
-                        hint=f" (it holds a run of suite {held!r})" if held else "")
+                        inputs=[args.suite] if args.suite else [],
+                        ours=lambda _: empty or (held is not None and held.suite == suite_name),
+                        hint=f" (it holds a run of suite {held.suite!r})" if held else "")
+    if held is not None and not held.complete and held.records and not resumed_here:
+        raise UsageError(
+            f"{option} {given!r} holds an interrupted run of suite {held.suite!r} ({len(held.records)} benchmark(s) "
+            f"measured); finish it with `benchbench run --resume {given}`, or delete the file to start over"
+        )
     return history, path
+
+
+def _run_held_in(path: Path) -> RunResult | None:
+    """The benchbench run an existing file holds (which a new run might replace), or None."""
+    from benchbench.results import RunResult
+
+    if not path.is_file():
+        return None
+    try:
+        return RunResult.read_json(path)
+    except UsageError:
+        return None
 
 
 def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult | None, options: dict[str, Any],
             suite_name: str, source: SuiteDocument) -> Any:
     """The run's configuration: the command line, and what a resumed run was made with."""
-    from benchbench.config import Config, RESUMED_OPTIONS
+    from benchbench.config import RESUMED_OPTIONS, Config
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics is not None else None
     if metrics == []:
@@ -191,20 +229,31 @@ def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult 
     return Config(manager, **given, profile=args.profile, quiet=args.quiet, verbose=args.verbose, plugin_options=options)
 
 
-def _report(run: RunResult, path: Path, history: Any, reporter: Any, options: dict[str, Any], *, quiet: bool) -> ExitCode:
-    """The table on stdout, where things went on stderr, the history and the job summary; the exit code."""
+def _report(run: RunResult, path: Path, history: Any, table: str, summary: str, *, quiet: bool) -> ExitCode:
+    """Save first, print last: the history and the job summary, then the table on stdout and
+    where things went on stderr. The exit code is the run's, whether or not anyone still
+    reads stdout (``| head``); a history that cannot be written after all is exit 2, with
+    the table printed and the run file kept."""
+    from benchbench.outputs import emit
+
     if not run.records:  # interrupted (or stopped by the executor) before the first benchmark finished
         print("benchbench: interrupted before any benchmark finished; no run file was written", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    print(reporter.render(run, options))
+    problem = None
+    if history is not None:
+        try:
+            history.append(run, path)
+        except BenchbenchError as exc:
+            problem = exc
+    step_summary(summary)
+    emit(table)
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr))
     say(f"benchbench: run file written to {path}")
+    if problem is not None:
+        print(f"benchbench: error: {problem} (the run file {path} is kept)", file=sys.stderr)
+        return problem.exit_code
     if history is not None:
-        history.append(run, path)
         say(f"benchbench: appended to the history {history.path}")
-    from benchbench.reporters import render_table
-
-    step_summary(render_table(run, {**options, "tablefmt": "github"}))
     if not run.complete:
         print(f"benchbench: interrupted; `benchbench run --resume {path}` runs the rest", file=sys.stderr)
         return ExitCode.INTERRUPTED
@@ -268,21 +317,3 @@ def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any
                 f"--resume: {args.suite} has changed since the run was made; resume with the run file alone "
                 f"(benchbench run --resume {args.resume}, which uses the suite it keeps) or start a new run"
             )
-
-
-def _stop_on_terminate() -> None:
-    """SIGTERM and SIGHUP (a CI job cancelled, an ssh session dropped) stop a run as Ctrl-C
-    does: what finished is saved, the run file is marked incomplete, workers are killed."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
-
-
-def safe_filename(name: str) -> str:
-    """A suite name as a file name: no folders, nothing a shell or Windows would trip on."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned or "suite"
