@@ -245,7 +245,7 @@ def _unlock(lock: Path, fd: int) -> None:
 def _remove_stale_locks(folder: Path) -> None:
     """Remove the lock files in ``folder`` that no living process holds (left by a killed
     run), once they are :data:`STALE_LOCK_S` old: a stale lock is no obstacle, and no litter."""
-    for lock in folder.glob(".*.lock"):
+    for lock in folder.glob(".*.json.lock"):  # run files' locks: another program's lock files are its own
         with contextlib.suppress(OSError):
             if time.time() - lock.stat().st_mtime < STALE_LOCK_S:
                 continue
