@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from benchbench.checks import numeric_text
+from benchbench.checks import numeric_text, shown
 from benchbench.errors import did_you_mean
 
 _ANY = object()
@@ -165,12 +165,12 @@ def _describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f"the string {value!r}" + (" (write numbers without quotes)" if numeric_text(value) else "")
+        return f"the string {shown(value)}" + (" (write numbers without quotes)" if numeric_text(value) else "")
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        return f"the number {shown(value)}"
     if isinstance(value, (list, tuple)):
-        return f"the list {list(value)!r}"
+        return f"the list {shown(list(value))}"
     if isinstance(value, dict):
-        return f"the mapping {value!r}"
-    return repr(value)
+        return f"the mapping {shown(value)}"
+    return shown(value)
 

@@ -98,7 +98,7 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
     formats=None, check_options=None, compare=None, merge_rounds=None, train_options=False,
-    needs_dataset=False, exclusive=False, available=None)``
+    needs_dataset=False, exclusive=False, available=None, inline_only=None)``
 
     * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
       called once per benchmark with the model already built, on its device, in its mode.
@@ -134,6 +134,10 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
       ``auto``, ``cpu``, ``cuda:0``...): a sentence saying why the metric cannot run there
       on this machine (a missing tool and how to install it, the wrong device), or None.
       The suite is then rejected before anything runs (exit code 2), with its other problems.
+    * ``inline_only``: a sentence saying why the metric runs only with the inline executor
+      (the default: every benchmark in this process), or None. A suite listing it with
+      another executor (``--isolate``, ``--executor``, ``executor:``) is rejected before
+      anything runs (exit code 2), with this reason.
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
     """
 

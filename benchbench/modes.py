@@ -15,7 +15,10 @@ every metric of a benchmark measures the same execution:
   dtype, or nothing);
 * :func:`capture_cuda_graph` records one step in a CUDA graph, after which the step is a
   graph replay: the time then excludes Python's launch overhead, which dominates small
-  layers on a fast GPU.
+  layers on a fast GPU;
+* :func:`unknown_backend` says, while the suite is validated, that a ``compile: {backend:
+  NAME}`` names no backend of this torch: torch would only say so at the benchmark's
+  first step, after the benchmarks before it ran.
 """
 
 from __future__ import annotations
@@ -26,10 +29,28 @@ from typing import Any
 
 import torch
 
+from benchbench.checks import shown
+from benchbench.errors import did_you_mean
 from benchbench.spec import BenchmarkSpec
 
 CUDA_GRAPH_WARMUP = 3
 """Steps run on a side stream before capturing (cuDNN picks its algorithms, lazy buffers appear)."""
+
+
+def unknown_backend(name: str) -> str | None:
+    """Why ``torch.compile(backend=name)`` cannot work in this installation, or None.
+
+    The rule is torch's own (``lookup_backend``): a name registered with dynamo, built in or
+    added by an installed package's ``torch_dynamo_backends`` entry point.
+    """
+    from torch._dynamo.backends.registry import list_backends
+
+    every = list_backends(exclude_tags=())
+    if name in every:
+        return None
+    listed = [b for b in every if "TESTING" not in b]  # dynamo's own test doubles are no choice
+    return (f"backend {shown(name)} is not registered with torch.compile in this torch ({torch.__version__})"
+            f"{did_you_mean(name, every)}; registered backends: {', '.join(listed)}")
 
 
 def compiled(model: torch.nn.Module, options: dict[str, Any]) -> torch.nn.Module:

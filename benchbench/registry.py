@@ -77,7 +77,7 @@ class ModelEntry(Entry):
 class MetricEntry(Entry):
     """``register(name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None,
     check_options=None, compare=None, merge_rounds=None, train_options=False, needs_dataset=False, exclusive=False,
-    available=None)``.
+    available=None, inline_only=None)``.
 
     Each argument is documented on ``benchbench_register_metrics`` in :mod:`benchbench.hookspecs`.
     """
@@ -99,6 +99,7 @@ class MetricEntry(Entry):
     needs_dataset: bool = False
     exclusive: bool = False
     available: Callable[[str], str | None] | None = None
+    inline_only: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

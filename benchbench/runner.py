@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from benchbench import environment, peak
+from benchbench import checks, environment, peak
 from benchbench.allocator import pin_malloc_thresholds
 from benchbench.build import preflight
 from benchbench.config import Config
@@ -37,11 +37,9 @@ from benchbench.job import Job, JobRunner, metrics_of_round, resolve_device
 from benchbench.manager import PluginManager
 from benchbench.registry import ExecutorEntry, MetricEntry
 from benchbench.results import RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios
-from benchbench.spec import BenchmarkSpec, Suite
+from benchbench.spec import DEFAULT_EXECUTOR, BenchmarkSpec, Suite
 from benchbench.suite import load_suite
 from benchbench.suitefile import SuiteDocument
-
-DEFAULT_EXECUTOR = "inline"
 
 
 def run_suite(
@@ -90,12 +88,12 @@ def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, config: Confi
     if config.executor is not None and not manager.registry.has(ExecutorEntry, config.executor):
         raise UsageError(f"--executor: {manager.unknown(ExecutorEntry, config.executor)}")
     rounds = config.rounds
-    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
-        raise UsageError(f"--rounds must be a positive whole number, got {rounds!r}")
+    if rounds is not None and (problem := checks.rounds(rounds)[1]):
+        raise UsageError(f"--rounds {problem}")
     document = SuiteDocument.of(suite)
     # The dry run executes model code in this process: only when the benchmarks will run here too.
     in_process = (config.executor or document.data.get("executor") or DEFAULT_EXECUTOR) == DEFAULT_EXECUTOR
-    loaded = load_suite(document, manager, overrides=config.overrides(), only=config.only,
+    loaded = load_suite(document, manager, overrides=config.overrides(), only=config.only, executor=config.executor,
                         preflight=partial(preflight, registry=manager.registry) if in_process else None)
     if config.profile is not None:
         loaded = with_profile(loaded, str(config.profile))

@@ -18,6 +18,8 @@ DEFAULT_METRICS = ("params", "flops", "latency", "memory")
 AUTOCAST_DTYPES = ("bfloat16", "float16")
 """``autocast:`` takes one of these, or ``none``."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DEFAULT_EXECUTOR = "inline"
+"""Where benchmarks run when neither the command line nor the suite says: in this process."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 Validation collects *every* problem in the file and raises one :class:`SuiteError`
 listing them, each naming the benchmark and the key and suggesting the closest valid
-name, so a user fixes a suite in one round instead of one typo per run. The values of
+name, so a user fixes a suite in one round instead of one typo per run. What this
+machine cannot run (a metric's tool is not installed, no GPU, a ``torch.compile`` backend
+this torch lacks) is another matter: the file needs no fix, so a valid suite it concerns
+is refused with :class:`UnrunnableSuite`, in its own words, and ``machine=False`` checks
+the file alone (a suite that needs valgrind is valid on a machine without it). The values of
 keys are checked by :mod:`benchbench.checks`, sweeps expanded by :mod:`benchbench.sweeps`,
 the YAML read by :mod:`benchbench.suitefile`; what needs the registry (model, metric and
 dataset names, a factory's arguments, metric options) is checked here. Running models
@@ -19,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from benchbench import checks
 from benchbench.arguments import check_args, with_defaults, without_defaults
+from benchbench.checks import shown
 from benchbench.errors import SuiteError, did_you_mean
 from benchbench.registry import DatasetEntry, ExecutorEntry, MetricEntry, ModelEntry
-from benchbench.spec import DEFAULT_METRICS, BenchmarkSpec, Suite
+from benchbench.spec import DEFAULT_EXECUTOR, DEFAULT_METRICS, BenchmarkSpec, Suite
 from benchbench.suitefile import SuiteDocument
 from benchbench.sweeps import called, expand_sweeps
 
@@ -35,6 +40,18 @@ TRAIN_KEYS = ("train", "seeds")
 BENCHMARK_ONLY = ("name",)
 
 
+class UnrunnableSuite(SuiteError):
+    """A valid suite that this machine cannot run (a missing tool, no GPU, a compile backend this
+    torch lacks): exit 2 like bad input, in words that say the file itself is fine."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(source, problems)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        text = (f"{source} is a valid suite, but this machine cannot run it:\n{lines}\n"
+                "(install what is missing, or leave those metrics or benchmarks out: --metrics, --only)")
+        self.args = (text,)
+
+
 def load_suite(
     source: str | Path | Mapping[str, Any] | SuiteDocument,
     manager: PluginManager,
@@ -42,6 +59,8 @@ def load_suite(
     overrides: Mapping[str, Any] | None = None,
     only: list[str] | None = None,
     preflight: Callable[[list[BenchmarkSpec]], list[str]] | None = None,
+    executor: str | None = None,
+    machine: bool = True,
 ) -> Suite:
     """Read (if a path), merge defaults and ``overrides``, and validate against the registry.
 
@@ -49,12 +68,18 @@ def load_suite(
     ``only`` keeps the benchmarks with those names (validated too), plus the baselines
     they name, so that their ratio columns still mean something. ``preflight(specs)``
     returns more problems for the benchmarks that passed every other check (the dry run,
-    :func:`benchbench.build.preflight`), reported together with the rest.
+    :func:`benchbench.build.preflight`), reported together with the rest. ``executor``:
+    the command line's (``--executor``, ``--isolate``), which wins over the suite's; a
+    metric that runs only inline (``inline_only``) is checked against it.
+
+    A file with problems raises :class:`SuiteError`; a valid one that this machine cannot
+    run raises :class:`UnrunnableSuite`, unless ``machine`` is false (the file alone).
     """
     document = SuiteDocument.of(source)
     data, origin = document.data, document.origin
-    problems: list[str] = []
-    name, description, rounds, executor = _top_level(document, manager, problems)
+    problems = [f"at {where}: {problem}" for where, problem in checks.unstorable(data)]
+    problems += [f"--only: {problem}" for _, problem in checks.unstorable(list(only or []))]
+    name, description, rounds, suite_executor = _top_level(document, manager, problems)
     defaults, problem = checks.mapping(data.get("defaults"))
     if problem:
         problems.append(f"key 'defaults' {problem}")
@@ -73,23 +98,26 @@ def load_suite(
     for spec in specs:
         if spec.baseline is not None and spec.baseline not in declared:
             problems.append(
-                f"benchmark {spec.name!r} (#{declared.get(spec.name, '?')}): key 'baseline' names no benchmark "
-                f"of this suite: {spec.baseline!r}{did_you_mean(spec.baseline, declared)}"
+                f"benchmark {shown(spec.name)} (#{declared.get(spec.name, '?')}): key 'baseline' names no benchmark "
+                f"of this suite: {shown(spec.baseline)}{did_you_mean(spec.baseline, declared)}"
             )
     notes: list[str] = []
     if only:
         for wanted in only:
             if wanted not in declared:
-                problems.append(f"--only {wanted!r}: no such benchmark{did_you_mean(wanted, declared)}")
+                problems.append(f"--only {shown(wanted)}: no such benchmark{did_you_mean(wanted, declared)}")
         specs, notes = _select(specs, only)
-    problems.extend(_unavailable(specs, manager))
+    problems.extend(_inline_only(specs, manager, executor, suite_executor))
     if preflight is not None:
         problems.extend(preflight(specs))
+    unrunnable = (_unavailable(specs, manager) + _compile_backends(specs)) if machine else []
     if problems:
-        raise SuiteError(origin, problems)
+        raise SuiteError(origin, problems + [f"(and this machine cannot run it) {p}" for p in unrunnable])
+    if unrunnable:
+        raise UnrunnableSuite(origin, unrunnable)
     return Suite(
         name=name, source=origin, benchmarks=tuple(specs), description=description, text=document.text,
-        notes=tuple(notes), executor=executor, rounds=rounds if isinstance(rounds, int) else 1,
+        notes=tuple(notes), executor=suite_executor, rounds=rounds if isinstance(rounds, int) else 1,
     )
 
 
@@ -98,11 +126,11 @@ def _top_level(document: SuiteDocument, manager: PluginManager, problems: list[s
     data = document.data
     for key in data:
         if key not in SUITE_KEYS:
-            problems.append(f"unknown top-level key {key!r}{did_you_mean(key, SUITE_KEYS)}")
+            problems.append(f"unknown top-level key {shown(key)}{did_you_mean(str(key), SUITE_KEYS)}")
     values = []
     for key, check, default in (("name", checks.nonempty_str, document.stem),
                                 ("description", checks.optional(checks.nonempty_str), None),
-                                ("rounds", checks.positive_int, 1),
+                                ("rounds", checks.rounds, 1),
                                 ("executor", checks.optional(checks.nonempty_str), None)):
         value, problem = check(data.get(key, default))
         if problem:
@@ -125,7 +153,7 @@ def _declared_names(raw: list[Any], problems: list[str]) -> dict[str, int]:
             continue
         if given in declared:
             problems.append(
-                f"benchmark {given!r} (#{i}): duplicate name, also used by benchmark #{declared[given]}; "
+                f"benchmark {shown(given)} (#{i}): duplicate name, also used by benchmark #{declared[given]}; "
                 "give each benchmark a unique 'name'"
             )
         declared.setdefault(given, i)
@@ -151,7 +179,7 @@ def _check_fields(
     checked: dict[str, Any] = {}
     for key, value in values.items():
         if key not in allowed:
-            problems.append(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}")
+            problems.append(f"{where}: unknown key {shown(key)}{did_you_mean(str(key), allowed)}")
             continue
         value, problem = checks.FIELD_CHECKS[key](value)
         if problem:
@@ -179,7 +207,7 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
             problems.append(f"{where}: key 'metric_options': {manager.unknown(MetricEntry, metric)}")
             continue
         if not isinstance(given, Mapping):
-            problems.append(f"{where}: key 'metric_options.{metric}' must be a mapping of option: value, got {given!r}")
+            problems.append(f"{where}: key 'metric_options.{metric}' must be a mapping of option: value, got {shown(given)}")
             continue
         entry = registry.get(MetricEntry, metric)
         known = entry.options
@@ -188,13 +216,13 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
             if key not in known:
                 choices = ", ".join(known) or "none"
                 problems.append(
-                    f"{where}: key 'metric_options.{metric}': unknown option {key!r}"
+                    f"{where}: key 'metric_options.{metric}': unknown option {shown(key)}"
                     f"{did_you_mean(key, known)}; options of {metric}: {choices}"
                 )
             elif not checks.same_kind(value, known[key]):
                 problems.append(
                     f"{where}: key 'metric_options.{metric}.{key}' must be like its default "
-                    f"{known[key]!r} ({type(known[key]).__name__}), got {value!r}"
+                    f"{known[key]!r} ({type(known[key]).__name__}), got {shown(value)}"
                 )
             else:
                 good[key] = value
@@ -209,7 +237,7 @@ def _check_registered(values: dict[str, Any], where: str, manager: PluginManager
         for key in values["thresholds"]:
             if key not in names:
                 problems.append(
-                    f"{where}: key 'thresholds': {key!r} is no metric or compared field{did_you_mean(key, names)}; "
+                    f"{where}: key 'thresholds': {shown(key)} is no metric or compared field{did_you_mean(key, names)}; "
                     f"compared fields: {', '.join(sorted(comparable))}"
                 )
 
@@ -227,8 +255,43 @@ def _unavailable(specs: list[BenchmarkSpec], manager: PluginManager) -> list[str
     return [f"metric {metric!r} cannot run for {_names(names)}: {problem}" for (metric, problem), names in found.items()]
 
 
-def _names(names: list[str], shown: int = 3) -> str:
-    listed = ", ".join(map(repr, names[:shown])) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+def _inline_only(specs: list[BenchmarkSpec], manager: PluginManager, given: str | None, suite: Any) -> list[str]:
+    """Metrics that run only with the inline executor (``inline_only``), asked for with another one."""
+    executor = given or (suite if isinstance(suite, str) else None) or DEFAULT_EXECUTOR
+    if executor == DEFAULT_EXECUTOR:
+        return []
+    source = "--executor/--isolate" if given else "the suite's 'executor:'"
+    found: dict[str, list[str]] = {}
+    for spec in specs:
+        for metric in spec.metrics if not spec.skip else ():
+            entry = manager.registry.table(MetricEntry).get(metric)
+            if entry is not None and entry.inline_only:
+                found.setdefault(metric, []).append(spec.name)
+    return [
+        f"metric {metric!r} cannot run with the {executor!r} executor ({source}) for {_names(names)}: "
+        f"{manager.registry.get(MetricEntry, metric).inline_only}; run it with the default inline executor "
+        f"(no --isolate or --executor), or leave {metric!r} out of this run (--metrics)"
+        for metric, names in found.items()
+    ]
+
+
+def _compile_backends(specs: list[BenchmarkSpec]) -> list[str]:
+    """``compile: {backend: NAME}`` naming a backend this torch does not have, one problem per name."""
+    named: dict[str, list[str]] = {}
+    for spec in specs:
+        backend = (spec.compile or {}).get("backend")
+        if isinstance(backend, str) and not spec.skip:
+            named.setdefault(backend, []).append(spec.name)
+    if not named:
+        return []
+    from benchbench.modes import unknown_backend  # imports torch._dynamo: only when a backend is named
+
+    return [f"{_names(names)}: key 'compile': {problem}"
+            for backend, names in named.items() if (problem := unknown_backend(backend))]
+
+
+def _names(names: list[str], most: int = 3) -> str:
+    listed = ", ".join(map(shown, names[:most])) + (f" and {len(names) - most} more" if len(names) > most else "")
     return f"benchmark{'s' if len(names) > 1 else ''} {listed}"
 
 
@@ -283,10 +346,10 @@ def _benchmark(
     problems: list[str],
 ) -> BenchmarkSpec | None:
     if not isinstance(item, Mapping):
-        problems.append(f"benchmark #{index}: must be a mapping with at least 'model', got {item!r}")
+        problems.append(f"benchmark #{index}: must be a mapping with at least 'model', got {shown(item)}")
         return None
     given = called(item)
-    label = f"benchmark {given!r} (#{index})" if given else f"benchmark #{index}"
+    label = f"benchmark {shown(given)} (#{index})" if given else f"benchmark #{index}"
     known_problems = len(problems)
     own = _check_fields(dict(item), label, problems, allowed=set(checks.FIELD_CHECKS))
     _check_registered(own, label, manager, problems)

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from benchbench.checks import shown
 from benchbench.errors import UsageError
 
 
@@ -44,25 +45,83 @@ class SuiteDocument:
         return read_suite_file(source)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` that rejects a key written twice in one mapping.
+MAX_VALUES = 1_000_000
+"""The most values (scalars, lists, mappings) a suite may hold once its YAML aliases are
+expanded. Far above a real suite (10,000 benchmarks written out one by one are about
+250,000), far below an alias bomb: ten nested aliases that each repeat the one before
+ten times stand for 10^10 values, which a few hundred bytes of YAML can write and which
+would otherwise fill the memory while they are checked and echoed."""
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
-    Plain YAML keeps the last value silently, so ``{in_channels: 3, in_channels: 64}``
-    would benchmark a different layer than its author read.
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects what would make a suite mean something else than it reads.
+
+    * a key written twice in one mapping (plain YAML keeps the last value silently, so
+      ``{in_channels: 3, in_channels: 64}`` would benchmark a different layer than its
+      author read), a merge key (``<<``) included: ``{<<: *a, <<: *b}`` keeps one of the
+      two, where ``<<: [*a, *b]`` says which wins;
+    * aliases that expand to more than :data:`MAX_VALUES` values, or refer to a list or
+      mapping they are inside of (an endless structure): refused before anything is built.
     """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values ``root`` stands for, each alias counted in full (memoised: linear in the file)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias (*name) refers to a list or mapping that contains it: the structure would be "
+                "endless; a suite needs no such alias", node.start_mark)
+        open_nodes.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"its aliases (*name) expand to more than {MAX_VALUES:,} values, far more than a "
+                    "suite needs (aliases that repeat other aliases multiply: an alias bomb?); write the benchmarks "
+                    "out, or use a sweep", node.start_mark)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
+    merges = 0
     for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # `<<: *anchor` brings keys that the mapping's own keys may override
+        if key_node.tag == MERGE_TAG:
+            merges += 1  # `<<: *anchor` brings keys that the mapping's own keys may override
+            if merges > 1:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    "merge key '<<' appears twice (only one of the two would count); merge several in one: "
+                    "<<: [*first, *second] (the first wins where both set a key)", key_node.start_mark)
+            continue
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)):
             continue  # unhashable or exotic keys: the suite checks report them
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark, f"key {key!r} appears twice", key_node.start_mark
+                "while reading a mapping", node.start_mark, f"key {shown(key)} appears twice", key_node.start_mark
             )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)

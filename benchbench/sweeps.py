@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from benchbench.checks import FIELD_CHECKS
+from benchbench.checks import FIELD_CHECKS, shown
 from benchbench.errors import did_you_mean
 
 MAX_SWEEP = 10_000
@@ -33,7 +33,7 @@ def expand_sweeps(raw: list[Any], problems: list[str]) -> list[Any]:
             expanded.append(item)
             continue
         base = {k: v for k, v in item.items() if k != "sweep"}
-        label = f"benchmark {called(base) or '#' + str(i)!r} (#{i})"
+        label = f"benchmark {shown(called(base) or '#' + str(i))} (#{i})"
         sweep = item["sweep"]
         if not isinstance(sweep, Mapping) or not sweep:
             problems.append(f"{label}: key 'sweep' must map keys to lists of values, e.g. {{args.kernel_size: [3, 5]}}")
@@ -42,11 +42,11 @@ def expand_sweeps(raw: list[Any], problems: list[str]) -> list[Any]:
         for key, values in sweep.items():
             head, _, rest = str(key).partition(".")
             if not isinstance(values, list) or not values:
-                problems.append(f"{label}: key 'sweep.{key}' must be a non-empty list of values, got {values!r}")
+                problems.append(f"{label}: key 'sweep.{key}' must be a non-empty list of values, got {shown(values)}")
             elif rest and head not in ("args", "dataset_args"):
                 problems.append(f"{label}: key 'sweep.{key}': only args.NAME and dataset_args.NAME reach inside a key")
             elif not rest and (key not in FIELD_CHECKS or key in ("name", "model")):
-                problems.append(f"{label}: key 'sweep.{key}' is no suite key{did_you_mean(str(key), FIELD_CHECKS)}")
+                problems.append(f"{label}: key 'sweep.{shown(key)}' is no suite key{did_you_mean(str(key), FIELD_CHECKS)}")
             else:
                 axes.append((str(key), values))
         if len(axes) != len(sweep):

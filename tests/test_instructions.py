@@ -6,6 +6,7 @@ starting python under valgrind and importing torch there is the slow part (20-40
 
 from __future__ import annotations
 
+import os
 import tempfile
 import textwrap
 from pathlib import Path
@@ -143,7 +144,18 @@ def test_without_valgrind_the_suite_is_rejected_naming_the_package(tmp_path: Pat
     assert "apt-get install valgrind" in err and "Traceback" not in err
 
 
-def test_instructions_on_a_gpu_and_cuda_kernels_on_the_cpu_are_rejected() -> None:
+def stand_in_valgrind(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``valgrind`` on PATH (it only has to exist): what a test of another rule needs, on a machine without it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    program = folder / "valgrind"
+    program.write_text("#!/bin/sh\nexit 1\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_instructions_on_a_gpu_and_cuda_kernels_on_the_cpu_are_rejected(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    stand_in_valgrind(tmp_path / "bin", monkeypatch)  # the rule about devices, on machines without valgrind too
     assert "counts CPU instructions" in (instructions.available("cuda:0") or "")
     data = {**SUITE, "benchmarks": SUITE["benchmarks"][:1]}
     with pytest.raises(SuiteError) as error:
@@ -153,6 +165,35 @@ def test_instructions_on_a_gpu_and_cuda_kernels_on_the_cpu_are_rejected() -> Non
         benchbench.run_suite({**data, "defaults": {**data["defaults"], "metrics": ["cuda_kernels"]}})
     assert error.value.problems == ["metric 'cuda_kernels' cannot run for benchmark 'c8': it counts CUDA kernels and this "
                                     "benchmark runs on the CPU; count CPU instructions with 'instructions'"]
+
+
+@pytest.mark.parametrize("how", ["--isolate", "--executor subprocess", "executor: subprocess"])
+def test_instructions_with_a_worker_process_executor_is_bad_input_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """The counting process belongs to the run: with --isolate each benchmark failed after the others ran (exit 1)."""
+    stand_in_valgrind(tmp_path / "bin", monkeypatch)
+    with pytest.raises(SuiteError) as error:
+        benchbench.run_suite(SUITE, executor="subprocess")
+    [problem] = error.value.problems
+    assert problem == ("metric 'instructions' cannot run with the 'subprocess' executor (--executor/--isolate) for "
+                       f"benchmarks 'c8', 'c16': {instructions.INLINE_ONLY}; run it with the default inline executor "
+                       "(no --isolate or --executor), or leave 'instructions' out of this run (--metrics)")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(("executor: subprocess\n" if how.startswith("executor:") else "") + textwrap.dedent("""\
+        defaults: {device: cpu, metrics: [params, instructions]}
+        benchmarks:
+          - {name: a, model: conv, args: {in_channels: 3, out_channels: 3, kernel_size: 1}, input_shape: [3, 4, 4]}
+          - {name: b, model: conv, args: {in_channels: 3, out_channels: 3, kernel_size: 1}, input_shape: [3, 4, 4]}
+    """))
+    options = [] if how.startswith("executor:") else how.split()
+    assert main(["run", str(suite), *options, "-q", "--no-history", "--json", str(tmp_path / "run.json")]) == 2
+    err = capsys.readouterr().err
+    assert "metric 'instructions' cannot run with the 'subprocess' executor" in err and "Traceback" not in err
+    assert ("the suite's 'executor:'" if how.startswith("executor:") else "(--executor/--isolate)") in err
+    assert not (tmp_path / "run.json").exists()  # refused before the first benchmark
+    assert main(["run", str(suite), *options, "--metrics", "params", "-q", "--no-history",
+                 "--json", str(tmp_path / "run.json")]) == 0  # without it, the run goes on
 
 
 # --------------------------------------------------------------------------- compare (synthetic run files)

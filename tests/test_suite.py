@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 
+import yaml
+
+import benchbench
+from benchbench import checks
+from benchbench.cli import main
 from benchbench.errors import SuiteError, UsageError
 from benchbench.manager import PluginManager
 from benchbench.spec import DEFAULT_METRICS
-from benchbench.suite import load_suite
-from benchbench.suitefile import read_suite_file
+from benchbench.suite import UnrunnableSuite, load_suite
+from benchbench.suitefile import parse_suite_text, read_suite_file
 from benchbench.registry import ModelEntry
 from tests.helpers import PluginFiles, tiny_suite
 
@@ -154,8 +159,132 @@ def test_file_errors_name_the_file_and_the_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_suites_are_valid(manager: PluginManager, path: Path) -> None:
-    suite = load_suite(path, manager)
+    """Valid as files, on any machine: ci.yaml needs valgrind to run, not to be valid (whether
+    this machine can run a suite is the next test's question)."""
+    suite = load_suite(path, manager, machine=False)
     assert suite.name == path.stem and suite.benchmarks and suite.text
+
+
+def test_a_valid_suite_this_machine_cannot_run_says_so_apart_from_file_problems(
+    manager: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A machine without valgrind (PATH hides it): suites/ci.yaml is valid, and cannot run here."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no valgrind on it
+    ci = REPO / "suites" / "ci.yaml"
+    assert load_suite(ci, manager, machine=False).benchmarks  # the file alone: valid
+    with pytest.raises(UnrunnableSuite) as error:
+        load_suite(ci, manager)
+    text = str(error.value)
+    assert text.startswith(f"{ci} is a valid suite, but this machine cannot run it:\n  - metric 'instructions' cannot run")
+    assert "it needs valgrind, which is not installed: apt-get install valgrind" in text
+    assert isinstance(error.value, SuiteError) and error.value.exit_code == 2
+    assert main(["run", str(ci), "-q", "--no-history", "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert "is a valid suite, but this machine cannot run it" in err and "Traceback" not in err
+    assert not (tmp_path / "res").exists()  # refused before any work
+    # A file with problems lists them, and what this machine lacks after them, marked as such.
+    data = read_suite_file(ci).data
+    data["benchmarks"][0]["batch_size"] = 0
+    problems = problems_of(data, manager)
+    assert "key 'batch_size' must be a positive whole number, got 0" in problems[0]
+    assert problems[-1].startswith("(and this machine cannot run it) metric 'instructions' cannot run")
+
+
+@pytest.mark.parametrize("rounds", [0, 1001, 1_000_000_000, True, "5"])
+def test_rounds_have_one_bound_in_the_suite_the_api_and_the_command_line(
+    manager: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str], rounds: object
+) -> None:
+    """``rounds: 1000000000`` would run (or spin) for decades: one check, from 1 to 1000, everywhere."""
+    [problem] = problems_of({**tiny_suite(), "rounds": rounds}, manager)
+    assert problem.startswith(f"key 'rounds' must be a whole number from 1 to {checks.MAX_ROUNDS}, got {rounds!r}")
+    assert "1000 rounds already take over 20 minutes a benchmark" in problem
+    with pytest.raises(UsageError, match=f"--rounds must be a whole number from 1 to {checks.MAX_ROUNDS}"):
+        benchbench.run_suite(tiny_suite(), rounds=rounds, manager=manager)
+    if type(rounds) is int:
+        suite = tmp_path / "s.yaml"
+        suite.write_text(yaml.safe_dump(tiny_suite()))
+        assert main(["run", str(suite), "--rounds", str(rounds), "--no-history"]) == 2
+        assert f"argument --rounds: must be a whole number from 1 to {checks.MAX_ROUNDS}" in capsys.readouterr().err
+    assert load_suite({**tiny_suite(), "rounds": checks.MAX_ROUNDS}, manager).rounds == checks.MAX_ROUNDS
+
+
+ALIAS_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}' if prev else 'x'] * 10)}]\n"
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi")
+) + "benchmarks: *i\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    """Nine aliases that each repeat the one before ten times: 10^9 values from 400 bytes of YAML."""
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    assert len(ALIAS_BOMB) < 500
+    with pytest.raises(UsageError, match=r"bomb.yaml: YAML error at line \d+, column \d+: its aliases \(\*name\) expand "
+                                         r"to more than 1,000,000 values"):
+        read_suite_file(bomb)
+    with pytest.raises(UsageError, match="refers to a list or mapping that contains it"):
+        parse_suite_text("a: &a [1, *a]\nbenchmarks: []\n", "loop.yaml")
+    # aliases within the bound are fine: 10,000 values
+    small = "".join(ALIAS_BOMB.splitlines(keepends=True)[:4]) + "benchmarks: [{model: conv, args: {x: *d}}]\n"
+    assert len(parse_suite_text(small, "ok.yaml").data["benchmarks"][0]["args"]["x"]) == 10
+
+
+def test_echoed_input_is_shortened(manager: PluginManager, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A benchmark that is not a mapping (here a list standing for 10^5 values) is shown in a line, not whole."""
+    wide = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcd", "bcde"))
+    data = parse_suite_text(wide + "benchmarks: [*e, {model: conv, args: {in_channels: 3, out_channels: 3, kernel_size: 1},"
+                            " name: " + "n" * 5000 + "}]\n", "wide.yaml").data
+    problems = problems_of(data, manager)
+    assert any(p.startswith("benchmark #1: must be a mapping with at least 'model', got [[[") for p in problems), problems
+    assert all(len(p) < 600 for p in problems), [len(p) for p in problems]
+    assert "..." in checks.shown("x" * 10_000) and len(checks.shown("x" * 10_000)) <= checks.SHOWN_CHARS
+    name = "conv[in_channels=64,kernel_size=3,batch_size=1,dtype=float32]"
+    assert checks.shown(name) == repr(name)  # a name of a usual length shows whole
+
+
+def test_a_merge_key_written_twice_is_an_error_like_any_key() -> None:
+    text = "x: &x {batch_size: 2}\ny: &y {batch_size: 4}\nbenchmarks:\n  - {<<: *x, <<: *y, model: conv}\n"
+    with pytest.raises(UsageError, match=r"t.yaml: YAML error at line 4, column \d+: merge key '<<' appears twice .*"
+                                         r"<<: \[\*first, \*second\]"):
+        parse_suite_text(text, "t.yaml")
+    merged = parse_suite_text(text.replace("<<: *x, <<: *y", "<<: [*x, *y]"), "t.yaml").data["benchmarks"][0]
+    assert merged["batch_size"] == 2  # the first wins
+
+
+def test_an_unknown_compile_backend_is_bad_input_before_any_benchmark_runs(
+    manager: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tiny_suite(metrics=["params"])
+    data["benchmarks"][1]["compile"] = {"backend": "inductr"}
+    with pytest.raises(SuiteError) as error:
+        load_suite(data, manager)
+    [problem] = error.value.problems
+    assert problem.startswith("benchmark 'sep': key 'compile': backend 'inductr' is not registered with torch.compile")
+    assert "(did you mean 'inductor'?); registered backends: " in problem and "eager" in problem
+    assert load_suite(data, manager, machine=False)  # which backends exist is this installation's matter
+    suite = tmp_path / "s.yaml"
+    data["benchmarks"][1]["compile"] = {"backend": "nosuchbackend"}
+    suite.write_text(yaml.safe_dump(data))
+    assert main(["run", str(suite), "-q", "--no-history", "--json", str(tmp_path / "run.json")]) == 2
+    err = capsys.readouterr().err
+    assert "backend 'nosuchbackend' is not registered" in err and "Traceback" not in err
+    assert not (tmp_path / "run.json").exists()  # nothing ran: 'std' did not run first
+
+
+@pytest.mark.parametrize("where", ["name", "model", "key", "arg"])
+def test_text_that_utf8_cannot_encode_is_bad_input(manager: PluginManager, tmp_path: Path, where: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``"\\ud800"`` in YAML is a lone surrogate: no character, and no run file, history or terminal takes it."""
+    line = {"name": '{name: "c\\ud800", model: conv}', "model": '{model: "conv\\ud800"}',
+            "key": '{model: conv, "\\udcff": 1}', "arg": '{model: conv, args: {padding_mode: "\\ud800"}}'}[where]
+    suite = tmp_path / "s.yaml"
+    suite.write_text("defaults: {device: cpu, metrics: [params]}\nbenchmarks:\n  - " + line + "\n")
+    problems = problems_of(read_suite_file(suite).data, manager)
+    assert any("a lone surrogate, which is no character and cannot be written as UTF-8" in p for p in problems), problems
+    assert main(["run", str(suite), "-q", "--no-history", "--json", str(tmp_path / "run.json")]) == 2
+    assert "lone surrogate" in capsys.readouterr().err
+    assert not (tmp_path / "run.json").exists()
 
 
 def test_efficiency_suite_states_the_real_configuration(manager: PluginManager) -> None:

@@ -66,7 +66,7 @@ def add_arguments(run: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="each benchmark in its own process (--executor subprocess): a crash or hang costs only it")
     run.add_argument("--resume", metavar="RUN.json",
                      help="finish an interrupted run: keep its records, run the missing benchmarks, update the file")
-    run.add_argument("--rounds", type=checks.argparse_type(checks.positive_int, int), metavar="N",
+    run.add_argument("--rounds", type=checks.argparse_type(checks.rounds, int), metavar="N",
                      help="run the whole suite N times, interleaved, pooling the timed samples (suite key 'rounds')")
     run.add_argument("--metrics", metavar="M1,M2", help="override every benchmark's metrics, e.g. params,flops")
     run.add_argument("--history", metavar="FILE", help=f"history store to append the run to (default: DIR/{HISTORY_NAME})")
