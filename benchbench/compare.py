@@ -22,7 +22,9 @@ depend on instead (``settings``: instruction counts name the CPU and the softwar
 Timings from different machines (another CPU or GPU), from a busy CPU, or with fewer
 than 3 rounds a side are never called regressions or improvements (``uncertain``; see
 :mod:`benchbench.stats`). A compare that judged nothing at all fails: a CI gate must not
-pass by comparing nothing.
+pass by comparing nothing. A benchmark that failed in the new run fails the compare (exit
+1, as a failed benchmark fails a run), also when it failed in the base; one that failed in
+the base and runs now is ``fixed``, which is no regression.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Thresholds:
             if not key:
                 out.default = number
             elif ":" in key:
-                bench, _, name = key.partition(":")
+                bench, _, name = key.rpartition(":")  # a benchmark's name may hold "::" (a pytest node id); a field's never does
                 out.by_benchmark[(bench, name)] = number
             else:
                 out.by_key[key] = number
@@ -220,7 +222,10 @@ class _Judge:
                         stats.Verdict(ADDED if old is None else MISSING, None))]
         if cur["status"] != STATUS_OK or old["status"] != STATUS_OK:
             verdict = _status_verdict(old["status"], cur["status"])
-            return [Row(name, "status", old["status"], cur["status"], stats.Verdict(verdict, None, note=cur.get("error")))]
+            note = cur.get("error") if cur["status"] == STATUS_FAILED else None
+            if verdict == FAILED and old["status"] == STATUS_FAILED:
+                note = f"failed in the base too: {note or 'no error recorded'}"
+            return [Row(name, "status", old["status"], cur["status"], stats.Verdict(verdict, None, note=note))]
         rows: list[Row] = []
         skipped: dict[str, list[str]] = {}
         for field_name in wanted:
@@ -283,6 +288,10 @@ def _notes(judge: _Judge, rows: list[Row], base_records: dict[str, Record], new_
         lacks += [f"field(s) {_listed(missing_fields)} of other benchmarks"] if missing_fields else []
         notes.append(f"the new run lacks {' and '.join(lacks)}: not compared, which alone does not fail a compare "
                      "(--strict fails on it; --metrics FIELDS compares only the fields you name)")
+    fixed = [r.benchmark for r in rows if r.verdict.verdict == FIXED]
+    if fixed:
+        notes.append(f"fixed: {_listed(fixed)} failed in the base and ran in the new run: not a regression, and "
+                     "nothing to compare their fields with until the next run")
     if rows and not any(r.verdict.verdict in (*JUDGED, FIXED) for r in rows):
         notes.append("NOTHING WAS COMPARED: no field of any benchmark could be judged (see the verdicts above); "
                      "a compare that judges nothing fails")
@@ -367,7 +376,9 @@ def _rounds(record: Record, spec: dict[str, Any]) -> list[list[float]]:
 
 
 def _status_verdict(old: str, new: str) -> str:
-    if new == STATUS_FAILED and old != STATUS_FAILED:
+    """A benchmark that failed in the new run fails the compare, whatever the base did (the
+    exit-code table: 1 = a benchmark failed); one that failed in the base only is ``fixed``."""
+    if new == STATUS_FAILED:
         return FAILED
     if old == STATUS_FAILED and new == STATUS_OK:
         return FIXED

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchbench.checks import shown, unstorable
 from benchbench.errors import UsageError
 
 if TYPE_CHECKING:
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 RUN_FILE_FORMAT = 1
+"""The run file's ``format``: raised when what a reader must know about a file changes, with
+an upgrade (:data:`UPGRADES`) from the format before, so that older files stay readable."""
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""``format N`` -> a function that turns a run file's data of format N into format N + 1.
+Format 1 is the first: nothing to upgrade yet. A change that gives format 2 adds
+``UPGRADES[1]`` here (as asv upgrades its result files), and :func:`upgrade` applies them."""
 
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
 
@@ -158,24 +165,42 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: Any, origin: str) -> RunResult:
-        """A run from the run file's structure; ``origin`` names it in errors."""
+        """A run from the run file's structure (upgraded to the current format); ``origin`` names it in errors.
+
+        Refused (a :class:`UsageError`, exit 2), since a compare, report or resume would
+        otherwise judge or show something false: a file of a newer format, text that is no
+        valid Unicode or numbers beyond a float anywhere, a benchmark recorded twice, fields
+        of the wrong type, and compared values below 0 (compare judges by ratios).
+        """
         if not isinstance(data, dict) or not isinstance(data.get("records"), list) or not isinstance(data.get("suite"), str):
             raise UsageError(f"{origin}: not a benchbench run file (needs 'suite' and a 'records' list)")
+        data = upgrade(data, origin)
+        odd = [f"at {where}: {problem}" for where, problem in unstorable(data)]
+        if odd:
+            raise UsageError(f"{origin}: not a valid benchbench run file: {'; '.join(odd[:3])}"
+                             + (f" (and {len(odd) - 3} more)" if len(odd) > 3 else ""))
         problems = [
             f"key {key!r} must be {kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)}"
             for key, kind in RUN_FILE_TYPES.items()
             if key in data and data[key] is not None and not isinstance(data[key], kind)
         ]
-        compared = set(data["compare"]) if isinstance(data.get("compare"), dict) else set()
+        compare = data["compare"] if isinstance(data.get("compare"), dict) else {}
+        seen: dict[str, int] = {}
         for i, record in enumerate(data["records"], start=1):
             if not isinstance(record, dict) or not isinstance(record.get("benchmark"), str):
                 problems.append(f"record #{i} needs a 'benchmark' name")
+            elif record["benchmark"] in seen:
+                problems.append(f"record #{i}: benchmark {shown(record['benchmark'])} is recorded twice (also record "
+                                f"#{seen[record['benchmark']]}): which one counts?")
             elif record.get("status") not in (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED):
-                problems.append(f"record {record['benchmark']!r} has no valid 'status' (ok, failed or skipped)")
+                problems.append(f"record {shown(record['benchmark'])} has no valid 'status' (ok, failed or skipped)")
             else:
-                problems.extend(f"record {record['benchmark']!r}: {p}" for p in _field_problems(record, compared))
+                problems.extend(f"record {shown(record['benchmark'])}: {p}" for p in _field_problems(record, compare))
+            if isinstance(record, dict) and isinstance(record.get("benchmark"), str):
+                seen.setdefault(record["benchmark"], i)
         if problems:
-            raise UsageError(f"{origin}: not a valid benchbench run file: {'; '.join(problems[:5])}")
+            raise UsageError(f"{origin}: not a valid benchbench run file (edited or damaged?): {'; '.join(problems[:5])}"
+                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
         return cls(
             suite=data["suite"],
             records=data["records"],
@@ -212,23 +237,41 @@ NUMERIC_SUFFIXES = ("_ratio", "_ms", "_bytes", "_s", "_gflops", "_fraction")
 """Fields whose names promise numbers (alone, or lists of them for raw samples)."""
 
 
-def _numeric(value: Any) -> bool:
+def _numbers(value: Any) -> list[Any] | None:
+    """The numbers in a field (a number, or lists of them for raw samples), or None if anything else is there."""
     if isinstance(value, list):
-        return all(_numeric(v) for v in value)
-    return is_number(value)
+        found = []
+        for item in value:
+            inner = _numbers(item)
+            if inner is None:
+                return None
+            found += inner
+        return found
+    return [value] if is_number(value) else None
 
 
-def _field_problems(record: Record, compared: set[str]) -> list[str]:
-    """Fields of a record read from a file whose type cannot be right (the file was edited or damaged)."""
+def _field_problems(record: Record, compare: dict[str, Any]) -> list[str]:
+    """Fields of a record read from a file whose type or value cannot be right (the file was edited or damaged).
+
+    A compared field, and the samples it is judged on, must be 0 or more: compare judges by
+    the ratio new / base, which a negative count or time turns upside down.
+    """
     problems = []
+    compared = set(compare)
+    samples = {spec[part] for spec in compare.values() if isinstance(spec, dict)
+               for part in ("samples", "rounds") if isinstance(spec.get(part), str)}
     for key, value in record.items():
         if value is None:
             continue
         kind = RECORD_TYPES.get(key)
+        numbers = _numbers(value)
         if kind is not None and not isinstance(value, kind):
-            problems.append(f"field {key!r} is {value!r}, not {kind.__name__ if isinstance(kind, type) else 'a list or mapping'}")
-        elif (key in NUMERIC_CORE or key in compared or key.endswith(NUMERIC_SUFFIXES)) and not _numeric(value):
-            problems.append(f"field {key!r} is {value!r}, not a number")
+            problems.append(f"field {key!r} is {shown(value)}, not {kind.__name__ if isinstance(kind, type) else 'a list or mapping'}")
+        elif (key in NUMERIC_CORE or key in compared or key in samples or key.endswith(NUMERIC_SUFFIXES)) and numbers is None:
+            problems.append(f"field {key!r} is {shown(value)}, not a number")
+        elif (key in compared or key in samples) and numbers and min(numbers) < 0:
+            problems.append(f"field {key!r} is {shown(value)}: below 0, which no count, time or size can be "
+                            "(compare would read a negative value as an improvement)")
     return problems
 
 
@@ -267,8 +310,42 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
 
 
 def is_number(value: Any) -> bool:
-    """A finite int or float, not a bool: what can be stored, compared and divided."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float, not a bool: what can be stored, compared and divided (an int beyond
+    the largest float, such as ``10**400`` from a JSON file, is not: no ratio can use it)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def upgrade(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    """A run file's data in the current format: older formats upgraded step by step
+    (:data:`UPGRADES`), a newer one refused with both versions named."""
+    given = data.get("format", 1)  # every file benchbench wrote has one; a hand-made one may not
+    if isinstance(given, bool) or not isinstance(given, int):
+        raise UsageError(f"{origin}: not a valid benchbench run file: its 'format' is {shown(given)}, not a whole number")
+    if given > RUN_FILE_FORMAT:
+        from benchbench import __version__
+
+        env = data.get("environment")
+        writer = env.get("benchbench") if isinstance(env, dict) else None
+        if writer is not None and not (isinstance(writer, str) and writer.isprintable() and len(writer) < 40):
+            writer = shown(writer)
+        raise UsageError(
+            f"{origin}: written by a newer benchbench ({f'version {writer}, ' if writer else ''}run-file "
+            f"format {given}); this is benchbench {__version__}, which reads formats up to {RUN_FILE_FORMAT}: "
+            "upgrade benchbench (pip install -U from the clone or git URL you installed it from) to read it"
+        )
+    while given < RUN_FILE_FORMAT:
+        step = UPGRADES.get(given)
+        if step is None:
+            raise UsageError(f"{origin}: run-file format {given} is none that benchbench ever wrote "
+                             f"(formats 1 to {RUN_FILE_FORMAT}); the file was edited or damaged")
+        data = {**step(data), "format": given + 1}
+        given += 1
+    return data
 
 
 def jsonable(value: Any) -> Any:

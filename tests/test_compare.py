@@ -394,3 +394,85 @@ def test_strict_says_why_it_fails_and_shows_absolute_count_changes(tmp_path: Pat
     out = capsys.readouterr().out
     assert "a params +1 (+0.00271%)" in out and "--strict: FAILED on 1 change(s)" in out
     assert "no regressions\n" not in out.replace("no regressions\n--strict", "")  # never 'no regressions' alone
+
+
+# --------------------------------------------------------------------------- failed benchmarks, refused run files
+
+
+def test_a_benchmark_failed_in_the_new_run_fails_the_compare_even_if_it_failed_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 = "a benchmark failed": a failure in the new run is never "no regressions"."""
+    both = compare_runs(run(record("a"), record("b", status="failed", error="old")),
+                        run(record("a"), record("b", status="failed", error="CUDA out of memory")))
+    row = next(r for r in both.rows if r.benchmark == "b")
+    assert row.verdict.verdict == "failed" and row.verdict.note == "failed in the base too: CUDA out of memory"
+    assert both.exit_code == 1 and "1 regression(s): b failed (failed in the base too: CUDA out of memory)" in render(both)
+    base = write(run(record("a"), record("b", status="failed", error="old")), tmp_path / "base.json")
+    new = write(run(record("a"), record("b", status="failed", error="still")), tmp_path / "new.json")
+    assert main(["compare", str(base), str(new)]) == 1
+    assert "no regressions" not in capsys.readouterr().out
+    # failed in the base only: fixed, which is no regression, and the notes say so
+    fixed = compare_runs(run(record("a"), record("b", status="failed", error="x")), run(record("a"), record("b")))
+    assert verdicts(fixed)[("b", "status")] == "fixed" and fixed.exit_code == 0
+    assert any(n.startswith("fixed: b failed in the base and ran in the new run: not a regression") for n in fixed.notes)
+
+
+def damaged(tmp_path: Path, change: Any, name: str = "damaged.json") -> Path:
+    """A valid run file, edited: ``change(data)`` edits its JSON structure in place."""
+    path = write(run(record("a"), record("b")), tmp_path / name)
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["records"].append(dict(d["records"][0])), "record #3: benchmark 'a' is recorded twice (also record #1)"),
+        (lambda d: d["records"][0].update(params=-5), "record 'a': field 'params' is -5: below 0"),
+        (lambda d: d["records"][0].update(latency_samples_ms=[1.0, -2.0]), "field 'latency_samples_ms' is [1.0, -2.0]: below 0"),
+        (lambda d: d["records"][0].update(benchmark="a\ud800"), "at records[0].benchmark: the text 'a\\ud800' holds '\\ud800', a lone surrogate"),
+        (lambda d: d["records"][1].update(params=10**400), "at records[1].params: the number 1000"),
+        (lambda d: d.update(format=99, environment={"benchbench": "9.0"}),
+         "written by a newer benchbench (version 9.0, run-file format 99); this is benchbench"),
+        (lambda d: d.update(format="1"), "its 'format' is '1', not a whole number"),
+        (lambda d: d.update(format=0), "run-file format 0 is none that benchbench ever wrote"),
+    ],
+    ids=["twice", "negative", "negative-sample", "surrogate", "10**400", "newer", "format-text", "format-0"],
+)
+def test_run_files_that_cannot_be_right_are_refused_by_compare_report_and_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Any, expected: str
+) -> None:
+    good = write(run(record("a"), record("b")), tmp_path / "good.json")
+    bad = damaged(tmp_path, change)
+    with pytest.raises(UsageError) as error:
+        RunResult.read_json(bad)
+    assert expected in str(error.value) and str(bad) in str(error.value)
+    for command in (["compare", str(good), str(bad)], ["compare", str(bad), str(good)], ["report", str(bad)],
+                    ["run", "--resume", str(bad), "-q", "--no-history"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert expected.split(":")[0] in err and "Traceback" not in err and "internal error" not in err, (command, err)
+
+
+def test_a_newer_run_file_names_both_versions_and_an_older_one_is_upgraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchbench import __version__, results
+
+    newer = damaged(tmp_path, lambda d: d.update(format=results.RUN_FILE_FORMAT + 1, environment={"benchbench": "9.0"}))
+    with pytest.raises(UsageError, match=rf"written by a newer benchbench \(version 9.0, run-file format "
+                                         rf"{results.RUN_FILE_FORMAT + 1}\); this is benchbench {__version__}, which "
+                                         rf"reads formats up to {results.RUN_FILE_FORMAT}: upgrade benchbench"):
+        RunResult.read_json(newer)
+    # The upgrade path, as a format 2 would use it: a format-1 file is read through UPGRADES[1].
+    current = write(run(record("a")), tmp_path / "current.json")
+    monkeypatch.setattr(results, "RUN_FILE_FORMAT", 2)
+    monkeypatch.setitem(results.UPGRADES, 1, lambda d: {**d, "notes": [*d.get("notes", []), "upgraded from format 1"]})
+    upgraded = RunResult.read_json(current)
+    assert upgraded.notes == ["upgraded from format 1"] and json.loads(upgraded.to_json())["format"] == 2
+    monkeypatch.delitem(results.UPGRADES, 1)
+    with pytest.raises(UsageError, match="run-file format 1 is none that benchbench ever wrote"):
+        RunResult.read_json(current)
