@@ -1,6 +1,9 @@
 """Shared fixtures and the rules every test follows.
 
-* GPU tests carry ``@pytest.mark.cuda`` and skip without a GPU.
+* Tests that need a tool (valgrind, Chromium, a GPU, Ray) say so with
+  ``@pytest.mark.needs(...)`` (GPU tests: ``@pytest.mark.cuda``) or ``require_tool``: they
+  skip with the reason without it, and fail where ``BENCHBENCH_REQUIRE_TOOLS`` asks for it
+  (``tests/tools.py``, a plugin loaded here).
 * Tests write only into their temporary folders: each test runs in its own ``tmp_path``
   (so ``results/`` and ``history.sqlite``, relative by default, land there) with the peak
   cache moved there too, and the session fails if the checkout's ``results/`` or its top
@@ -10,29 +13,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.helpers import PluginFiles
+if TYPE_CHECKING:  # imported in the fixture: tests.helpers imports tests.tools, a plugin pytest loads itself
+    from tests.helpers import PluginFiles
 
 REPO = Path(__file__).resolve().parents[1]
-pytest_plugins = ["pytester"]  # for tests of pytest-facing behaviour (a real inner session)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+pytest_plugins = ["pytester", "tests.tools"]  # pytester: tests of pytest-facing behaviour (a real inner session)
 
 
 @pytest.fixture
 def plugins(tmp_path: Path) -> PluginFiles:
     """Write or copy plugin modules into a folder of this test's own (``plugins.path``)."""
+    from tests.helpers import PluginFiles
+
     return PluginFiles(tmp_path / "plugins")
 
 

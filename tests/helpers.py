@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import textwrap
 from pathlib import Path
 
-import pytest
+from tests.tools import require_tool
 
-
+__all__ = ["SOURCES", "TINY_LATENCY", "PluginFiles", "fake_distribution", "require_tool", "tiny_suite", "write_plugin"]
 
 SOURCES = Path(__file__).resolve().parent / "plugin_sources"
 
@@ -79,14 +77,3 @@ def tiny_suite(**defaults: object) -> dict[str, object]:
             },
         ],
     }
-
-
-def require_tool(name: str, why: str) -> str:
-    """The path of a tool a test needs; skips without it, except where ``BENCHBENCH_REQUIRE_TOOLS``
-    is set (``.ci/run`` installs the tools, so there a missing one is a failure, not a skip)."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("BENCHBENCH_REQUIRE_TOOLS", "") not in ("", "0"):
-            pytest.fail(f"{name} is required here (BENCHBENCH_REQUIRE_TOOLS is set) but not installed: {why}")
-        pytest.skip(f"needs {name} ({why})")
-    return path

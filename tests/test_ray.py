@@ -13,7 +13,11 @@ import pytest
 
 import benchbench
 
-ray = pytest.importorskip("ray")
+from tests.tools import require_tool
+
+require_tool("ray", module=True)  # skips without Ray, fails where BENCHBENCH_REQUIRE_TOOLS requires it
+import ray  # noqa: E402
+
 pytestmark = pytest.mark.ray
 
 SWEEP = {

@@ -33,10 +33,14 @@ import pytest
 import benchbench
 from benchbench.errors import UsageError
 
-ray = pytest.importorskip("ray")
+from tests.tools import require_tool
+
+require_tool("ray", module=True)  # skips without Ray, fails where BENCHBENCH_REQUIRE_TOOLS requires it
+import ray  # noqa: E402
+
 pytestmark = pytest.mark.ray
 
-from ray.cluster_utils import Cluster  # noqa: E402  (after the importorskip)
+from ray.cluster_utils import Cluster  # noqa: E402  (after require_tool)
 
 BROKEN_ENV = "BENCHBENCH_TEST_NODE_LACKS_EXTRA"
 """Set only for one node's raylet (and so its workers): the ``extra`` plugin fails to import there."""
