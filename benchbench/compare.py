@@ -38,7 +38,7 @@ from tabulate import tabulate
 from benchbench import formatting, stats
 from benchbench.errors import ExitCode, UsageError, did_you_mean
 from benchbench.results import MODEL_SETTINGS, RUN_SETTINGS, STATUS_FAILED, STATUS_OK, Record, RunResult, is_number
-from benchbench.checks import parse_threshold
+from benchbench.checks import parse_threshold, shown
 
 DEFAULT_THRESHOLD = 0.05
 EXACT_THRESHOLD = 0.0
@@ -67,7 +67,7 @@ class Thresholds:
             key, _, value = item.rpartition("=")
             number, problem = parse_threshold(value)
             if problem:
-                raise UsageError(f"{option} {item!r}: {problem}; e.g. {option} latency=5%")
+                raise UsageError(f"{option} {shown(item)}: {problem}; e.g. {option} latency=5%")
             if not key:
                 out.default = number
             elif ":" in key:
@@ -321,7 +321,7 @@ def _declared(spec: dict[str, Any]) -> float | None:
 
 
 def _differences(old: Record, cur: Record, settings: Iterable[str]) -> str:
-    return "; ".join(f"{k} {old.get(k)!r} -> {cur.get(k)!r}" for k in settings if old.get(k) != cur.get(k))
+    return "; ".join(f"{k} {shown(old.get(k))} -> {shown(cur.get(k))}" for k in settings if old.get(k) != cur.get(k))
 
 
 def _busy(side: str, record: Record, spec: dict[str, Any]) -> str | None:
@@ -344,7 +344,7 @@ def _check_value(run: RunResult, record: Record, field_name: str, spec: dict[str
     """A compared value must be a number (and samples lists of numbers): else bad input."""
     problem = None
     if not is_number(record.get(field_name)):
-        problem = f"field {field_name!r} is {record.get(field_name)!r}, not a number"
+        problem = f"field {field_name!r} is {shown(record.get(field_name))}, not a number"
     elif spec.get("samples"):
         rounds = _rounds(record, spec)
         if not rounds or not all(is_number(x) for r in rounds for x in r):

@@ -266,11 +266,11 @@ def _field_problems(record: Record, compare: dict[str, Any]) -> list[str]:
         kind = RECORD_TYPES.get(key)
         numbers = _numbers(value)
         if kind is not None and not isinstance(value, kind):
-            problems.append(f"field {key!r} is {shown(value)}, not {kind.__name__ if isinstance(kind, type) else 'a list or mapping'}")
+            problems.append(f"field {shown(key)} is {shown(value)}, not {kind.__name__ if isinstance(kind, type) else 'a list or mapping'}")
         elif (key in NUMERIC_CORE or key in compared or key in samples or key.endswith(NUMERIC_SUFFIXES)) and numbers is None:
-            problems.append(f"field {key!r} is {shown(value)}, not a number")
+            problems.append(f"field {shown(key)} is {shown(value)}, not a number")
         elif (key in compared or key in samples) and numbers and min(numbers) < 0:
-            problems.append(f"field {key!r} is {shown(value)}: below 0, which no count, time or size can be "
+            problems.append(f"field {shown(key)} is {shown(value)}: below 0, which no count, time or size can be "
                             "(compare would read a negative value as an improvement)")
     return problems
 
