@@ -3,9 +3,10 @@
 The tests run against an editable install, which imports benchbench/ and plugins/ straight
 from the checkout; a module that the packaging leaves out (``benchbench.commands`` was, until
 issue 20) passes every other test and breaks every command of a built wheel. These tests
-build the distributions the way pip and ``python -m build`` do, from a copy of the tracked
-files (so that building leaves nothing in the checkout and sees what a clone sees), and hold
-the wheel against ``git ls-files``, pyproject.toml's entry points and the version.
+build the distributions the way pip and ``python -m build`` do, from a copy of the files a
+commit would hold (so that building leaves nothing in the checkout and sees what a clone
+sees), and hold the wheel against that list (``git ls-files``), pyproject.toml's entry points
+and the version.
 ``.ci/check-wheel`` installs such a wheel into a fresh environment and runs every command.
 """
 
@@ -35,10 +36,13 @@ benchbench_plugins, whose modules the ``benchbench`` entry points name)."""
 
 
 def tracked_files() -> list[str]:
-    """The files a clone has (``git ls-files``), as POSIX paths relative to the checkout."""
+    """The files a commit of this working tree would hold: tracked ones, and untracked ones git
+    does not ignore (a module written but not yet added), as POSIX paths relative to the checkout.
+    In CI's fresh clone that is exactly ``git ls-files``."""
     if shutil.which("git") is None:
         pytest.skip("needs git: the wheel is checked against the files git tracks")
-    done = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, timeout=60)
+    listing = ["ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    done = subprocess.run(["git", "-C", str(REPO), *listing], capture_output=True, timeout=60)
     if done.returncode != 0:
         pytest.skip(f"not a git checkout ({REPO}): {done.stderr.decode(errors='replace').strip()}")
     return [name for name in done.stdout.decode().split("\0") if name and (REPO / name).is_file()]
