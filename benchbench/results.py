@@ -155,13 +155,16 @@ class RunResult:
 
     @classmethod
     def read_json(cls, path: str | os.PathLike[str]) -> RunResult:
+        from benchbench.journal import replay
+
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+            data = json.loads(text)
         except FileNotFoundError:
             raise UsageError(f"run file {str(path)!r} not found") from None
         except (OSError, ValueError, RecursionError) as exc:
             raise UsageError(f"run file {str(path)!r} is not a readable JSON run file: {exc}") from None
-        return cls.from_dict(data, origin=str(path))
+        return cls.from_dict(replay(path, text, data), origin=str(path))  # with the records a killed run journaled
 
     @classmethod
     def from_dict(cls, data: Any, origin: str) -> RunResult:

@@ -11,8 +11,11 @@ Nothing is lost along the way:
 
 * a benchmark that raises (building, forward, a metric), runs out of memory or passes
   its ``timeout`` is recorded as ``failed`` with its error, and the others still run;
-* with a run file path, the file is rewritten atomically after every benchmark (marked
-  ``complete: false`` until the end), so a crash or a kill leaves what finished;
+* with a run file path, every finished benchmark is saved at once, at a cost that does
+  not grow with the run: the file is written whole (atomically, marked ``complete: false``)
+  at the first record and at the end, and each record in between is appended to a journal
+  beside it (:mod:`benchbench.journal`), so a crash or a kill leaves what finished;
+* the rounds loop ends when no benchmark has a round left, however large ``rounds`` is;
 * Ctrl-C keeps what finished and marks the run incomplete; ``resume=`` runs only the
   benchmarks a previous, incomplete run file has no record of.
 """
@@ -34,9 +37,10 @@ from benchbench.build import preflight
 from benchbench.config import Config
 from benchbench.errors import UsageError
 from benchbench.job import Job, JobRunner, metrics_of_round, resolve_device
+from benchbench.journal import Journal
 from benchbench.manager import PluginManager
 from benchbench.registry import ExecutorEntry, MetricEntry
-from benchbench.results import RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios
+from benchbench.results import RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios, jsonable
 from benchbench.spec import DEFAULT_EXECUTOR, BenchmarkSpec, Suite
 from benchbench.suite import load_suite
 from benchbench.suitefile import SuiteDocument
@@ -148,44 +152,59 @@ class Runner:
         # Later rounds repeat only the metrics that pool rounds (latency): a benchmark with none
         # of them (params and FLOPs only) runs once.
         wanted = {spec.name: rounds if metrics_of_round(self.registry, spec, 1) else 1 for spec in specs}
-        # A record counts as done when it has all its rounds; others run again, whole.
-        done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices and r.get("rounds", 1) >= wanted[r["benchmark"]]}
+        # A resumed record counts as finished when it has all its rounds; others run again, whole
+        # (kept until their first new round replaces them).
+        done = {r["benchmark"]: r for r in run.records if r["benchmark"] in devices}
         jobs = [
             Job(index, len(specs), spec, suite.name, devices[spec.name], rounds=wanted[spec.name])
             for index, spec in enumerate(specs)
-            if spec.name not in done
+            if spec.name not in done or done[spec.name].get("rounds", 1) < wanted[spec.name]
         ]
-        path = Path(out) if out is not None else None
+        # Saved as it goes: the whole file once, then a journal line per record (O(1) each), the
+        # whole file again at the end (benchbench.journal). A run that measured nothing leaves no file.
+        journal = Journal(out) if out is not None else None
 
-        def save() -> None:  # after every record; a run that measured nothing leaves no file
-            if path is not None and run.records:
-                run.write_json(path)
+        def ordered() -> list[Record]:  # suite order; O(n), so only when the whole file is written
+            return [done[s.name] for s in specs if s.name in done]
+
+        def save(record: Record) -> None:
+            if journal is None:
+                return
+            if journal.started:
+                journal.append(jsonable(record))
+            else:
+                run.records = ordered()
+                journal.start(run.to_json() + "\n")
 
         run.complete = False
-        save()
+        if journal is not None and run.records:  # a resumed run: its records, marked incomplete
+            journal.start(run.to_json() + "\n")
         hook = self.manager.hook
-        hook.benchbench_run_start(suite=suite, benchmarks=specs)
+        hook.benchbench_run_start(suite=suite, benchmarks=specs, rounds={job.spec.name: job.rounds for job in jobs})
         measured: dict[str, list[Record]] = {}
         try:
-            for round_index in range(rounds):
+            for round_index in range(max((job.rounds for job in jobs), default=0)):
                 # Interleaved rounds: A, B, C, then A, B, C again. A benchmark that failed or
-                # was skipped is not run again.
+                # was skipped is not run again; the loop ends when no benchmark has a round left.
                 todo = [replace(job, round=round_index) for job in jobs
                         if round_index < job.rounds and _still_ok(measured.get(job.spec.name))]
+                if not todo:
+                    break
                 for job, record in executor.run(todo, self):
                     measured.setdefault(job.spec.name, []).append(record)
-                    done[job.spec.name] = self._merge(job.spec, measured[job.spec.name])
-                    run.records = [done[s.name] for s in specs if s.name in done]
+                    merged = done[job.spec.name] = self._merge(job.spec, measured[job.spec.name])
                     if round_index == job.rounds - 1 or not _still_ok(measured[job.spec.name]):
-                        hook.benchbench_result_ready(record=done[job.spec.name], index=job.index, total=job.total)
-                    save()
+                        hook.benchbench_result_ready(record=merged, index=job.index, total=job.total)
+                    save(merged)
             run.complete = True
         except KeyboardInterrupt:
-            finished = sum(r.get("rounds", 1) >= wanted[r["benchmark"]] or r["status"] != STATUS_OK for r in run.records)
+            finished = sum(r.get("rounds", 1) >= wanted[r["benchmark"]] or r["status"] != STATUS_OK for r in done.values())
             run.notes.append(f"interrupted: {finished} of {len(specs)} benchmarks finished")
         finally:
+            run.records = ordered()
             self._finish(run, specs)
-            save()
+            if journal is not None and (run.records or journal.started):
+                journal.finish(run.to_json() + "\n")
             hook.benchbench_run_end(run=run)
         return run
 
