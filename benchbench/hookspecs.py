@@ -185,13 +185,20 @@ def benchbench_register_executors(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def benchbench_run_start(suite: Suite, benchmarks: list[BenchmarkSpec]) -> None:
-    """A suite is about to run ``benchmarks`` (already validated and expanded)."""
+def benchbench_run_start(suite: Suite, benchmarks: list[BenchmarkSpec], rounds: dict[str, int]) -> None:
+    """A suite is about to run ``benchmarks`` (already validated and expanded).
+
+    ``rounds``: how many rounds each benchmark that runs now will run, by name: the suite's
+    ``rounds`` for one whose metrics pool rounds (latency), 1 for one whose metrics do not
+    (params, FLOPs: measured once). A benchmark a resumed run had already finished is not
+    in it. Their sum is the number of :func:`benchbench_benchmark_start` calls to expect.
+    """
 
 
 @hookspec
 def benchbench_benchmark_start(benchmark: BenchmarkSpec, index: int, total: int, round: int, rounds: int) -> None:
-    """Benchmark number ``index`` (0-based) of ``total`` is starting its round ``round`` (0-based) of ``rounds``."""
+    """Benchmark number ``index`` (0-based) of ``total`` is starting its round ``round`` (0-based)
+    of ``rounds`` (this benchmark's own: 1 for one measured once, whatever the suite's ``rounds``)."""
 
 
 @hookspec

@@ -138,7 +138,7 @@ def test_registration_hook_that_raises_leaves_that_plugin_out(tmp_path: Path, pl
     assert failure.name == "oops" and "raised in benchbench_register_metrics: KeyError: 'boom'" in failure.error
     assert "oops" not in [p.name for p in manager.plugins]
     manager.pm.unregister(name="benchbench.progress")
-    manager.hook.benchbench_run_start(suite=None, benchmarks=[])  # its lifecycle hooks are gone too
+    manager.hook.benchbench_run_start(suite=None, benchmarks=[], rounds={})  # its lifecycle hooks are gone too
     # named explicitly with -p, the same plugin is an error
     with pytest.raises(PluginError, match=r"plugin '.*oops.py' raised in benchbench_register_metrics: KeyError"):
         PluginManager([str(plugins.path / "oops.py")], autoload=False).registry
