@@ -6,6 +6,9 @@ waits until it has imported torch and the run's plugins, and then hands it bench
 after benchmark over a pair of pipes. The process dies with its parent (the kernel kills
 it: ``PR_SET_PDEATHSIG``), and any interruption of a request (a benchmark's timeout,
 Ctrl-C) kills it too, since its state is then unknown; the next request starts a new one.
+Its start-up has a limit of its own (:data:`STARTUP_LIMIT_S`). Its files live in a
+:class:`~benchbench.scratch.Scratch` folder, removed when it closes or, after a ``kill -9``
+of the run, by the next run that starts one.
 
 :func:`read_dump` reads one of callgrind's dump files (the format is documented in the
 valgrind manual, "Callgrind Format Specification"): the total of the ``Ir`` event
@@ -17,17 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from benchbench.scratch import Scratch
 
 VALGRIND_OPTIONS = (
     "--tool=callgrind",
@@ -47,6 +50,11 @@ at once instead of waiting in a fastbin for a later consolidation, whose cost de
 the heap's history; with them, one small model's count took one of two values 1.1% apart
 depending on the length of its benchmark's name, without them the same to 0.01%."""
 POLL_S = 0.5
+STARTUP_LIMIT_S = 600.0
+"""Seconds python under valgrind may take to import torch and the run's plugins before it is
+given up (20-40 s on the 2-core development machine). This time is not the benchmark's: it
+counts against no ``timeout`` (:func:`benchbench.deadline.paused`)."""
+FOLDER_PREFIX = "benchbench-callgrind-"
 
 
 class CallgrindError(RuntimeError):
@@ -62,7 +70,8 @@ class CallgrindProcess:
         """The plugin manager's arguments: the process loads the same plugins, to build the same models."""
         self.environment = dict(environment or {})
         """Variables set for the process beyond :data:`WORKER_ENVIRONMENT` (which kernels libraries may use)."""
-        self.folder = Path(tempfile.mkdtemp(prefix="benchbench-callgrind-"))
+        self._scratch = Scratch(FOLDER_PREFIX)  # and the folders of killed runs removed
+        self.folder = self._scratch.path
         self.log = self.folder / "output.log"
         dumps = str(self.folder / "callgrind.out")
         request_read, request_write = os.pipe()
@@ -84,7 +93,7 @@ class CallgrindProcess:
             finally:  # the child's ends: with them closed here, its death reads as an end of file
                 os.close(request_read)
                 os.close(reply_write)
-            reply = self._reply("starting")
+            reply = self._reply("starting", limit_s=STARTUP_LIMIT_S)
             if "error" in reply:
                 raise CallgrindError(f"the callgrind process could not start: {reply['error']}{self._last_words()}")
             self.facts: dict[str, Any] = reply["ready"]
@@ -127,11 +136,15 @@ class CallgrindProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def _reply(self, doing: str) -> dict[str, Any]:
-        """The next message from the process; CallgrindError if it dies first."""
+    def _reply(self, doing: str, limit_s: float | None = None) -> dict[str, Any]:
+        """The next message from the process; CallgrindError if it dies first (or ``limit_s`` passes)."""
+        given_up = time.monotonic() + limit_s if limit_s is not None else None
         while not self.replies.poll(POLL_S):
             if not self.alive:
                 raise self._died(doing)
+            if given_up is not None and time.monotonic() > given_up:
+                raise CallgrindError(f"the callgrind process did not finish {doing} within {limit_s:g} s: given up"
+                                     f"{self._last_words()}")
         try:
             return self.replies.recv()
         except EOFError:
@@ -168,7 +181,7 @@ class CallgrindProcess:
             except (ProcessLookupError, PermissionError):
                 self.process.kill()
             self.process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._scratch.remove()
 
 
 def _ending(code: int | None) -> str:

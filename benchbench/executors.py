@@ -26,7 +26,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import benchbench
 
 from benchbench.job import Job
+from benchbench.scratch import Scratch
 
 if TYPE_CHECKING:
     from benchbench.config import Config
@@ -107,7 +107,7 @@ def run_in_worker(job: Job, session: Session) -> Record:
     The worker's output goes to stderr as it comes (progress of long benchmarks stays
     visible); its last lines are kept to explain a crash.
     """
-    with tempfile.TemporaryDirectory(prefix="benchbench-worker-") as folder:
+    with Scratch("benchbench-worker-") as folder:  # a killed run's folders are removed by the next one
         request, result = Path(folder, "job.pickle"), Path(folder, "record.json")
         request.write_bytes(pickle.dumps({"plugins": session.plugin_config, "job": job}))
         timeout = job.spec.timeout
