@@ -191,7 +191,8 @@ def benchbench_run_start(suite: Suite, benchmarks: list[BenchmarkSpec], rounds: 
     ``rounds``: how many rounds each benchmark that runs now will run, by name: the suite's
     ``rounds`` for one whose metrics pool rounds (latency), 1 for one whose metrics do not
     (params, FLOPs: measured once). A benchmark a resumed run had already finished is not
-    in it. Their sum is the number of :func:`benchbench_benchmark_start` calls to expect.
+    in it. Their sum is the number of :func:`benchbench_benchmark_start` calls to expect (fewer
+    when a benchmark fails or is skipped: it runs no more rounds).
     """
 
 
