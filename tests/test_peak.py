@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import benchbench
-from benchbench import environment, peak, timing
+from benchbench import allocator, environment, peak, timing
 from benchbench.cli import main
 from benchbench.environment import available_cores
 from tests.helpers import tiny_suite
@@ -30,8 +30,23 @@ def claiming(kernel: peak.Kernel, factor: float) -> peak.Kernel:
     return peak.Kernel(f"{kernel.name} x{factor:g}", kernel.flops * factor, kernel.make)
 
 
+def test_the_default_kernels_are_the_layers_the_suites_time() -> None:
+    import torch
+
+    names = [k.name for k in peak.default_kernels(cuda=False)]
+    assert names[:3] == ["matmul 512x512", "matmul 1024x1024", "matmul 2048x2048"]
+    for shape in ("3x3", "3x3 dilation 2", "1x1"):  # efficiency.yaml's standard, dilated and bottleneck layers
+        assert f"conv {shape} 512ch 32x32 batch 8" in names and f"conv {shape} 512ch 32x32 batch 8 channels_last" in names
+    dilated = peak.conv(4, 3, 8, 2, dilation=2, channels_last=True)
+    assert dilated.flops == 2 * 2 * 4 * 4 * 9 * 8 * 8  # 2 FLOPs per multiply-add, as the direct method counts
+    out = dilated.make(torch.device("cpu"), torch.float32)()
+    assert out.shape == (2, 4, 8, 8) and out.is_contiguous(memory_format=torch.channels_last)  # "same" padding
+
+
 def test_the_peak_is_the_fastest_of_several_kernels_and_says_which(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu_reads(monkeypatch, busy=False)
+    pinned = []
+    monkeypatch.setattr(allocator, "pin_malloc_thresholds", lambda: pinned.append(True) or "pinned")
     kernels = [peak.matmul(32), claiming(peak.conv(4, 3, 8, 1), 1e6), peak.conv(4, 1, 8, 1)]
     entry = peak.measure("cpu", kernels=kernels, **QUICK)
     assert set(entry["kernels"]) == {"float32", "bfloat16"}
@@ -42,6 +57,7 @@ def test_the_peak_is_the_fastest_of_several_kernels_and_says_which(monkeypatch: 
     assert entry["flops"] == entry["flops_by_precision"]["float32"] == peak.peak_for(entry, "float32")
     assert entry["busy"] is None and entry["cpu_contention"] == 0.0
     assert peak.load("cpu") == entry  # quiet: cached
+    assert pinned  # timed in the allocator state of a run (benchbench/allocator.py)
 
 
 def test_a_peak_measured_on_a_busy_cpu_is_not_cached(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
