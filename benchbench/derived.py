@@ -70,7 +70,7 @@ def above_peak(rate: float, measured: dict[str, Any], precision: str) -> str:
     """Why a ``peak_fraction`` above 1 is no fraction, and what to do about it."""
     peak = peak_for(measured, precision)
     set_by = (measured.get("set_by") or {}).get(precision) or "the matmul alone (a peak from before cache version 2)"
-    text = (f"peak_fraction {rate / peak:.0%}: {rate / 1e9:.4g} GFLOP/s is above the measured {precision} peak of "
+    text = (f"peak_fraction {rate / peak:.1%}: {rate / 1e9:.4g} GFLOP/s is above the measured {precision} peak of "
             f"{measured.get('device', 'the device')} ({peak / 1e9:.4g} GFLOP/s, set by {set_by}, measured "
             f"{measured.get('time', '?')}): this benchmark beat every kernel `benchbench peak` tried, or the peak was "
             "measured while other work slowed it; `benchbench peak --refresh` on an otherwise idle machine")

@@ -50,7 +50,7 @@ def test_a_rate_above_the_peak_is_flagged_not_shown_as_a_fraction() -> None:
     above = derived.benchbench_derive_fields(record(device="cpu", dtype="bfloat16"), {"peaks": {"cpu": measured}})
     assert above["peak_fraction"] == pytest.approx(2.0)
     [warning] = above["warnings"]
-    assert warning.startswith("peak_fraction 200%: 8 GFLOP/s is above the measured bfloat16 peak of cpu (4 GFLOP/s, "
+    assert warning.startswith("peak_fraction 200.0%: 8 GFLOP/s is above the measured bfloat16 peak of cpu (4 GFLOP/s, "
                               "set by conv 3x3 512ch 32x32 batch 8, measured 2026-01-01T00:00:00+00:00)")
     assert "arithmetic limit" not in warning  # the limit is a float32 figure
     over_limit = derived.above_peak(8e9, {**measured, "flops_by_precision": {"float32": 7e9}}, "float32")

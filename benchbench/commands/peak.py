@@ -16,8 +16,9 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
     peak = commands.add_parser(
         "peak", parents=parents, help="measure the device's peak FLOP/s and memory bandwidth (cached)",
         description="Measure the peak arithmetic rate of a device in each precision it has (float32, TF32, "
-        "bfloat16, float16): the fastest of several kernels (matmuls of three sizes; 3x3, dilated 3x3 and 1x1 convolutions), "
-        "beside the processor's arithmetic limit where /proc/cpuinfo tells it; and its copy bandwidth, once. "
+        "bfloat16, float16): the fastest of several kernels (matmuls of three sizes; 3x3, dilated 3x3 and 1x1 "
+        "convolutions), beside the processor's arithmetic limit where /proc/cpuinfo tells it; and its copy "
+        "bandwidth, once. "
         "Tables and reports then show each benchmark's fraction of the peak of its own precision "
         "(peak_fraction) and the roofline. A measurement on a busy CPU is shown but not cached (exit 1).",
     )
