@@ -6,16 +6,18 @@ TF32, bfloat16, float16) and the peak memory bandwidth (copying a buffer much la
 any cache: bytes read plus bytes written, per second).
 
 **The peak is an upper bound by construction.** No single operation is a device's
-fastest: on a 2-core AMD EPYC torch's 2048x2048 matmul reached 198 GFLOP/s while oneDNN's
-3x3 convolution at 512 channels reached 467 (counted as the direct method counts it, as
-fvcore and ``achieved_gflops`` do), so a matmul-only peak put that convolution at 236%
-of "peak". The peak of a precision is therefore the fastest of several kernels
-(:func:`default_kernels`: the matmul at three sizes, 3x3, dilated 3x3 and 1x1 convolutions
-at 512 channels in both memory layouts, the layers the shipped suites time), each timed with
-benchbench's own timers (:mod:`benchbench.timing`) and rated by its *fastest* timed
-block, not the median: a peak is what the device does at best, and a benchmark running
-one of these kernels, rated by its median, then comes out at or under 100%. The entry
-records every kernel's rate and which one set the peak (``kernels``, ``set_by``).
+fastest: on a quiet 2-core AMD EPYC (float32, 2 threads) torch's 2048x2048 matmul reached
+185 GFLOP/s, oneDNN's 3x3 convolution at 512 channels 233 and the same convolution with
+dilation 2 244 (FLOPs counted as the direct method counts them, as fvcore and
+``achieved_gflops`` do), so a matmul-only peak put convolutions above 100%; a peak cached
+under load was worse (97 GFLOP/s: 3-5x "peak"). The peak of a precision is therefore the
+fastest of several kernels (:func:`default_kernels`: the matmul at three sizes; 3x3,
+dilated 3x3 and 1x1 convolutions at 512 channels in both memory layouts, the layers the
+shipped suites time), each timed with benchbench's own timers (:mod:`benchbench.timing`),
+in the allocator state of a run (:mod:`benchbench.allocator`), and rated by its *fastest*
+timed block, not the median: a peak is what the device does at best, and a benchmark
+running one of these kernels, rated by its median, then comes out at or under 100%. The
+entry records every kernel's rate and which one set the peak (``kernels``, ``set_by``).
 
 **The arithmetic limit is a separate, stated figure** (``arithmetic_limit``, float32, CPU
 only, where /proc/cpuinfo says enough): cores x float32 lanes of the widest SIMD unit
@@ -27,11 +29,12 @@ direct method counts (Winograd, FFT). ``peak_fraction`` is the fraction of the f
 measured kernel.
 
 **A peak measured on a busy CPU is never cached.** Other work slows every kernel, so
-such a peak is too low and every later ``peak_fraction`` too high (a peak cached under
-load once made every row 3-5x "peak"). Each CPU timing measures how much of the CPU its
-threads asked for other work took (:func:`benchbench.metrics.latency.contention`), and
-the busy-CPU rule of ``compare`` (:func:`benchbench.stats.busy_cpu`) decides; a busy
-measurement is returned with ``busy`` set, and not stored.
+such a peak is too low and every later ``peak_fraction`` too high. Each CPU timing
+measures how much of the CPU its threads asked for other work took
+(:func:`benchbench.metrics.latency.contention`), and the busy-CPU rule of ``compare``
+(:func:`benchbench.stats.busy_cpu`) decides; a busy measurement is returned with
+``busy`` set, and not stored. (CUDA timings measure no contention: a GPU shared with
+other processes is not detected.)
 
 Results are cached in ``~/.cache/benchbench/peak.json`` (``$BENCHBENCH_CACHE`` to move
 it), keyed by the cache version (what the peak is measured with: :data:`CACHE_VERSION`),
