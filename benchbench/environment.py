@@ -38,7 +38,9 @@ def collect(manager: PluginManager) -> dict[str, Any]:
         "cpu_available": available_cores(),
         "torch_threads": torch.get_num_threads(),
         "host": socket.gethostname(),
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        # to the microsecond: `--baseline latest` takes the runs that started before this one,
+        # and two short runs (params only) can start in the same second
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
         "git": git_info(Path.cwd()),
         "gpus": gpu_info(),
         "backend_flags": effective_flags(),

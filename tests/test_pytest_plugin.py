@@ -64,7 +64,9 @@ def source(*parts: str) -> str:
 
 
 def run_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.json"))
+    """The run files in the order their sessions started (two in one second are NAME.json and
+    NAME-2.json, which sort the other way round by name)."""
+    return sorted(folder.glob("*.json"), key=lambda path: RunResult.read_json(path).environment.get("time", ""))
 
 
 def files_under(folder: Path) -> set[str]:
