@@ -2,7 +2,7 @@
 
 Importing this package is cheap (no torch): the CLI's ``--help`` and a plugin's
 ``import benchbench`` for ``hookimpl`` must stay fast. ``run_suite`` imports the
-runner, and torch with it, on first use.
+suite runner, and torch with it, on first use.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ def run_suite(suite: Any, **options: Any) -> RunResult:
     """Run a suite (a path to a YAML file, or the same structure as a dict).
 
     Returns a :class:`~benchbench.results.RunResult`; ``.to_dataframe()`` gives one row
-    per benchmark. Options are those of :func:`benchbench.runner.run_suite`
+    per benchmark. Options are those of :func:`benchbench.suiterunner.run_suite`
     (``device``, ``batch_size``, ``plugins``, ``plugins_dir``, ``only``, ...).
     """
-    from benchbench.runner import run_suite as _run_suite
+    from benchbench.suiterunner import run_suite as _run_suite
 
     return _run_suite(suite, **options)

@@ -1,7 +1,7 @@
 """One run's configuration, made once and handed down (pytest's ``Config``, for a suite run).
 
 ``benchbench run`` builds it from its command line, :func:`benchbench.run_suite` from its
-keywords; :func:`benchbench.runner.prepare` and the :class:`~benchbench.runner.Runner`
+keywords; :func:`benchbench.suiterunner.prepare` and the :class:`~benchbench.suiterunner.SuiteRunner`
 take it, executors read it from their session, and plugins get it in
 ``benchbench_configure(config)`` and read the options they added with
 ``benchbench_addoption`` through :meth:`Config.getoption`.

@@ -1,9 +1,9 @@
 """One benchmark, measured: the model built, each metric run, the record made.
 
 What pytest's ``runner.py`` is to one test, this module is to one benchmark (the loop
-over a suite, rounds, saving and resuming live in :mod:`benchbench.runner`). It is all
+over a suite, rounds, saving and resuming live in :mod:`benchbench.suiterunner`). It is all
 that a worker process needs: the ``subprocess`` executor's worker and the Ray executor's
-tasks import this module and the plugins, not the runner.
+tasks import this module and the plugins, not the suite runner.
 
 A benchmark never takes the run down: whatever its model or a metric raises (``SystemExit``
 included), runs out of memory, or a timeout, becomes a ``failed`` record with its error,
@@ -259,7 +259,7 @@ class _Stop(Exception):
 def metrics_of_round(registry: Registry, spec: BenchmarkSpec, round_index: int) -> list[str]:
     """Every metric in the first round; later rounds repeat only those that pool rounds
     (``merge_rounds``: latency), since params or FLOPs would come out the same. A benchmark
-    with nothing to measure after its first round runs once (:mod:`benchbench.runner`)."""
+    with nothing to measure after its first round runs once (:mod:`benchbench.suiterunner`)."""
     if round_index == 0:
         return list(spec.metrics)
     return [m for m in spec.metrics if registry.get(MetricEntry, m).merge_rounds is not None]

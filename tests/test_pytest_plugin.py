@@ -186,7 +186,7 @@ def test_bad_input_fails_that_test_with_benchbenchs_message(pytester: pytest.Pyt
         "*the model must be a torch.nn.Module instance, got function*",
     ])
     output = result.stdout.str()
-    assert "Traceback" not in output and "benchbench/runner.py" not in output and "pytest_plugin.py" not in output
+    assert "Traceback" not in output and "benchbench/suiterunner.py" not in output and "pytest_plugin.py" not in output
 
 
 # ----------------------------------------------------------------------------- run files and the gate

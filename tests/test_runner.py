@@ -235,21 +235,21 @@ def test_the_rounds_loop_ends_when_no_benchmark_has_a_round_left(tmp_path: Path)
 
     from benchbench.config import Config
     from benchbench.deadline import DeadlineExceeded, deadline
-    from benchbench.runner import Runner, prepare
+    from benchbench.suiterunner import SuiteRunner, prepare
 
     config = Config(PluginManager(), quiet=True)
     suite = replace(prepare(tiny_suite(metrics=["params"]), config), rounds=1_000_000_000)  # past any bound validation sets
     path = tmp_path / "run.json"
     try:
         with deadline(120):
-            run = Runner(config).run(suite, out=path)
+            run = SuiteRunner(config).run(suite, out=path)
             assert run.complete and [r["rounds"] for r in run.records] == [1, 1]
             resumed = RunResult.read_json(path)
             resumed.complete = False
             resumed.records.pop()  # one benchmark left to run
-            again = Runner(config).run(suite, out=path, resume=resumed)
+            again = SuiteRunner(config).run(suite, out=path, resume=resumed)
             assert again.complete and [r["benchmark"] for r in again.records] == ["std", "sep"]
-            nothing = Runner(config).run(suite, out=path, resume=RunResult.read_json(path))  # all finished already
+            nothing = SuiteRunner(config).run(suite, out=path, resume=RunResult.read_json(path))  # all finished already
             assert nothing.complete and len(nothing.records) == 2
     except DeadlineExceeded:
         pytest.fail("the rounds loop went on with nothing left to measure")

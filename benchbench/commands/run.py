@@ -3,7 +3,7 @@
 In order: read the inputs (the suite file, a run file to resume: a typo costs a fraction
 of a second, before torch loads), load the plugins and their options, check every
 output (run file, history, trace folder) before the first benchmark, make the run's
-:class:`~benchbench.config.Config`, validate the suite once (:func:`benchbench.runner.prepare`),
+:class:`~benchbench.config.Config`, validate the suite once (:func:`benchbench.suiterunner.prepare`),
 claim the run file's name, run, and report.
 
 Until the table is printed, stdout goes to stderr (:func:`benchbench.outputs.stdout_to_stderr`):
@@ -120,7 +120,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
 
         from benchbench.outputs import claimed_run_file, exclusive
         from benchbench.reporters import render_table
-        from benchbench.runner import Runner, prepare
+        from benchbench.suiterunner import SuiteRunner, prepare
 
         suite = prepare(source, config)  # every problem with the input, before anything is written
         with contextlib.ExitStack() as stack:
@@ -129,7 +129,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
             else:
                 path = given_path
                 stack.enter_context(exclusive(path, "run file"))
-            run = Runner(config).run(suite, out=path, resume=resume)
+            run = SuiteRunner(config).run(suite, out=path, resume=resume)
         if not run.records:
             table = summary = ""
         else:

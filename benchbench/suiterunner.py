@@ -1,8 +1,9 @@
-"""Run a validated suite: hand each benchmark to an executor, collect and save the records.
+"""The loop over a suite: hand each benchmark to an executor, collect and save the records.
 
-The loop over a suite (pytest's ``main.py``, where :mod:`benchbench.job` is its
-``runner.py``): :func:`prepare` loads and validates the suite once, with the run's
-:class:`~benchbench.config.Config` applied, then :class:`Runner` hands its benchmarks, round
+What pytest's ``main.py`` is to a test session, this module is to a suite run (measuring
+one benchmark is :mod:`benchbench.job`, as pytest's ``runner.py`` runs one test):
+:func:`prepare` loads and validates the suite once, with the run's
+:class:`~benchbench.config.Config` applied, then :class:`SuiteRunner` hands its benchmarks, round
 after round, to an executor plugin (:mod:`benchbench.executors`: *where* they run),
 merges the rounds, adds ratios and derived fields, and keeps the run file current. It
 knows nothing about convolutions or about any particular metric.
@@ -78,7 +79,7 @@ def run_suite(
         config = Config(manager, plugin_options=dict(executor_options or {}), **options)
     except TypeError as exc:
         raise UsageError(f"run_suite: {exc}") from None
-    return Runner(config).run(prepare(suite, config), out=out, resume=resume)
+    return SuiteRunner(config).run(prepare(suite, config), out=out, resume=resume)
 
 
 def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, config: Config) -> Suite:
@@ -117,14 +118,14 @@ def with_profile(suite: Suite, folder: str) -> Suite:
     return replace(suite, benchmarks=specs)
 
 
-class Runner:
+class SuiteRunner:
     """Runs prepared suites for one configuration; the executors' session (see :class:`benchbench.executors.Session`)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.manager = config.manager
         self.registry = config.manager.registry
-        self.jobs = JobRunner(config.manager)
+        self.job_runner = JobRunner(config.manager)
 
     @property
     def plugin_config(self) -> dict[str, Any]:
@@ -301,7 +302,7 @@ class Runner:
     # ------------------------------------------------------------------ the executor's session
 
     def timed(self, job: Job) -> bool:
-        return self.jobs.timed(job)
+        return self.job_runner.timed(job)
 
     def started(self, job: Job) -> None:
         self.manager.hook.benchbench_benchmark_start(
@@ -309,10 +310,10 @@ class Runner:
         )
 
     def run_here(self, job: Job) -> Record:
-        return self.jobs.run_job(job)
+        return self.job_runner.run_job(job)
 
     def failed(self, job: Job, error: str) -> Record:
-        return self.jobs.failed(job, error)
+        return self.job_runner.failed(job, error)
 
     # ------------------------------------------------------------------ columns
 
