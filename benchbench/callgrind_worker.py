@@ -85,8 +85,8 @@ class ClientRequests:
 class Counter:
     """Counts the steps of one benchmark, each measurement dumped to a file of its own."""
 
-    def __init__(self, runner: Any, dumps: str, valgrind: ClientRequests) -> None:
-        self.runner = runner
+    def __init__(self, job_runner: Any, dumps: str, valgrind: ClientRequests) -> None:
+        self.job_runner = job_runner
         """A :class:`~benchbench.job.JobRunner` with the run's plugins."""
         self.dumps = dumps
         """callgrind's ``--callgrind-out-file`` without its ``.%p``: this process's dump number N
@@ -102,8 +102,8 @@ class Counter:
 
         spec = request["spec"]
         trim_heap()
-        dataset = self.runner._dataset(spec)
-        ctx = build_context(spec, self.runner.registry.get(ModelEntry, spec.model), torch.device("cpu"),
+        dataset = self.job_runner._dataset(spec)
+        ctx = build_context(spec, self.job_runner.registry.get(ModelEntry, spec.model), torch.device("cpu"),
                             request["batch_size"], dataset)
         for _ in range(request["warmup"]):
             ctx.step()
@@ -203,7 +203,7 @@ def facts() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    from benchbench.worker import _die_with_parent, runner_for
+    from benchbench.worker import _die_with_parent, job_runner_for
 
     _die_with_parent()
     requests = Connection(int(argv[0]), writable=False)
@@ -216,7 +216,7 @@ def main(argv: list[str]) -> int:
         import torch
 
         torch.set_num_threads(1)
-        counter = Counter(runner_for(plugins), dumps, valgrind)
+        counter = Counter(job_runner_for(plugins), dumps, valgrind)
     except Exception as exc:  # noqa: BLE001 - the parent reports it
         traceback.print_exc()
         replies.send({"error": f"{type(exc).__name__}: {exc}"})

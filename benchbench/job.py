@@ -136,7 +136,7 @@ class JobRunner:
         out.update({k: v for k, v in spec.thresholds.items() if not self.registry.has(MetricEntry, k)})
         return out
 
-    def run_job(self, job: Job) -> Record:
+    def run(self, job: Job) -> Record:
         """Build the model, run each metric, and return the record; never raises for the model's faults."""
         record = self.base_record(job)
         spec, device = job.spec, torch.device(record["device"])

@@ -310,7 +310,7 @@ class SuiteRunner:
         )
 
     def run_here(self, job: Job) -> Record:
-        return self.job_runner.run_job(job)
+        return self.job_runner.run(job)
 
     def failed(self, job: Job, error: str) -> Record:
         return self.job_runner.failed(job, error)

@@ -28,38 +28,43 @@ def main(argv: list[str]) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
     request, result = Path(argv[0]), Path(argv[1])
     payload = pickle.loads(request.read_bytes())
-    runner = runner_for(payload["plugins"])
+    job_runner = job_runner_for(payload["plugins"])
     result.with_name("ready").touch()  # the parent's clock for the timeout starts now
-    record = run_job(runner, payload["job"])
+    record = jsonable_record(job_runner, payload["job"])
     partial = result.with_suffix(".tmp")
     partial.write_text(json.dumps(record))
     os.replace(partial, result)
     return 0
 
 
-_RUNNERS: dict[str, Any] = {}
+_JOB_RUNNERS: dict[str, Any] = {}
 
 
-def runner_for(plugin_config: dict[str, Any]) -> Any:
+def job_runner_for(plugin_config: dict[str, Any]) -> Any:
     """A :class:`~benchbench.job.JobRunner` for jobs in this process (a subprocess worker, a Ray
     worker), built once per plugin configuration: malloc pinned as in the parent, the same
-    plugins loaded. Only :mod:`benchbench.job` is needed here, not the runner's loop."""
+    plugins loaded. Only :mod:`benchbench.job` is needed here, not the suite runner."""
     from benchbench.allocator import pin_malloc_thresholds
     from benchbench.job import JobRunner
     from benchbench.manager import PluginManager
 
     pin_malloc_thresholds()
     key = json.dumps(plugin_config, sort_keys=True)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = JobRunner(PluginManager(**plugin_config))
-    return _RUNNERS[key]
+    if key not in _JOB_RUNNERS:
+        _JOB_RUNNERS[key] = JobRunner(PluginManager(**plugin_config))
+    return _JOB_RUNNERS[key]
 
 
-def run_job(runner: Any, job: Any) -> dict[str, Any]:
-    """Run one job and return its record as plain JSON-safe data, ready to send back."""
+def jsonable_record(job_runner: Any, job: Any) -> dict[str, Any]:
+    """Run one job with ``job_runner``; its record as plain JSON-safe data, ready to send back."""
     from benchbench.results import jsonable
 
-    return jsonable(runner.run_job(job))
+    return jsonable(job_runner.run(job))
+
+
+# The names of 0.1.0, for executor plugins written against them (CHANGELOG.md).
+runner_for = job_runner_for
+run_job = jsonable_record
 
 
 def _die_with_parent() -> None:

@@ -73,39 +73,39 @@ HINT = (
 
 
 def run_remote(plugin_config: dict[str, Any], job: Any, providers: dict[str, str]) -> dict[str, Any]:
-    """The task: the same per-process runner as a subprocess worker's (built once per Ray
+    """The task: the same per-process job runner as a subprocess worker's (built once per Ray
     worker), then ``{"record": ...}``; or ``{"error": ...}`` when this node cannot run the
     job because a plugin is missing or broken here, so that the driver records a message
     naming the node and the plugin instead of Ray's generic task failure."""
     from benchbench import worker
 
     try:
-        runner = worker.runner_for(plugin_config)
+        job_runner = worker.job_runner_for(plugin_config)
     except Exception as exc:  # a -p plugin that does not import here: PluginError names it
         message = str(exc) if isinstance(exc, BenchbenchError) else f"{type(exc).__name__}: {exc}"
         return {"error": f"{_this_node()} could not load the suite's plugins: {message}; {_INSTALL}"}
-    missing = _missing_here(runner, job, providers)
+    missing = _missing_here(job_runner, job, providers)
     if missing:
         return {"error": missing}
-    if runner.manager.pm.get_plugin("benchbench.progress") is not None:
-        runner.manager.pm.unregister(name="benchbench.progress")  # the driver shows progress
-    return {"record": worker.run_job(runner, job)}
+    if job_runner.manager.pm.get_plugin("benchbench.progress") is not None:
+        job_runner.manager.pm.unregister(name="benchbench.progress")  # the driver shows progress
+    return {"record": worker.jsonable_record(job_runner, job)}
 
 
 _INSTALL = "install the same plugins on every node, as in the driver's environment"
 
 
-def _missing_here(runner: Any, job: Any, providers: dict[str, str]) -> str | None:
+def _missing_here(job_runner: Any, job: Any, providers: dict[str, str]) -> str | None:
     """Why this node lacks a model, metric or dataset the job needs (None if it has them all):
     the driver's plugin for each, and the plugins that failed to load on this node."""
-    absent = [(kind, name) for kind, name in _needs(job) if not runner.registry.has(kind, name)]
+    absent = [(kind, name) for kind, name in _needs(job) if not job_runner.registry.has(kind, name)]
     if not absent:
         return None
     names = []
     for kind, name in absent:
         plugin = providers.get(f"{kind.kind}:{name}")
         names.append(f"{kind.kind} {name!r}" + (f" (plugin {plugin!r} on the driver)" if plugin else ""))
-    failures = runner.manager.failure_notes()
+    failures = job_runner.manager.failure_notes()
     why = "; here " + "; ".join(failures) if failures else "; no plugin registers it here (not installed on this node?)"
     return f"{_this_node()} lacks {', '.join(names)}{why}; {_INSTALL}"
 

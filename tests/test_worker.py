@@ -33,11 +33,18 @@ def test_a_worker_writes_its_record_and_says_when_it_was_ready(tmp_path: Path) -
 
 def test_one_job_runner_per_plugin_configuration() -> None:
     config = {"plugins": [], "plugins_dir": None, "autoload": None}
-    runner = worker.runner_for(config)
-    assert isinstance(runner, JobRunner) and worker.runner_for(dict(config)) is runner
-    record = worker.run_job(runner, job(metrics=("params",)))
+    job_runner = worker.job_runner_for(config)
+    assert isinstance(job_runner, JobRunner) and worker.job_runner_for(dict(config)) is job_runner
+    record = worker.jsonable_record(job_runner, job(metrics=("params",)))
     json.dumps(record)  # plain JSON, ready to send back
     assert record["params"] == 16
+
+
+def test_the_names_of_0_1_0_still_work_for_executor_plugins() -> None:
+    """An executor plugin written against 0.1.0 called ``worker.runner_for`` and ``worker.run_job``."""
+    config = {"plugins": [], "plugins_dir": None, "autoload": None}
+    assert worker.runner_for(config) is worker.job_runner_for(config)
+    assert worker.run_job(worker.runner_for(config), job(metrics=("params",)))["params"] == 16
 
 
 def test_a_dead_worker_is_described_in_words() -> None:
