@@ -26,9 +26,9 @@ def run_suite(suite: Any, **options: Any) -> RunResult:
     """Run a suite (a path to a YAML file, or the same structure as a dict).
 
     Returns a :class:`~benchbench.results.RunResult`; ``.to_dataframe()`` gives one row
-    per benchmark. Options are those of :func:`benchbench.suiterunner.run_suite`
+    per benchmark. Options are those of :func:`benchbench.suiterunner.configure_and_run`
     (``device``, ``batch_size``, ``plugins``, ``plugins_dir``, ``only``, ...).
     """
-    from benchbench.suiterunner import run_suite as _run_suite
+    from benchbench.suiterunner import configure_and_run
 
-    return _run_suite(suite, **options)
+    return configure_and_run(suite, **options)

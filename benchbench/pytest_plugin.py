@@ -12,7 +12,7 @@ In a test::
         r = benchbench(MyBlock(64), torch.randn(8, 64, 32, 32), metrics=["params", "flops", "latency"])
         assert r.params < 50_000
 
-Each call measures through :func:`benchbench.suiterunner.run_suite`, as ``benchbench run`` does:
+Each call measures through :func:`benchbench.run_suite`, as ``benchbench run`` does:
 the module becomes a model of a one-benchmark suite for the length of the call (its
 factory returns a copy of the instance, its input maker the given batch), so the metrics,
 timers, plugins, validation messages and records are those of a suite run. Every call

@@ -1,5 +1,5 @@
 """What the ``benchbench`` fixture measured in one pytest process: the options, the
-measurements (each a one-benchmark suite run through :func:`benchbench.suiterunner.run_suite`)
+measurements (each a one-benchmark suite run through :func:`benchbench.run_suite`)
 and what the controller does with them at the end (:class:`Gate`).
 
 The pytest hooks and the fixture itself are in :mod:`benchbench.pytest_plugin`; this
@@ -152,7 +152,7 @@ class Session:
                 settings: dict[str, Any]) -> Measurement:
         import torch
 
-        from benchbench.suiterunner import run_suite
+        from benchbench import run_suite
         from benchbench.suitefile import SuiteDocument
 
         call = f"benchbench({type(model).__name__}, ...)"

@@ -47,7 +47,7 @@ from benchbench.suite import load_suite
 from benchbench.suitefile import SuiteDocument
 
 
-def run_suite(
+def configure_and_run(
     suite: str | Path | Mapping[str, Any],
     *,
     plugins: list[str] | tuple[str, ...] = (),
@@ -58,7 +58,8 @@ def run_suite(
     resume: RunResult | None = None,
     **options: Any,
 ) -> RunResult:
-    """Load, validate and run a suite; the Python API behind ``benchbench run``.
+    """Make the run's :class:`~benchbench.config.Config` from keywords, then load, validate and
+    run the suite: what :func:`benchbench.run_suite`, the Python API, does.
 
     ``options`` are those of :class:`~benchbench.config.Config`: ``device``, ``batch_size``,
     ``timeout`` and ``metrics`` override every benchmark (``batch_size`` also turns off
