@@ -1,9 +1,9 @@
 """Executors: where each benchmark of a run executes. Built-ins: ``inline`` and ``subprocess``.
 
 An executor receives the run's jobs and yields ``(job, record)`` as each finishes; the
-runner keeps suite order, calls the lifecycle hooks and saves the run file after every
+suite runner keeps suite order, calls the lifecycle hooks and saves the run file after every
 record. Executors are registered through ``benchbench_register_executors``, so a third
-party can add one (a cluster, a queue) without the runner knowing about it.
+party can add one (a cluster, a queue) without the suite runner knowing about it.
 
 * ``inline`` (the default): every benchmark in this process, one after the other. Fast
   to start (torch is imported once) and what the numbers in the README use. A timeout
@@ -49,8 +49,8 @@ KILL_GRACE_S = 10.0
 (SIGALRM) deadline fires first and keeps the fields measured so far."""
 
 
-class Session(Protocol):
-    """What the runner offers an executor."""
+class ExecutorSession(Protocol):
+    """What the suite runner offers an executor: the ``session`` of ``Executor.run(jobs, session)``."""
 
     config: Config
     """The run's configuration; ``config.getoption(NAME)`` reads an option a plugin added."""
@@ -76,7 +76,7 @@ class Executor(Protocol):
     remote: bool
     """True when jobs run on other machines: ``device: auto`` is then resolved there."""
 
-    def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]: ...
+    def run(self, jobs: list[Job], session: ExecutorSession) -> Iterator[tuple[Job, Record]]: ...
 
 
 class InlineExecutor:
@@ -84,7 +84,7 @@ class InlineExecutor:
 
     remote = False
 
-    def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]:
+    def run(self, jobs: list[Job], session: ExecutorSession) -> Iterator[tuple[Job, Record]]:
         for job in jobs:
             session.started(job)
             yield job, session.run_here(job)
@@ -95,13 +95,13 @@ class SubprocessExecutor:
 
     remote = False
 
-    def run(self, jobs: list[Job], session: Session) -> Iterator[tuple[Job, Record]]:
+    def run(self, jobs: list[Job], session: ExecutorSession) -> Iterator[tuple[Job, Record]]:
         for job in jobs:
             session.started(job)
             yield job, run_in_worker(job, session)
 
 
-def run_in_worker(job: Job, session: Session) -> Record:
+def run_in_worker(job: Job, session: ExecutorSession) -> Record:
     """Run one job in a fresh process; a crash, kill or timeout becomes a failed record.
 
     The worker's output goes to stderr as it comes (progress of long benchmarks stays
@@ -197,6 +197,9 @@ def _last_words(output: list[str]) -> str:
         return fatal + (f" at {frame}" if frame else "")
     return f"last output: {lines[-1]}"
 
+
+Session = ExecutorSession
+"""The name of 0.1.0, for executor plugins that annotate with it (CHANGELOG.md)."""
 
 EXECUTORS: dict[str, tuple[Callable[[], Executor], str]] = {
     "inline": (InlineExecutor, "every benchmark in this process, one after the other (default)"),

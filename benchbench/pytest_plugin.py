@@ -49,7 +49,7 @@ from benchbench.pytest_session import (
     WORKER_KEY,
     Measurement,
     Options,
-    Session,
+    FixtureState,
 )
 from benchbench.results import RunResult
 
@@ -75,10 +75,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"measure each time this many rounds (default {KEPT_ROUNDS} when saving or comparing, else 1)")
 
 
-# ----------------------------------------------------------------------------- the session
+# ----------------------------------------------------------------------------- the fixture
 
 
-SESSION = pytest.StashKey[Session]()
+STATE = pytest.StashKey[FixtureState]()
 
 
 @pytest.fixture
@@ -96,13 +96,13 @@ def benchbench(request: pytest.FixtureRequest) -> Callable[..., Measurement]:
     ``--benchbench-compare`` latency gets a short budget; with them, the metric's own, in
     3 rounds (``--benchbench-rounds``).
     """
-    session = request.config.stash[SESSION]
+    state = request.config.stash[STATE]
     test = request.node.nodeid
 
     def measure(model: Any, inputs: Any, *, metrics: Sequence[str] | None = None, name: str | None = None,
                 **settings: Any) -> Measurement:
         __tracebackhide__ = True
-        return session.measure(test, model, inputs, name, metrics, settings)
+        return state.measure(test, model, inputs, name, metrics, settings)
 
     return measure
 
@@ -119,17 +119,17 @@ def pytest_configure(config: pytest.Config) -> None:
     usage error (exit 4) before any test runs, not after."""
     try:
         options = Options.of(config)
-        session = Session(config, options)
+        state = FixtureState(config, options)
         if not _is_worker(config):
-            _prepare_gate(session)
+            _prepare_gate(state)
     except UsageError as exc:
         raise pytest.UsageError(str(exc).replace("--baseline", "--benchbench-compare")) from None
-    config.stash[SESSION] = session
-    config.pluginmanager.register(session.progress, "benchbench-progress")
+    config.stash[STATE] = state
+    config.pluginmanager.register(state.progress, "benchbench-progress")
 
 
-def _prepare_gate(session: Session) -> None:
-    options, gate = session.options, session.gate
+def _prepare_gate(state: FixtureState) -> None:
+    options, gate = state.options, state.gate
     if options.compare is not None:
         gate.thresholds = _thresholds(options.fail)  # the syntax, before anything slower
     if options.save is not None:
@@ -187,15 +187,15 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist, on the controller: a worker finished; take the records it measured."""
     data = getattr(node, "workeroutput", {}).get(WORKER_KEY)
     if data:
-        session = node.config.stash[SESSION]
+        state = node.config.stash[STATE]
         worker = getattr(getattr(node, "gateway", None), "id", "?")
-        session.runs.append(RunResult.from_dict(json.loads(data), origin=f"xdist worker {worker}"))
-        session.from_workers = True
+        state.runs.append(RunResult.from_dict(json.loads(data), origin=f"xdist worker {worker}"))
+        state.from_workers = True
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    state = config.stash.get(SESSION, None)
+    state = config.stash.get(STATE, None)
     if state is None:
         return
     if _is_worker(config):  # the controller writes and compares; a worker hands its records over
@@ -228,14 +228,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # pytest's code for "tests failed"
 
 
-def _empty_run(state: Session) -> RunResult:
+def _empty_run(state: FixtureState) -> RunResult:
     """The run of a session in which no test measured anything (compared: everything is missing)."""
     from benchbench import environment
 
     return RunResult(suite=state.options.suite, environment=environment.collect(state.manager))
 
 
-def _save(state: Session, run: RunResult) -> None:
+def _save(state: FixtureState, run: RunResult) -> None:
     options = state.options
     if options.save is None or not run.records:
         return
@@ -252,7 +252,7 @@ def _save(state: Session, run: RunResult) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    state = config.stash.get(SESSION, None)
+    state = config.stash.get(STATE, None)
     if state is None or _is_worker(config):
         return
     gate = state.gate

@@ -125,8 +125,9 @@ class Progress:
         return None
 
 
-class Session:
-    """What one pytest process measured with the fixture; the controller's gate, if any."""
+class FixtureState:
+    """What the ``benchbench`` fixture keeps in one pytest process: the measurements, and the
+    controller's gate, if any (one per pytest session, in ``config.stash``)."""
 
     def __init__(self, config: pytest.Config, options: Options) -> None:
         self.config = config
@@ -279,7 +280,7 @@ class Measurement:
     ``r.flops``, ``r.latency_ms``; ``r["flops"]`` too), and ratios to other measurements."""
 
     record: Record
-    session: Session = field(repr=False)
+    state: FixtureState = field(repr=False)
     test: str = field(repr=False)
     name: str | None = None
     """The ``name=`` given to the fixture, if any."""
@@ -293,7 +294,7 @@ class Measurement:
         return self.record[key]
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("_") or attr in ("record", "session", "test", "name"):
+        if attr.startswith("_") or attr in ("record", "state", "test", "name"):
             raise AttributeError(attr)
         if attr.endswith("_ratio_to"):  # r.flops_ratio_to("conv3x3")
             return lambda other: self.ratio_to(other, attr.removesuffix("_ratio_to"))
@@ -308,7 +309,7 @@ class Measurement:
 
         ``other`` is a measurement, or a name (``name=`` in this test, or a benchmark name of the session).
         """
-        base = other if isinstance(other, Measurement) else self.session.find(self.test, other)
+        base = other if isinstance(other, Measurement) else self.state.find(self.test, other)
         mine, theirs = self.record.get(field), base.record.get(field)
         if not is_number(mine) or not is_number(theirs) or theirs == 0:
             _fail(f"cannot divide {field!r} of {self.benchmark} ({mine!r}) by that of {base.benchmark} ({theirs!r}): "

@@ -120,7 +120,7 @@ def with_profile(suite: Suite, folder: str) -> Suite:
 
 
 class SuiteRunner:
-    """Runs prepared suites for one configuration; the executors' session (see :class:`benchbench.executors.Session`)."""
+    """Runs prepared suites for one configuration; the executors' session (:class:`benchbench.executors.ExecutorSession`)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -303,7 +303,7 @@ def test_one_callgrind_process_counts_every_benchmark_of_a_run(counted: tuple[Ru
     first = records(counted[0])
     assert first["w4"]["instructions_startup_s"] > 0  # started by the first benchmark...
     assert "instructions_startup_s" not in first["w4_again"] and "instructions_startup_s" not in first["w5"]  # ...only
-    assert instructions._Session.process is None  # and stopped at the end of the run
+    assert instructions._SharedCallgrind.process is None  # and stopped at the end of the run
 
 
 def test_counts_are_deterministic_and_grow_with_the_work(counted: tuple[RunResult, RunResult]) -> None:

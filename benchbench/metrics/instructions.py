@@ -112,7 +112,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-class _Session:
+class _SharedCallgrind:
     """The callgrind process of the current run: started by the first benchmark that needs it."""
 
     plugin_arguments: dict[str, Any] | None = None
@@ -144,7 +144,7 @@ class _Session:
             process.close()
 
 
-atexit.register(_Session.close)
+atexit.register(_SharedCallgrind.close)
 
 
 def measure(ctx: MeasureContext) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
         raise RuntimeError(f"instructions counts CPU instructions; this benchmark runs on {ctx.device}")
     opts = ctx.options
     steps, caps = opts["steps"], {} if opts["fma"] else NO_FMA
-    process, startup_s = _Session.get(ctx, caps)
+    process, startup_s = _SharedCallgrind.get(ctx, caps)
     started = time.perf_counter()
     empty, measured = process.count({"spec": ctx.benchmark, "batch_size": ctx.batch_size,
                                      "steps": steps, "warmup": opts["warmup_steps"]})
@@ -224,12 +224,12 @@ def check_options(options: dict[str, Any]) -> list[str]:
 @benchbench.hookimpl
 def benchbench_configure(config: Any) -> None:
     """Remember the run's plugins: the callgrind process loads the same ones to build the same models."""
-    _Session.plugin_arguments = dict(config.manager.arguments)
+    _SharedCallgrind.plugin_arguments = dict(config.manager.arguments)
 
 
 @benchbench.hookimpl
 def benchbench_run_end(run: Any) -> None:
-    _Session.close()
+    _SharedCallgrind.close()
 
 
 @benchbench.hookimpl
