@@ -9,7 +9,7 @@ take it, executors read it from their session, and plugins get it in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +36,21 @@ class Config:
     """A folder: add the ``profile`` metric to every benchmark, writing traces there."""
     quiet: bool = False
     verbose: bool = False
-    plugin_options: dict[str, Any] = field(default_factory=dict)
-    """The values of options plugins added with ``benchbench_addoption`` (by argparse ``dest``)."""
+    plugin_options: InitVar[dict[str, Any] | None] = None
+    """The values of options plugins added with ``benchbench_addoption`` (by argparse ``dest``):
+    given when the configuration is made, read only with :meth:`getoption`."""
+    _plugin_values: dict[str, Any] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self, plugin_options: dict[str, Any] | None) -> None:
+        self._plugin_values = dict(plugin_options or {})
 
     def getoption(self, name: str, default: Any = None) -> Any:
-        """An option by name: one a plugin added (``address`` for Ray), or a core one (``device``)."""
-        if name in self.plugin_options:
-            value = self.plugin_options[name]
+        """An option by name: one a plugin added (``address`` for Ray), or a core one (``device``).
+
+        The one way to read a plugin's option: in ``benchbench_configure(config)``, and in an
+        executor as ``session.config.getoption(NAME)``."""
+        if name in self._plugin_values:
+            value = self._plugin_values[name]
         else:
             value = getattr(self, name, None) if name in CORE_OPTIONS else None
         return default if value is None else value
@@ -64,6 +72,8 @@ class Config:
         """What the run file keeps (``options``), so that ``--resume`` replays the same run."""
         return {key: getattr(self, key) for key in RESUMED_OPTIONS if getattr(self, key) is not None}
 
+
+del Config.plugin_options  # an InitVar's default stays behind as a class attribute: no second way to read them
 
 RESUMED_OPTIONS = ("device", "batch_size", "timeout", "metrics", "only", "executor", "rounds")
 """The options a run file keeps and ``--resume`` replays."""

@@ -53,11 +53,10 @@ class ExecutorSession(Protocol):
     """What the suite runner offers an executor: the ``session`` of ``Executor.run(jobs, session)``."""
 
     config: Config
-    """The run's configuration; ``config.getoption(NAME)`` reads an option a plugin added."""
+    """The run's configuration; ``config.getoption(NAME)`` reads an option a plugin added (the
+    only way: ``address`` for Ray)."""
     plugin_config: dict[str, Any]
     """Arguments that rebuild the same plugin manager in another process."""
-    executor_options: dict[str, Any]
-    """The options plugins added on the command line (``address`` for Ray): ``config.plugin_options``."""
 
     def timed(self, job: Job) -> bool:
         """Whether the job measures time (so it needs its device, or its cores, to itself)."""

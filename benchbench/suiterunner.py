@@ -133,11 +133,6 @@ class SuiteRunner:
         """The plugin manager's arguments, so that another process can load the same plugins."""
         return self.manager.arguments
 
-    @property
-    def executor_options(self) -> dict[str, Any]:
-        """The options plugins added on the command line (``address`` for Ray)."""
-        return self.config.plugin_options
-
     def run(self, suite: Suite, *, out: str | Path | None = None, resume: RunResult | None = None) -> RunResult:
         """Run a prepared suite (:func:`prepare`): every benchmark, every round, saving as it goes."""
         rounds = suite.rounds
@@ -263,6 +258,7 @@ class SuiteRunner:
             f: {"metric": m, **spec} for m in dict.fromkeys(m for s in specs for m in s.metrics)
             for f, spec in self.registry.get(MetricEntry, m).compare.items()
         }
+        run.show_with(self.registry)  # footnotes (stored), formats and plots: the registrations'
         return run
 
     def _finish(self, run: RunResult, specs: list[BenchmarkSpec]) -> None:

@@ -153,7 +153,7 @@ class RayExecutor:
             raise UsageError("the ray executor needs Ray: pip install 'torch-benchbench[ray]'") from None
         started_here = not ray.is_initialized()
         if started_here:
-            _connect(ray, session.executor_options.get("address"))
+            _connect(ray, session.config.getoption("address"))
         task = ray.remote(run_remote)
         largest_node = max((n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive")), default=1)
         cluster_gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -369,7 +369,7 @@ def _resources(job: Any, timed: bool, largest_node: float, cluster_gpus: bool) -
 @benchbench.hookimpl
 def benchbench_addoption(parser: Any) -> None:
     """``benchbench run --address``: the core knows no clusters, so this plugin adds the option
-    (read back as ``session.executor_options["address"]``)."""
+    (read back as ``config.getoption("address")``: here, and in the executor through ``session.config``)."""
     parser.add_argument(
         "--address", metavar="ADDR",
         help="the Ray cluster for --executor ray: HOST:PORT (the head's GCS port), ray://HOST:10001, or auto "

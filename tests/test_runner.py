@@ -253,3 +253,26 @@ def test_the_rounds_loop_ends_when_no_benchmark_has_a_round_left(tmp_path: Path)
             assert nothing.complete and len(nothing.records) == 2
     except DeadlineExceeded:
         pytest.fail("the rounds loop went on with nothing left to measure")
+
+
+def test_an_executor_reads_a_plugins_option_one_way(plugins: PluginFiles) -> None:
+    """A plugin's option reaches an executor as ``session.config.getoption(NAME)``, and no other way
+    (neither ``session.executor_options`` nor ``config.plugin_options``, two more ways until 0.1.0)."""
+    plugins.write("probe", """
+        import benchbench
+        class Probe:
+            remote = False
+            def run(self, jobs, session):
+                for job in jobs:
+                    session.started(job)
+                    record = session.run_here(job)
+                    record["seen"] = [session.config.getoption("flavour"), hasattr(session, "executor_options"),
+                                      hasattr(session.config, "plugin_options")]
+                    yield job, record
+        @benchbench.hookimpl
+        def benchbench_register_executors(register):
+            register("probe", Probe)
+    """)
+    run = benchbench.run_suite(tiny_suite(metrics=["params"]), executor="probe", plugins_dir=plugins.path,
+                               executor_options={"flavour": "mint"})
+    assert [r["seen"] for r in run.records] == [["mint", False, False]] * 2
