@@ -1,8 +1,9 @@
 """What a validated suite is: the benchmarks to run, each with every setting resolved.
 
 Plain frozen dataclasses with no behaviour: the suite loader (:mod:`benchbench.suite`)
-makes them, the runner, the executors and the plugins read them. Importing this module
-imports nothing heavy, so anything may import it.
+makes them, the suite runner, the executors and the plugins read them; and the rule that
+picks a run's executor (:func:`chosen_executor`). Importing this module imports nothing
+heavy, so anything may import it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ AUTOCAST_DTYPES = ("bfloat16", "float16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DEFAULT_EXECUTOR = "inline"
 """Where benchmarks run when neither the command line nor the suite says: in this process."""
+
+
+def chosen_executor(given: str | None, suite: Any) -> str:
+    """Where a run's benchmarks execute: the command line's ``--executor`` or ``--isolate``
+    (``given``) wins over the suite's ``executor:`` (``suite``; a value that is no name, which
+    validation reports, counts as none), and without either :data:`DEFAULT_EXECUTOR`."""
+    return given or (suite if isinstance(suite, str) else None) or DEFAULT_EXECUTOR
 
 
 @dataclass(frozen=True)

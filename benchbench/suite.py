@@ -26,7 +26,7 @@ from benchbench.arguments import check_args, with_defaults, without_defaults
 from benchbench.checks import shown
 from benchbench.errors import SuiteError, did_you_mean
 from benchbench.registry import DatasetEntry, ExecutorEntry, MetricEntry, ModelEntry
-from benchbench.spec import DEFAULT_EXECUTOR, DEFAULT_METRICS, BenchmarkSpec, Suite
+from benchbench.spec import DEFAULT_EXECUTOR, DEFAULT_METRICS, BenchmarkSpec, Suite, chosen_executor
 from benchbench.suitefile import SuiteDocument
 from benchbench.sweeps import called, expand_sweeps
 
@@ -257,7 +257,7 @@ def _unavailable(specs: list[BenchmarkSpec], manager: PluginManager) -> list[str
 
 def _inline_only(specs: list[BenchmarkSpec], manager: PluginManager, given: str | None, suite: Any) -> list[str]:
     """Metrics that run only with the inline executor (``inline_only``), asked for with another one."""
-    executor = given or (suite if isinstance(suite, str) else None) or DEFAULT_EXECUTOR
+    executor = chosen_executor(given, suite)
     if executor == DEFAULT_EXECUTOR:
         return []
     source = "--executor/--isolate" if given else "the suite's 'executor:'"

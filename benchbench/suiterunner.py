@@ -42,7 +42,7 @@ from benchbench.journal import Journal
 from benchbench.manager import PluginManager
 from benchbench.registry import ExecutorEntry, MetricEntry
 from benchbench.results import RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios, jsonable
-from benchbench.spec import DEFAULT_EXECUTOR, BenchmarkSpec, Suite
+from benchbench.spec import DEFAULT_EXECUTOR, BenchmarkSpec, Suite, chosen_executor
 from benchbench.suite import load_suite
 from benchbench.suitefile import SuiteDocument
 
@@ -97,13 +97,13 @@ def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, config: Confi
     if rounds is not None and (problem := checks.rounds(rounds)[1]):
         raise UsageError(f"--rounds {problem}")
     document = SuiteDocument.of(suite)
+    executor = chosen_executor(config.executor, document.data.get("executor"))
     # The dry run executes model code in this process: only when the benchmarks will run here too.
-    in_process = (config.executor or document.data.get("executor") or DEFAULT_EXECUTOR) == DEFAULT_EXECUTOR
     loaded = load_suite(document, manager, overrides=config.overrides(), only=config.only, executor=config.executor,
-                        preflight=partial(preflight, registry=manager.registry) if in_process else None)
+                        preflight=partial(preflight, registry=manager.registry) if executor == DEFAULT_EXECUTOR else None)
     if config.profile is not None:
         loaded = with_profile(loaded, str(config.profile))
-    return replace(loaded, rounds=rounds or loaded.rounds, executor=config.executor or loaded.executor or DEFAULT_EXECUTOR)
+    return replace(loaded, rounds=rounds or loaded.rounds, executor=executor)
 
 
 def with_profile(suite: Suite, folder: str) -> Suite:
@@ -137,7 +137,7 @@ class SuiteRunner:
         """Run a prepared suite (:func:`prepare`): every benchmark, every round, saving as it goes."""
         rounds = suite.rounds
         specs = list(suite.benchmarks)
-        executor = self.registry.get(ExecutorEntry, suite.executor or DEFAULT_EXECUTOR).factory()
+        executor = self.registry.get(ExecutorEntry, chosen_executor(None, suite.executor)).factory()
         # Fail before any work on a device this machine lacks; a remote executor (a cluster)
         # resolves devices where the job runs.
         devices = {spec.name: spec.device if getattr(executor, "remote", False) else str(resolve_device(spec.device)) for spec in specs}

@@ -276,3 +276,13 @@ def test_an_executor_reads_a_plugins_option_one_way(plugins: PluginFiles) -> Non
     run = benchbench.run_suite(tiny_suite(metrics=["params"]), executor="probe", plugins_dir=plugins.path,
                                executor_options={"flavour": "mint"})
     assert [r["seen"] for r in run.records] == [["mint", False, False]] * 2
+
+
+def test_one_rule_picks_where_benchmarks_run() -> None:
+    """The command line wins over the suite's ``executor:``, then inline (prepare, the run and the
+    inline-only check all ask :func:`benchbench.spec.chosen_executor`)."""
+    from benchbench.spec import chosen_executor
+
+    assert chosen_executor("subprocess", "ray") == "subprocess"
+    assert chosen_executor(None, "ray") == "ray"
+    assert chosen_executor(None, None) == chosen_executor(None, 5) == "inline"  # 5: reported by validation
