@@ -19,18 +19,37 @@ A built-in plugin on ``benchbench_derive_fields``, called once per finished reco
   means this benchmark beat all of them, or the peak was measured on a busier machine:
   either way the figure cannot be read as a fraction, and the record gets a warning that
   says so (and whether it is also above the processor's arithmetic limit).
+
+The plugin declares these fields (``benchbench_register_fields``) with their footnotes and
+two plots of the report that set the metrics against each other: latency against FLOPs
+(``scatter``) and the ``roofline``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import benchbench
 from benchbench.peak import peak_for
+from benchbench.plots import labelled_points, log_axes, points
 from benchbench.results import is_number
 
-FIELDS = ("achieved_gflops", "arithmetic_intensity", "peak_fraction", "peak_precision")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from benchbench.results import RunResult
+
+FIELDS = ("achieved_gflops", "arithmetic_intensity", "peak_precision", "peak_fraction")
+"""What this plugin derives, in column order."""
+FOOTNOTES = {
+    "achieved_gflops": "achieved_gflops: 2 x flops x batch / latency (2 FLOPs per multiply-add, as peak figures count).",
+    "arithmetic_intensity": "arithmetic_intensity: those FLOPs per byte of parameters + input + output (an upper estimate).",
+    "peak_fraction": "peak_fraction: achieved FLOP/s over the device's peak in the row's precision: the fastest of the "
+    "kernels benchbench peak measured (matmuls, convolutions); above 100% is no fraction (a warning says why). "
+    "The processor's arithmetic limit is a separate figure (benchbench peak shows it).",
+}
 ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
@@ -93,3 +112,79 @@ def precision_of(record: dict[str, Any]) -> str:
         if flags.get("tf32_matmul") or (flags.get("tf32_cudnn") and convolutions):
             return "tf32"
     return dtype
+
+
+# ----------------------------------------------------------------------------- the report's plots
+
+
+def draw_scatter(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
+    """Latency against FLOPs, log axes: equal FLOPs at different times show that memory traffic
+    and kernel efficiency, not arithmetic, set the speed."""
+    import matplotlib.pyplot as plt
+
+    sets = [(name, points(run, "flops", "latency_ms")) for run, name in zip(runs, names)]
+    if sum(len(p) for _, p in sets) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for i, (name, found) in enumerate(sets):
+        labelled_points(ax, found, name, labelled=i == 0)
+    log_axes(ax, "FLOPs per sample (fvcore: multiply-adds)", "latency of one batch (ms)")
+    if len(runs) > 1:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def draw_roofline(runs: Sequence[RunResult], names: list[str]) -> Figure | None:
+    """Achieved FLOP/s against arithmetic intensity, under each device's measured roof (the peak
+    and the copy bandwidth ``benchbench peak`` stored in the run's environment)."""
+    import matplotlib.pyplot as plt
+
+    sets = []
+    for run, name in zip(runs, names):
+        found = [(b, x, y * 1e9) for b, x, y in points(run, "arithmetic_intensity", "achieved_gflops")]
+        if found:
+            sets.append((name, run, found))
+    if not sets:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    xs = [p[1] for _, _, found in sets for p in found]
+    ridges = [peak_for(m, "float32") / m["bandwidth_bytes_per_s"] for _, run, _ in sets for m in (run.environment.get("peaks") or {}).values()]
+    low, high = min([min(xs) / 3, *[r / 4 for r in ridges]]), max([max(xs) * 3, *[r * 4 for r in ridges]])
+    grid = [10 ** (math.log10(low) + i * (math.log10(high) - math.log10(low)) / 200) for i in range(201)]
+    drawn = set()
+    for name, run, found in sets:
+        for device, measured in (run.environment.get("peaks") or {}).items():
+            key = (device, measured.get("key"))
+            if key in drawn:
+                continue
+            drawn.add(key)
+            roof = [min(peak_for(measured, "float32"), measured["bandwidth_bytes_per_s"] * x) for x in grid]
+            ax.plot(grid, roof, linestyle="--", label=f"roof: {measured.get('name', device)} "
+                    f"({peak_for(measured, 'float32') / 1e9:.0f} GFLOP/s, {measured['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s)")
+        labelled_points(ax, found, name, labelled=name == sets[0][0])
+    log_axes(ax, "arithmetic intensity (FLOP per byte, estimate)", "achieved FLOP/s")
+    ax.legend(fontsize=8)
+    if not drawn:
+        ax.set_title("no measured peak for this device: run `benchbench peak` once, then the suite", fontsize=9)
+    return fig
+
+
+@benchbench.hookimpl
+def benchbench_register_fields(register: Callable[..., None]) -> None:
+    register(
+        "roofline",
+        fields=list(FIELDS),
+        description="achieved GFLOP/s, arithmetic intensity and fraction of the measured peak, from flops and latency",
+        footnotes=FOOTNOTES,
+        plots={
+            "scatter": {"draw": draw_scatter, "heading": "Latency against FLOPs", "alt": "latency against FLOPs, log axes",
+                        "explanation": "Log axes. Equal FLOPs, different times: memory traffic and kernel efficiency, "
+                        "not arithmetic, set the speed.",
+                        "needs": "at least two benchmarks with both flops and latency"},
+            "roofline": {"draw": draw_roofline, "heading": "Roofline", "alt": "roofline plot",
+                         "explanation": "Achieved FLOP/s (2 per multiply-add) against arithmetic intensity (FLOPs per "
+                         "byte of parameters, input and output: an upper estimate), under the device's measured peak "
+                         "(the fastest of several kernels) and copy bandwidth (`benchbench peak`).",
+                         "needs": "benchmarks with achieved_gflops and arithmetic_intensity (metrics flops and latency)"},
+        },
+    )

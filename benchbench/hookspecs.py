@@ -98,7 +98,8 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
     formats=None, check_options=None, compare=None, merge_rounds=None, train_options=False,
-    needs_dataset=False, exclusive=False, available=None, inline_only=None)``
+    needs_dataset=False, exclusive=False, available=None, inline_only=None, footnotes=None,
+    bars=None, side_by_side=(), plots=None, explain=None)``
 
     * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
       called once per benchmark with the model already built, on its device, in its mode.
@@ -139,6 +140,65 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
       another executor (``--isolate``, ``--executor``, ``executor:``) is rejected before
       anything runs (exit code 2), with this reason.
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
+
+    How the metric's fields are shown is declared here too, so that the core names no
+    metric's field and a new metric needs no change elsewhere:
+
+    * ``footnotes``: ``{field: text}``, the sentence printed under any table that shows the
+      field as a column (``{"flops": "flops: fvcore's count for ONE sample, ..."}``), in
+      column order. The run file keeps them (the run's ``footnotes``): they say how *that*
+      run was measured, and a report of the file shows them without the plugin.
+    * ``bars``: ``{field: title}``, a panel of the report's bar chart of each benchmark
+      (the ``bars`` plot, "Cost per benchmark"): ``{"params": "parameters"}``. A panel is
+      drawn when a run has the field.
+    * ``side_by_side``: the fields ``benchbench report A.json B.json`` sets side by side,
+      each later run with its ratio to the first (``["latency_ms"]``).
+    * ``plots``: ``{name: {"draw": draw, "heading": ..., "alt": ..., "explanation": ...,
+      "needs": ...}}``, plots of the HTML report and of ``RunResult.plot(name)``.
+      ``draw(runs, labels)`` gets the runs (:class:`~benchbench.results.RunResult`) and
+      their short names, and returns a matplotlib ``Figure``, or None when the runs have
+      nothing to draw (import matplotlib inside it: loading a plugin stays cheap);
+      ``heading`` titles the plot's section of the page; ``alt`` (default: the heading) is
+      the image's text; ``explanation`` is the sentence under the heading (plain text; a
+      word in backquotes is shown as code); ``needs`` what a run must have for it, said by
+      ``RunResult.plot`` when there is nothing to draw (default: "a benchmark measured
+      with the NAME metric"). The page shows ``bars`` first, then the field sets' plots
+      (:func:`benchbench_register_fields`), then the metrics', in plugin order. A plot name
+      is one namespace across plugins (``bars`` is the core's): declared twice is an error.
+    * ``explain``: ``{name: {"explain": explain, "heading": ..., "explanation": ...,
+      "needs": ...}}``, breakdown tables: ``benchbench report RUN.json --explain NAME``
+      prints one (``--format csv``/``json`` for the raw rows), and the HTML page shows each
+      that has rows, after the comparison. ``explain(runs, labels)`` returns a
+      :class:`~benchbench.reporters.Breakdown` (raw rows, and a table of them formatted,
+      with its title and notes); no rows means nothing to explain, and ``needs`` says
+      what is missing (``--explain`` then exits 2).
+
+    ``footnotes``, ``bars`` and ``side_by_side`` may name only the metric's ``fields``.
+    A report or a notebook takes the formats, bars, plots and breakdowns from the plugins
+    loaded where it is made (``benchbench report -p MODULE`` as ``run`` does), since
+    they are code; a run file from before footnotes were stored gets those from them too.
+    """
+
+
+@hookspec
+def benchbench_register_fields(register: Callable[..., None]) -> None:
+    """Declare fields that a :func:`benchbench_derive_fields` implementation adds, by name.
+
+    ``register(name, *, fields, description=None, formats=None, footnotes=None, bars=None,
+    side_by_side=(), plots=None, explain=None)``
+
+    ``name`` names the set (``benchbench list fields`` shows each field with it); ``fields``
+    are the fields the plugin derives, in column order; the other arguments are those of
+    :func:`benchbench_register_metrics`, meaning the same. A declared field is a valid
+    ``--columns`` name and gets its footnote under the table; a field derived without a
+    declaration still joins the table, as before. The built-in ``benchbench.derived``
+    plugin declares ``achieved_gflops``, ``arithmetic_intensity``, ``peak_precision`` and
+    ``peak_fraction`` so, with the report's ``scatter`` (latency against FLOPs) and
+    ``roofline`` plots::
+
+        register("roofline", fields=["achieved_gflops", "arithmetic_intensity"],
+                 footnotes={"achieved_gflops": "achieved_gflops: 2 x flops x batch / latency ..."},
+                 plots={"roofline": {"draw": draw_roofline, "heading": "Roofline"}})
     """
 
 
@@ -218,7 +278,9 @@ def benchbench_derive_fields(record: Record, environment: dict[str, Any]) -> dic
 
     Called once per record when the run ends (after ratios), with the run's environment.
     The returned fields join the record and, in first-seen order, the table's columns;
-    ``warnings`` (a list of strings) is added to the record's warnings instead.
+    ``warnings`` (a list of strings) is added to the record's warnings instead. Declare the
+    fields with :func:`benchbench_register_fields` to give them footnotes, formats, plots
+    and a place in ``--columns``.
     The built-in ``benchbench.derived`` plugin adds achieved GFLOP/s, an arithmetic
     intensity estimate and the fraction of the device's measured peak.
     """

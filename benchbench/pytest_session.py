@@ -268,6 +268,7 @@ class FixtureState:
             run.records.extend(part.records)
             run.fields.extend(f for f in part.fields if f not in run.fields)
             run.formats.update(part.formats)
+            run.footnotes.update(part.footnotes)
             run.compare.update(part.compare)
             run.notes.extend(n for n in part.notes if n not in run.notes)
         run.complete = all(part.complete for part in runs)

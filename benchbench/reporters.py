@@ -24,18 +24,9 @@ SETTINGS = ("device", "batch_size", "dtype", "mode", "compile", "autocast", "tf3
 """How a row ran: a column when rows differ, the title when they share it. The execution
 modes (compile and after) are left out where no row sets them."""
 IDENTITY = ("benchmark", "model", "output_shape")  # family is in `benchbench list models` and the CSV
-FOOTNOTES = {
-    "flops": "flops: fvcore's count for ONE sample, forward pass; 1 fused multiply-add = 1 FLOP (i.e. MACs).",
-    "latency_ms": "latency_ms: median time of one batch; latency_iqr_ms its interquartile range.",
-    "throughput": "throughput: samples per second (batch_size / latency).",
-    "achieved_gflops": "achieved_gflops: 2 x flops x batch / latency (2 FLOPs per multiply-add, as peak figures count).",
-    "arithmetic_intensity": "arithmetic_intensity: those FLOPs per byte of parameters + input + output (an upper estimate).",
-    "peak_fraction": "peak_fraction: achieved FLOP/s over the device's peak in the row's precision: the fastest of the "
-    "kernels benchbench peak measured (matmuls, convolutions); above 100% is no fraction (a warning says why). "
-    "The processor's arithmetic limit is a separate figure (benchbench peak shows it).",
-    "peak_memory_bytes": "peak_memory_bytes: high-water mark of memory allocated during one step beyond weights "
-    "and input, shown in KiB/MiB/GiB (the CSV and run file have bytes).",
-}
+RATIO_NOTE = "*_ratio: this row's value divided by its baseline row's value (0.5x = half)."
+"""The one footnote the core writes: what every ``_ratio`` column means. Each other field's comes
+from its registration (``footnotes=``), kept in the run's :attr:`~benchbench.results.RunResult.footnotes`."""
 
 
 def table_formats() -> list[str]:
@@ -51,6 +42,17 @@ class Table:
     rows: list[list[str]]
     colalign: list[str]
     notes: list[str]
+
+
+@dataclass
+class Breakdown:
+    """What a registration's ``explain`` callable returns (``benchbench report --explain NAME``, and a
+    section of the HTML page): the raw ``rows`` (one mapping per row, the same keys in each), which
+    ``--format csv`` and ``json`` print, and the same rows as a :class:`Table` (``title``, formatted
+    cells, ``colalign``, ``notes``) for the text and the page. No rows: nothing to explain."""
+
+    rows: list[dict[str, Any]]
+    table: Table
 
 
 def table(run: RunResult, options: dict[str, Any]) -> Table:
@@ -76,9 +78,9 @@ def table(run: RunResult, options: dict[str, Any]) -> Table:
     notes = [f"{r['benchmark']}: {r['status']}: {r['error']}" for r in records if r.get("error")]
     notes += [f"{r['benchmark']}: warning: {w}" for r in records for w in r.get("warnings") or []]
     notes += run.notes
-    notes += [text for field, text in FOOTNOTES.items() if field in columns]
+    notes += [run.footnotes[c] for c in columns if c in run.footnotes]  # each registration's, in column order
     if any(c.endswith("_ratio") for c in columns):
-        notes.append("*_ratio: this row's value divided by its baseline row's value (0.5x = half).")
+        notes.append(RATIO_NOTE)
     return Table(title, columns, rows, colalign, notes)
 
 

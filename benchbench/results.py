@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from benchbench.registry import Registry
+
 Record = dict[str, Any]
 RUN_FILE_FORMAT = 1
 """The run file's ``format``: raised when what a reader must know about a file changes, with
@@ -48,7 +50,7 @@ RESERVED_FIELDS = (*CORE_FIELDS, *COMPILE_FIELDS)
 
 RUN_FILE_TYPES: dict[str, type | tuple[type, ...]] = {
     "complete": bool, "description": str, "suite_source": str, "suite_text": str, "fields": list,
-    "notes": list, "options": dict, "compare": dict, "environment": dict,
+    "notes": list, "options": dict, "compare": dict, "footnotes": dict, "environment": dict,
 }
 """The type of each optional key of a run file, checked when one is read."""
 
@@ -83,6 +85,13 @@ class RunResult:
     compare: dict[str, dict[str, Any]] = field(default_factory=dict)
     """How ``benchbench compare`` judges each field (from the metrics' registrations), so
     that comparing two run files needs neither the plugins nor torch."""
+    footnotes: dict[str, str] = field(default_factory=dict)
+    """What each field means, by field (the registrations' ``footnotes``): the table prints those of
+    its columns under it. Stored in the run file, since they say how this run was measured."""
+    registry: Registry | None = field(default=None, repr=False, compare=False)
+    """The registrations the run is shown with (formats, bar panels, plots, breakdowns): the runner's,
+    or those of the plugins ``benchbench report`` loaded (:meth:`show_with`); not stored. None: the
+    default plugins', loaded when a plot needs them."""
 
     def __repr__(self) -> str:  # the records and raw samples would fill a notebook cell
         state = "complete" if self.complete else "INCOMPLETE"
@@ -113,17 +122,32 @@ class RunResult:
         """One of ``benchbench report``'s plots of this run, as a matplotlib Figure (shown inline
         in a notebook; ``.savefig(path)`` elsewhere).
 
-        ``kind``: ``bars`` (params, FLOPs, latency, memory per benchmark), ``scatter``
-        (latency against FLOPs, log axes), ``roofline``, ``gradient_flow``, ``training``.
-        A kind this run has no data for is a ``ValueError`` saying what it needs.
+        ``kind``: ``bars`` (a panel per field a metric draws as bars: params, FLOPs, latency,
+        memory), or a plot a plugin declares: ``scatter`` (latency against FLOPs, log axes),
+        ``roofline``, ``training``, ``gradient_flow``... (those of :attr:`registry`; of the
+        default plugins for a run read from a file). A kind this run has no data for is a
+        ``ValueError`` saying what it needs.
         """
-        from benchbench.htmlreport import FIGURES, figure
+        from benchbench.htmlreport import figure
+        from benchbench.plots import plots_for
 
         drawn = figure(kind, [self])
         if drawn is None:
-            raise ValueError(f"this run has nothing to draw as {kind!r}: {PLOT_NEEDS[kind]}; "
-                             f"plots: {', '.join(FIGURES)}")
+            plots = plots_for([self])
+            raise ValueError(f"this run has nothing to draw as {kind!r}: {plots[kind].needs}; "
+                             f"plots: {', '.join(plots)}")
         return drawn
+
+    def show_with(self, registry: Registry) -> RunResult:
+        """Show this run with ``registry``'s declarations (of the plugins loaded here): their formats,
+        bar panels, plots and breakdowns, and the footnotes of the fields it keeps none for (a run
+        file written before footnotes were stored). Returns the run itself."""
+        declared = registry.declared()
+        present = {*self.fields, *declared.derived, *(key for record in self.records for key in record)}
+        self.registry = registry
+        self.formats = {**declared.formats, **self.formats}
+        self.footnotes = {**{f: text for f, text in declared.footnotes.items() if f in present}, **self.footnotes}
+        return self
 
     # ------------------------------------------------------------------ run file
 
@@ -139,6 +163,7 @@ class RunResult:
             "notes": self.notes,
             "options": self.options,
             "compare": self.compare,
+            "footnotes": self.footnotes,
             "environment": self.environment,
             "records": self.records,
         }
@@ -187,6 +212,8 @@ class RunResult:
             for key, kind in RUN_FILE_TYPES.items()
             if key in data and data[key] is not None and not isinstance(data[key], kind)
         ]
+        if isinstance(data.get("footnotes"), dict) and not all(isinstance(t, str) for t in data["footnotes"].values()):
+            problems.append("key 'footnotes' must map field names to text")
         compare = data["compare"] if isinstance(data.get("compare"), dict) else {}
         seen: dict[str, int] = {}
         for i, record in enumerate(data["records"], start=1):
@@ -216,17 +243,9 @@ class RunResult:
             notes=list(data.get("notes") or []),
             options=dict(data.get("options") or {}),
             compare=dict(data.get("compare") or {}),
+            footnotes=dict(data.get("footnotes") or {}),
         )
 
-
-PLOT_NEEDS = {
-    "bars": "no benchmark of it finished",
-    "scatter": "at least two benchmarks with both flops and latency",
-    "roofline": "benchmarks with achieved_gflops and arithmetic_intensity (metrics flops and latency)",
-    "gradient_flow": "a benchmark measured with the gradient_flow metric",
-    "training": "a benchmark measured with the accuracy metric (training curves)",
-}
-"""Why :meth:`RunResult.plot` has nothing to draw, by kind."""
 
 RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
     "suite": str, "model": str, "family": str, "plugin": str, "args": dict, "device": str, "input_shape": list,

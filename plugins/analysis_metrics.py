@@ -8,7 +8,8 @@ output, and measures a copy (the benchmarked model is left as it was):
   back-propagating from the centre output unit (``receptive_field``), beside the
   analytic value from kernel sizes, strides and dilations (``receptive_field_theory``);
 * ``gradient_flow``: the gradient norm of the loss at each block's output
-  (``grad_norms``), and first over last (``grad_norm_ratio``): vanishing gradients;
+  (``grad_norms``), and first over last (``grad_norm_ratio``): vanishing gradients, drawn
+  as the report's ``gradient_flow`` plot (declared with the metric, as any plugin's);
 * ``equivariance``: ``|f(shift(x)) - shift(f(x))| / |shift(f(x))|`` for a shift of the
   input, borders cropped (``equivariance_error``; invariance for outputs without a map);
 * ``checkerboard``: the output's std / mean for a constant input through constant weights:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -278,6 +280,27 @@ def _is_conv(module: nn.Module) -> bool:
     )
 
 
+def draw_gradient_flow(runs: Sequence[Any], names: list[str]) -> Any:
+    """The report's gradient-flow plot: each benchmark's gradient norm at every block's output, from
+    the input side, log scale (a vanishing gradient falls towards the input); None without one."""
+    import matplotlib.pyplot as plt
+
+    series = [(r["benchmark"], r["grad_norms"]) for run in runs for r in run.records
+              if r.get("status") == "ok" and isinstance(r.get("grad_norms"), list)]
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, norms in series:
+        found = [(i + 1, n) for i, n in enumerate(norms) if isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) and n > 0]
+        ax.plot([p[0] for p in found], [p[1] for p in found], marker=".", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("block (1 = nearest the input)")
+    ax.set_ylabel("gradient norm at the block's output")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
+
+
 @benchbench.hookimpl
 def benchbench_register_metrics(register: Any) -> None:
     register("receptive_field", receptive_field, fields=["receptive_field", "receptive_field_theory"],
@@ -285,7 +308,8 @@ def benchbench_register_metrics(register: Any) -> None:
              description="input pixels one output unit sees: measured (gradient support) and analytic")
     register("gradient_flow", gradient_flow, fields=["grad_norm_ratio"], options={"module": "blocks"},
              description="gradient norm at each block's output (grad_norms); first / last (vanishing gradients)",
-             formats={"grad_norm_ratio": lambda v: f"{v:.3g}"})
+             formats={"grad_norm_ratio": lambda v: f"{v:.3g}"},
+             plots={"gradient_flow": {"draw": draw_gradient_flow, "heading": "Gradient flow", "alt": "gradient flow"}})
     register("equivariance", equivariance, fields=["equivariance_error"], options={"shift": 1, "border": 4},
              description="|f(shift x) - shift f(x)| / |shift f(x)| for a shift of the input (borders cropped)",
              formats={"equivariance_error": lambda v: f"{v:.2e}"})

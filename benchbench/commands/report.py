@@ -9,9 +9,16 @@ An empty file among the run files (``report results/*.json``, where an older ben
 killed before its first benchmark finished left one) is skipped with a warning; an
 incomplete run (interrupted) is shown as such.
 
-``--explain flops`` prints, instead of the run's table, what each FLOP count is made of:
+``--explain NAME`` prints, instead of the run's table, a breakdown a registration declares
+(``explain=``): ``flops``, from the flops metric, says what each FLOP count is made of:
 conv, matmul and attention (the "core" count torchvision and papers publish) against
 norm, pool and other operators, the dispatcher's cross-check and the skipped operators.
+
+What is shown of a field beyond its value (its format, the fields set side by side for
+several runs, the breakdowns and plots) comes from the registrations of the plugins loaded
+here, as ``benchbench run`` loads them (``-p``, ``--plugins-dir``); each field's footnote
+comes from the run file itself, and from them for a file written before footnotes were
+stored. ``--format csv`` and ``json`` print the records as they are, without loading plugins.
 """
 
 from __future__ import annotations
@@ -21,13 +28,14 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchbench.commands.common import check_format, reject_extra
+from benchbench.commands.common import add_plugin_arguments, check_format, load_plugins, reject_extra
 from benchbench.errors import ExitCode, UsageError, did_you_mean
 
-EXPLAINED = ("flops",)
-"""What ``--explain`` can break down."""
+if TYPE_CHECKING:
+    from benchbench.registry import Explainer
+    from benchbench.results import RunResult
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -40,9 +48,11 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
     report.add_argument("--html", metavar="FILE", help="write the HTML report here (a new .html file, or an earlier report)")
     report.add_argument("--title", help="title of the HTML page")
     report.add_argument("--format", default="simple", metavar="FMT", help="simple (default), github/markdown, grid..., csv or json")
-    report.add_argument("--explain", metavar="WHAT", help="flops: each benchmark's FLOPs by kind of operator (conv, "
-                        "matmul, attention = the core count papers and torchvision publish; norm, pool, other), the "
-                        "FlopCounterMode cross-check and the operators fvcore skipped")
+    report.add_argument("--explain", metavar="WHAT", help="a breakdown table a plugin declares instead of the runs' "
+                        "table; flops: each benchmark's FLOPs by kind of operator (conv, matmul, attention = the core "
+                        "count papers and torchvision publish; norm, pool, other), the FlopCounterMode cross-check and "
+                        "the operators fvcore skipped")
+    add_plugin_arguments(report)
     return report
 
 
@@ -51,24 +61,26 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
 
     reject_extra(extra, "report")
     check_format(args.format, "report", data=True)
-    if args.explain is not None and args.explain not in EXPLAINED:
-        raise UsageError(f"--explain {args.explain!r}: only {', '.join(EXPLAINED)} can be explained"
-                         f"{did_you_mean(args.explain, EXPLAINED)}")
     html_path = _check_html_output(args.html, args.runs) if args.html else None
     if not args.runs:  # checked after --html, whose message explains `--html results/one.json`
         raise UsageError("benchbench report needs at least one run file: benchbench report results/*.json")
     paths = _without_empty_files(args.runs)
     runs = [RunResult.read_json(path) for path in paths]
+    if html_path is not None or args.explain is not None or args.format not in ("csv", "json"):
+        registry = load_plugins(args).registry  # after the files: a missing or damaged one is refused first, fast
+        runs = [run.show_with(registry) for run in runs]
     from benchbench.outputs import emit
 
     if html_path is not None:
         from benchbench.htmlreport import render_html
         from benchbench.outputs import atomic_write_text
 
+        if args.explain is not None:
+            explainer(runs, args.explain)  # a bad name is refused before the page is drawn
         atomic_write_text(html_path, render_html(runs, args.title), what="HTML report")
         print(f"benchbench: report written to {html_path} ({html_path.stat().st_size // 1024} KiB, self-contained)", file=sys.stderr)
-    elif args.explain:
-        emit(explain_flops(runs, args.format, paths))
+    elif args.explain is not None:
+        emit(explain(runs, args.explain, args.format, paths))
     elif args.format in ("csv", "json"):
         emit(render_data(runs, args.format))
     else:
@@ -105,7 +117,7 @@ def _check_html_output(html: str, runs: list[str]) -> Path:
     return check_output(html, option="--html", what="benchbench HTML report", inputs=runs, ours=is_html_report)
 
 
-def render_text(runs: Sequence[Any], tablefmt: str = "simple") -> str:
+def render_text(runs: Sequence[RunResult], tablefmt: str = "simple") -> str:
     """One run: its table. Several: one row per benchmark, the main fields of each run side by side."""
     from tabulate import tabulate
 
@@ -121,33 +133,43 @@ def render_text(runs: Sequence[Any], tablefmt: str = "simple") -> str:
     return "\n".join([*legend, "", tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)])
 
 
-def explain_flops(runs: Sequence[Any], fmt: str = "simple", paths: Sequence[str] = ()) -> str:
-    """``--explain flops``: the FLOP breakdown as a table with its notes, or as CSV / JSON rows."""
+def explainer(runs: Sequence[RunResult], name: str) -> Explainer:
+    """The breakdown ``--explain NAME`` names, among those the runs' registrations declare."""
+    from benchbench.plots import registry_of
+
+    declared = registry_of(runs).declared().explain
+    if name not in declared:
+        known = ", ".join(declared) or "nothing (no loaded plugin declares a breakdown)"
+        raise UsageError(f"--explain {name!r}: only {known} can be explained{did_you_mean(name, declared)}")
+    return declared[name]
+
+
+def explain(runs: Sequence[RunResult], name: str, fmt: str = "simple", paths: Sequence[str] = ()) -> str:
+    """``--explain NAME``: the breakdown as a table with its title and notes, or its raw rows as CSV / JSON."""
     import json
 
     from tabulate import tabulate
 
-    from benchbench.htmlreport import flops_breakdown, flops_breakdown_table
+    from benchbench.htmlreport import labels
     from benchbench.reporters import TABLE_ALIASES
 
-    columns, rows = flops_breakdown(runs)
-    if not rows:
-        raise UsageError(f"--explain flops: no benchmark in {', '.join(paths) or 'these runs'} has a FLOP count "
-                         "(run the suite with the flops metric: --metrics params,flops)")
+    declared = explainer(runs, name)
+    made = declared.explain(runs, labels(runs))
+    if not made.rows:
+        raise UsageError(f"--explain {name}: no benchmark in {', '.join(paths) or 'these runs'} has {declared.needs}")
     if fmt == "json":
-        return json.dumps(rows, indent=1)
+        return json.dumps(made.rows, indent=1)
     if fmt == "csv":
         import csv
 
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=list(made.rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()} for row in rows)
+        writer.writerows({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()} for row in made.rows)
         return out.getvalue().rstrip("\n")
-    headers, cells, notes = flops_breakdown_table(runs)
-    align = ["left"] * (2 if len(runs) > 1 else 1) + ["right"] * (len(headers) - (3 if len(runs) > 1 else 2)) + ["left"]
-    table = tabulate(cells, headers=headers, tablefmt=TABLE_ALIASES.get(fmt, fmt), colalign=align, disable_numparse=True)
-    return "\n".join(["FLOPs per sample (multiply-adds) by kind of operator", "", table, "", *notes])
+    t = made.table
+    body = tabulate(t.rows, headers=t.headers, tablefmt=TABLE_ALIASES.get(fmt, fmt), colalign=t.colalign, disable_numparse=True)
+    return "\n".join([*t.title, "", body, *([""] + t.notes if t.notes else [])])
 
 
 def render_data(runs: Sequence[Any], fmt: str) -> str:

@@ -56,7 +56,8 @@ def add_arguments(run: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--columns", metavar="F1,F2,...",
-        help="table columns to show after the benchmark name (default: every metric field); see the fields in README",
+        help="table columns to show after the benchmark name (default: every metric field); `benchbench list fields` "
+        "shows them",
     )
     run.add_argument("--timeout", type=checks.argparse_type(checks.timeout, float), metavar="S",
                      help="seconds each benchmark may take (default 600; suite key 'timeout')")
@@ -278,15 +279,11 @@ def _reporter(manager: PluginManager, fmt: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _columns(text: str, manager: PluginManager) -> list[str]:
-    """``--columns a,b``: record fields or registered metric fields (and their ``_ratio``)."""
-    from benchbench.derived import FIELDS as DERIVED
-    from benchbench.registry import MetricEntry
+    """``--columns a,b``: record fields the runner writes, or fields a registration declares (a metric's,
+    with the ``_ratio`` of its ratio fields, or a field set's: what ``benchbench_derive_fields`` adds)."""
     from benchbench.results import RESERVED_FIELDS
 
-    known = set(RESERVED_FIELDS) | set(DERIVED)
-    for entry in manager.registry.entries(MetricEntry):
-        known.update(entry.fields)
-        known.update(f"{f}_ratio" for f in entry.ratio_fields)
+    known = {*RESERVED_FIELDS, *manager.registry.declared().columns}
     columns = [c.strip() for c in text.split(",") if c.strip()]
     unknown = [c for c in columns if c not in known]
     if unknown or not columns:

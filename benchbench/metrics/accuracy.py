@@ -24,6 +24,7 @@ import contextlib
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from torch import nn
 import benchbench
 from benchbench.context import MeasureContext
 from benchbench.data import CLASSIFICATION, Dataset
+from benchbench.plots import finished
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -249,4 +251,30 @@ def benchbench_register_metrics(register: Any) -> None:
             "rmse": lambda v: f"{v:.4f}", "rmse_std": lambda v: f"{v:.4f}", "mae": lambda v: f"{v:.4f}",
             "train_time_s": lambda v: f"{v:.1f} s",
         },
+        side_by_side=["accuracy", "rmse"],
+        plots={"training": {"draw": draw_training, "heading": "Training curves", "alt": "training curves",
+                            "needs": "a benchmark measured with the accuracy metric (training curves)"}},
     )
+
+
+def draw_training(runs: Sequence[Any], names: list[str]) -> Any:
+    """The test score after each epoch of each benchmark's first seed: accuracy for classification
+    (left), RMSE for regression (right); None when no benchmark trained."""
+    import matplotlib.pyplot as plt
+
+    series = [(r["benchmark"], r["test_score_curve"][0], "accuracy" in r) for run in runs for r in finished(run)
+              if isinstance(r.get("test_score_curve"), list) and r["test_score_curve"]]
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, curve, classification in series:
+        ax = axes[0] if classification else axes[1]
+        ax.plot(range(1, len(curve) + 1), curve, marker=".", label=name)
+    axes[0].set_title("test accuracy per epoch (classification)", fontsize=9)
+    axes[1].set_title("test RMSE per epoch (regression)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return fig

@@ -32,18 +32,27 @@ Fields:
 A model fvcore cannot trace (an output that is no tensor, a ``torch.compile``d module)
 still gets a count: ``flops`` is then the dispatcher's (conv, matmul, attention only),
 ``flops_source`` says ``dispatch`` and a warning says why.
+
+``benchbench report RUN.json --explain flops`` (and a section of the HTML report) breaks
+each count down by kind of operator: :func:`explain`, declared with the metric.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import benchbench
 from benchbench import flopcount, formatting
 from benchbench.context import MeasureContext
+from benchbench.reporters import Breakdown, Table
+from benchbench.results import is_number
+
+if TYPE_CHECKING:
+    from benchbench.results import RunResult
 
 
 def count(model: torch.nn.Module, inputs: Any) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -120,6 +129,89 @@ def _unsupported(value: Any) -> str:
     return ", ".join(f"{op}" + (f"×{n}" if n > 1 else "") for op, n in sorted(value.items()))
 
 
+# --------------------------------------------------------------------------- report --explain flops
+
+EXPLAIN_NOTES = (
+    "core = conv + matmul (linear, mm, bmm, einsum) + attention (the two products of scaled-dot-product "
+    "attention) multiply-adds: the convention of torchvision's published _ops and of most papers.",
+    "flops = core + norm (BatchNorm, LayerNorm...) + pool (adaptive average pooling) + other (upsampling, "
+    "grid sampling): fvcore's convention; one fused multiply-add = 1, for ONE sample, forward pass.",
+    "dispatch = torch.utils.flop_counter.FlopCounterMode's count, halved to the same convention: conv, matmul "
+    "and attention only, so it should equal core ('=' when it does).",
+    "unsupported = operators fvcore has no formula for, counted as zero (elementwise ops, max pooling, data "
+    "movement); flops_uncounted names work that flops misses.",
+)
+
+
+def breakdown_rows(runs: Sequence[RunResult], names: list[str]) -> list[dict[str, Any]]:
+    """Every benchmark with a FLOP count, its count by kind of operator, one row each (raw values; a
+    ``run`` column first when there are several runs). Run files written before the categories
+    existed get them from ``flops_by_operator``."""
+    several = len(runs) > 1
+    rows = []
+    for name, run in zip(names, runs):
+        for record in run.records:
+            if not is_number(record.get("flops")):
+                continue
+            categories = record.get("flops_by_category")
+            if not isinstance(categories, dict) and isinstance(record.get("flops_by_operator"), dict):
+                categories = flopcount.by_category(record["flops_by_operator"])
+            categories = categories if isinstance(categories, dict) else {}
+            core = record.get("flops_core")
+            if not is_number(core) and categories:
+                core = sum(categories.get(c, 0) for c in flopcount.CORE)
+            row: dict[str, Any] = {"run": name} if several else {}
+            row.update(benchmark=record["benchmark"], flops=record["flops"], core=core,
+                       core_share=core / record["flops"] if is_number(core) and record["flops"] else None)
+            row.update({c: categories.get(c) for c in flopcount.CATEGORIES})
+            row.update(dispatch=record.get("flops_dispatch"), unsupported=record.get("flops_unsupported"),
+                       source=record.get("flops_source") or "fvcore", uncounted=record.get("flops_uncounted"))
+            rows.append(row)
+    return rows
+
+
+def explain(runs: Sequence[RunResult], names: list[str]) -> Breakdown:
+    """``benchbench report --explain flops``: :func:`breakdown_rows`, and a table of them with the notes
+    that say what each count includes (``source`` and ``uncounted`` become notes)."""
+    rows = breakdown_rows(runs, names)
+    shown = [c for c in (rows[0] if rows else {}) if c not in ("source", "uncounted")]
+    cells = [[_cell(column, row) for column in shown] for row in rows]
+    notes = list(EXPLAIN_NOTES)
+    for row in rows:
+        who = f"{row['run']}: " if "run" in row else ""
+        if row["source"] != "fvcore":
+            notes.append(f"{who}{row['benchmark']}: fvcore could not trace the model: flops is FlopCounterMode's count")
+        if row["uncounted"]:
+            notes.append(f"{who}{row['benchmark']}: flops is too low: {row['uncounted']}")
+    names_left = 2 if len(runs) > 1 else 1
+    colalign = ["left"] * names_left + ["right"] * (len(shown) - names_left - 1) + ["left"]
+    return Breakdown(rows, Table(["FLOPs per sample (multiply-adds) by kind of operator"], shown, cells, colalign, notes))
+
+
+def _cell(column: str, row: dict[str, Any]) -> str:
+    value = row.get(column)
+    if column == "core_share":
+        return formatting.percent(value, 1)
+    if column == "dispatch":
+        return _against_core(value, row["core"])
+    if column == "unsupported":
+        return formatting.operators(dict(sorted(value.items()))) if isinstance(value, dict) else "-"
+    if column in ("run", "benchmark"):
+        return str(value)
+    return formatting.si(value)
+
+
+def _against_core(dispatch: Any, core: Any) -> str:
+    """'=' when the dispatcher's count equals the core count, else the count and how far it is."""
+    if not is_number(dispatch):
+        return "-"
+    if dispatch == core:
+        return "="
+    if is_number(core) and core:
+        return f"{formatting.si(dispatch)} ({dispatch / core - 1:+.2%})"
+    return formatting.si(dispatch)
+
+
 @benchbench.hookimpl
 def benchbench_register_metrics(register: Any) -> None:
     register(
@@ -131,4 +223,12 @@ def benchbench_register_metrics(register: Any) -> None:
         description="fvcore FLOPs of ONE sample (1 multiply-add = 1 FLOP), attention included; ops it skipped "
         "are listed, and a FlopCounterMode count checks it",
         formats={"flops": formatting.si, "flops_unsupported": _unsupported},
+        footnotes={"flops": "flops: fvcore's count for ONE sample, forward pass; 1 fused multiply-add = 1 FLOP (i.e. MACs)."},
+        bars={"flops": "FLOPs per sample (fvcore, MACs)"},
+        side_by_side=["flops"],
+        explain={"flops": {
+            "explain": explain, "heading": "FLOPs by kind of operator",
+            "explanation": "What each count includes: core is comparable with torchvision's published numbers and "
+            "papers, flops is fvcore's total.",
+            "needs": "a FLOP count (run the suite with the flops metric: --metrics params,flops)"}},
     )

@@ -188,4 +188,10 @@ def benchbench_register_metrics(register: Any) -> None:
             "latency_iqr_ms": formatting.ms,
             "throughput": lambda v: formatting.si(v, 4),
         },
+        footnotes={
+            "latency_ms": "latency_ms: median time of one batch; latency_iqr_ms its interquartile range.",
+            "throughput": "throughput: samples per second (batch_size / latency).",
+        },
+        bars={"latency_ms": "latency of one batch (ms)"},
+        side_by_side=["latency_ms"],
     )

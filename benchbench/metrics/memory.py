@@ -97,4 +97,8 @@ def benchbench_register_metrics(register: Any) -> None:
         compare={"peak_memory_bytes": {}},
         description="peak bytes allocated during one step beyond weights and input (CUDA stats / CPU profiler)",
         formats={"peak_memory_bytes": formatting.nbytes},
+        footnotes={"peak_memory_bytes": "peak_memory_bytes: high-water mark of memory allocated during one step beyond "
+                   "weights and input, shown in KiB/MiB/GiB (the CSV and run file have bytes)."},
+        bars={"peak_memory_bytes": "peak memory of one step (bytes)"},
+        side_by_side=["peak_memory_bytes"],
     )

@@ -33,4 +33,6 @@ def benchbench_register_metrics(register: Any) -> None:
         compare={"params": {"exact": True}, "trainable_params": {"exact": True}},
         description="parameter count, total and trainable (shared tensors counted once)",
         formats={"params": formatting.si, "trainable_params": formatting.si},
+        bars={"params": "parameters"},
+        side_by_side=["params"],
     )
