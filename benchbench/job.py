@@ -205,8 +205,7 @@ class JobRunner:
                 return [problem]
             return [describe_failure("the first forward pass", exc)]
         if watch is not None:
-            record.update(compile_time_s=time.perf_counter() - started, graph_breaks=watch.graph_breaks())
-            first_frames = watch.compiled_frames()
+            watch.first_step_done(record, time.perf_counter() - started)
         if spec.cuda_graphs:
             try:
                 ctx.replay = modes.capture_cuda_graph(ctx.eager_step, ctx.device)
@@ -215,10 +214,7 @@ class JobRunner:
         errors = [e for metric in metrics_of_round(self.registry, spec, job.round)
                   for e in self._measure(metric, ctx, spec, record)]
         if watch is not None:
-            record["recompilations"] = watch.compiled_frames() - first_frames
-            if record["recompilations"]:
-                ctx.warn(f"torch.compile recompiled {record['recompilations']} time(s) after the first step, while being "
-                         "measured: those timings include compiling (shapes that change? try compile: {dynamic: true})")
+            watch.measured(record, ctx)
         return errors
 
     def _dataset(self, spec: BenchmarkSpec) -> Any:

@@ -5,9 +5,10 @@ The suite keys ``compile``, ``autocast``, ``tf32``, ``cudnn_benchmark`` and ``cu
 every metric of a benchmark measures the same execution:
 
 * :func:`compiled` wraps the model in ``torch.compile`` (the compilation itself happens
-  in the first step, which the runner times as ``compile_time_s``); :class:`CompileWatch`
-  counts graph breaks and the recompilations that happen after that first step, which
-  would otherwise hide inside the timings;
+  in the first step, timed as ``compile_time_s``); :class:`CompileWatch` counts graph
+  breaks and the recompilations that happen after that first step, which would otherwise
+  hide inside the timings, and writes them in the record: the compile fields
+  (:data:`COMPILE_FIELDS`), their formats and their columns live here;
 * :func:`precision_flags` sets TF32 and ``cudnn.benchmark`` for one benchmark and puts
   them back afterwards, yielding the settings in effect (recorded with the benchmark:
   they decide a GPU result, and which peak ``peak_fraction`` is a fraction of);
@@ -19,22 +20,40 @@ every metric of a benchmark measures the same execution:
 * :func:`unknown_backend` says, while the suite is validated, that a ``compile: {backend:
   NAME}`` names no backend of this torch: torch would only say so at the benchmark's
   first step, after the benchmarks before it ran.
+
+Importing this module does not import torch (the run file's fields use it); each function
+that runs torch imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
-
-import torch
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from benchbench.checks import shown
 from benchbench.errors import did_you_mean
 from benchbench.spec import BenchmarkSpec
 
+if TYPE_CHECKING:
+    import torch
+
+    from benchbench.context import MeasureContext
+
 CUDA_GRAPH_WARMUP = 3
 """Steps run on a side stream before capturing (cuDNN picks its algorithms, lazy buffers appear)."""
+COMPILE_FIELDS = ("compile_time_s", "graph_breaks", "recompilations")
+"""What the record of a compiled benchmark (``compile:``) adds, written by :class:`CompileWatch`:
+the first step's time (it compiles), dynamo's graph breaks, and recompilations after the first step."""
+COMPILE_FORMATS: dict[str, Callable[[Any], str]] = {"compile_time_s": lambda v: f"{v:.1f} s"}
+"""How the table shows the compile fields that need more than the default number format."""
+
+
+def compile_columns(specs: Sequence[BenchmarkSpec]) -> tuple[list[str], dict[str, Callable[[Any], str]]]:
+    """The table's columns for the compile fields, and their formats: when a benchmark is compiled."""
+    if any(spec.compile is not None for spec in specs):
+        return list(COMPILE_FIELDS), dict(COMPILE_FORMATS)
+    return [], {}
 
 
 def unknown_backend(name: str) -> str | None:
@@ -43,6 +62,7 @@ def unknown_backend(name: str) -> str | None:
     The rule is torch's own (``lookup_backend``): a name registered with dynamo, built in or
     added by an installed package's ``torch_dynamo_backends`` entry point.
     """
+    import torch
     from torch._dynamo.backends.registry import list_backends
 
     every = list_backends(exclude_tags=())
@@ -56,15 +76,33 @@ def unknown_backend(name: str) -> str | None:
 def compiled(model: torch.nn.Module, options: dict[str, Any]) -> torch.nn.Module:
     """``torch.compile(model, **options)``, with dynamo's caches and counters reset first, so
     that each benchmark pays (and is timed for) its own compilation."""
+    import torch
+
     torch._dynamo.reset()
     return torch.compile(model, **options)  # type: ignore[return-value]
 
 
 class CompileWatch:
-    """Graph breaks and recompilations of a compiled model, from ``torch._dynamo``'s counters."""
+    """Graph breaks and recompilations of a compiled model, from ``torch._dynamo``'s counters,
+    written in its record as the compile fields (:data:`COMPILE_FIELDS`)."""
 
     def __init__(self) -> None:
         self.start = self._frames()
+        self.after_first_step = 0
+        """Frames compiled by the first step (which compiles)."""
+
+    def first_step_done(self, record: dict[str, Any], seconds: float) -> None:
+        """The first step took ``seconds`` (compiling included): ``compile_time_s`` and ``graph_breaks``."""
+        record.update(compile_time_s=seconds, graph_breaks=self.graph_breaks())
+        self.after_first_step = self.compiled_frames()
+
+    def measured(self, record: dict[str, Any], ctx: MeasureContext) -> None:
+        """The metrics ran: ``recompilations`` since the first step, with a warning when there were
+        any (those timings include compiling)."""
+        record["recompilations"] = self.compiled_frames() - self.after_first_step
+        if record["recompilations"]:
+            ctx.warn(f"torch.compile recompiled {record['recompilations']} time(s) after the first step, while being "
+                     "measured: those timings include compiling (shapes that change? try compile: {dynamic: true})")
 
     @staticmethod
     def _frames() -> int:
@@ -92,6 +130,8 @@ def precision_flags(spec: BenchmarkSpec, device: torch.device) -> Iterator[dict[
     ``float32_matmul_precision`` to ``high``); ``false`` forbids both (``highest``). On the CPU
     these flags change nothing (they are recorded all the same): a documented no-op.
     """
+    import torch
+
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     saved = (matmul.allow_tf32, cudnn.allow_tf32, torch.get_float32_matmul_precision(), cudnn.benchmark)
     try:
@@ -109,6 +149,8 @@ def precision_flags(spec: BenchmarkSpec, device: torch.device) -> Iterator[dict[
 
 def effective_flags(device: torch.device | None = None) -> dict[str, Any]:
     """The precision and backend settings in effect now (what the run environment and each record keep)."""
+    import torch
+
     flags: dict[str, Any] = {
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
@@ -125,6 +167,8 @@ def autocast(spec: BenchmarkSpec, device: torch.device) -> Callable[[], contextl
     """A factory of the context each step runs in: ``torch.autocast`` in the spec's dtype, or nothing."""
     if spec.autocast is None:
         return contextlib.nullcontext
+    import torch
+
     dtype = getattr(torch, spec.autocast)
     return lambda: torch.autocast(device.type, dtype=dtype)
 
@@ -135,6 +179,8 @@ def capture_cuda_graph(step: Callable[[], Any], device: torch.device) -> Callabl
     The inputs and weights stay where they are (the graph reads them in place); the step
     is warmed up on a side stream first, as CUDA graph capture requires.
     """
+    import torch
+
     stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(stream):

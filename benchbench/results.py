@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbench.checks import shown, unstorable
 from benchbench.errors import UsageError
+from benchbench.modes import COMPILE_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,8 +44,6 @@ CORE_FIELDS = (
     "compile", "autocast", "tf32", "cudnn_benchmark", "cuda_graphs", "backend_flags",
 )
 """The fields the runner writes in every record; metrics add theirs beside them."""
-COMPILE_FIELDS = ("compile_time_s", "graph_breaks", "recompilations")
-"""What the runner adds to the record of a compiled benchmark (``compile:``)."""
 RESERVED_FIELDS = (*CORE_FIELDS, *COMPILE_FIELDS)
 """Fields only the runner writes: a metric or a derived field may not overwrite them."""
 
@@ -254,7 +253,7 @@ RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
     "cudnn_benchmark": bool, "cuda_graphs": bool, "backend_flags": dict,
 }
 """The type of each non-numeric core field of a record (``None`` is always allowed)."""
-NUMERIC_CORE = ("batch_size", "suite_batch_size", "threads", "wall_time_s", "rounds", "graph_breaks", "recompilations")
+NUMERIC_CORE = ("batch_size", "suite_batch_size", "threads", "wall_time_s", "rounds", *COMPILE_FIELDS)
 NUMERIC_SUFFIXES = ("_ratio", "_ms", "_bytes", "_s", "_gflops", "_fraction")
 """Fields whose names promise numbers (alone, or lists of them for raw samples)."""
 

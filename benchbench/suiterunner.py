@@ -40,6 +40,7 @@ from benchbench.errors import UsageError
 from benchbench.job import Job, JobRunner, metrics_of_round, resolve_device
 from benchbench.journal import Journal
 from benchbench.manager import PluginManager
+from benchbench.modes import compile_columns
 from benchbench.registry import ExecutorEntry, MetricEntry
 from benchbench.results import RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, Record, RunResult, add_ratios, jsonable
 from benchbench.spec import DEFAULT_EXECUTOR, BenchmarkSpec, Suite, chosen_executor
@@ -316,7 +317,7 @@ class SuiteRunner:
 
     def _columns(self, specs: list[BenchmarkSpec]) -> tuple[list[str], dict[str, Any]]:
         """The table's columns: each metric's fields (with ratios when a row has a baseline), then
-        what compiling cost when a benchmark is compiled."""
+        what compiling cost when a benchmark is compiled (:func:`benchbench.modes.compile_columns`)."""
         fields: list[str] = []
         formats: dict[str, Any] = {}
         has_baseline = any(s.baseline for s in specs)
@@ -327,10 +328,8 @@ class SuiteRunner:
                 fields.append(field)
                 if has_baseline and field in entry.ratio_fields:
                     fields.append(f"{field}_ratio")
-        if any(s.compile is not None for s in specs):
-            fields += ["compile_time_s", "graph_breaks", "recompilations"]
-            formats["compile_time_s"] = lambda v: f"{v:.1f} s"
-        return fields, formats
+        compile_fields, compile_formats = compile_columns(specs)
+        return fields + compile_fields, {**formats, **compile_formats}
 
     def _ratio_fields(self, specs: list[BenchmarkSpec]) -> list[str]:
         names = dict.fromkeys(m for s in specs for m in s.metrics)

@@ -78,6 +78,9 @@ def test_compile_is_timed_apart_and_watched_for_breaks_and_recompiles(probes: Pa
     assert eager["status"] == compiled["status"] == "ok" and eager["compile"] is None and compiled["compile"] == {}
     assert compiled["compile_time_s"] > 0 and compiled["graph_breaks"] == 0 and compiled["recompilations"] == 0
     assert compiled["latency_ms"] > 0 and "compile_time_s" in run.fields and "compile_time_s" not in eager
+    # the compile fields are modes.py's: what the record holds, the columns, what no metric may overwrite
+    assert [f for f in compiled if f in modes.COMPILE_FIELDS] == list(modes.COMPILE_FIELDS) == run.fields[-3:]
+    assert set(modes.COMPILE_FIELDS) <= set(benchbench.results.RESERVED_FIELDS)
     # a model whose guards change on every call (it appends to a global list) recompiles while timed
     assert restless["status"] == "ok" and restless["recompilations"] > 0
     assert any("recompiled" in w and "those timings include compiling" in w for w in restless["warnings"])
@@ -224,3 +227,12 @@ def test_a_launch_bound_noisy_step_suggests_cuda_graphs() -> None:
     noisy = {"latency_samples_ms": [0.05, 0.05, 0.2, 0.2] * 4, "latency_kernel_ms": 0.01, "latency_noise_threshold": 0.1}
     [warning] = latency.merge_rounds([{**noisy, "batch_size": 1}])["warnings"]
     assert "launch-bound" in warning and "cuda_graphs: true" in warning
+
+
+def test_the_modes_rules_and_fields_load_without_torch() -> None:
+    """Suite validation and the run file's fields read modes.py: importing it must not import torch."""
+    import subprocess
+    import sys
+
+    probe = "import sys, benchbench.modes, benchbench.results; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
