@@ -43,6 +43,18 @@ def test_html_report_is_self_contained_with_every_benchmark_and_plot(run_file: P
     assert "<h2>Environment</h2>" in page and "torch" in page
 
 
+def test_a_run_file_from_before_footnotes_were_stored_gets_them_from_the_plugins(run_file: Path, tmp_path: Path) -> None:
+    data = json.loads(run_file.read_text())
+    assert data["footnotes"]["flops"].startswith("flops: fvcore's count for ONE sample")  # stored by the run
+    del data["footnotes"]
+    old, out = tmp_path / "old.json", tmp_path / "old.html"
+    old.write_text(json.dumps(data))
+    assert main(["report", str(old), "--html", str(out)]) == 0
+    notes = re.findall(r"<li>([a-z_]+): (?!warning|failed)", out.read_text())  # the footnotes, not a row's warnings
+    in_column_order = ["flops", "latency_ms", "throughput", "peak_memory_bytes", "achieved_gflops", "arithmetic_intensity"]
+    assert notes in (in_column_order, [*in_column_order, "peak_fraction"])  # peak_fraction once `benchbench peak` ran here
+
+
 def test_several_runs_are_compared_side_by_side(run_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "two.html"
     assert main(["report", str(run_file), str(run_file), "--html", str(out)]) == 0
