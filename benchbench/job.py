@@ -44,7 +44,8 @@ end the run. Ctrl-C and the benchmark's own deadline are not faults of the model
 
 @dataclass(frozen=True)
 class Job:
-    """One benchmark to run: its validated spec and the device it was resolved to."""
+    """One benchmark to run: its validated spec and its device (:func:`job_device`: resolved when
+    the run was planned, or, for a remote executor, the name as given)."""
 
     index: int
     total: int
@@ -54,6 +55,16 @@ class Job:
     round: int = 0
     rounds: int = 1
     """With ``rounds: N`` every job runs N times, interleaved with the others."""
+
+
+def job_device(name: str, *, elsewhere: bool = False) -> str:
+    """The device a job runs on, decided by one rule where the job runs (:func:`resolve_device`).
+
+    The suite runner asks when it plans the run, and the job runner again where the job runs
+    (the same answer in the same process or on the same machine). A job planned for an
+    executor that runs it ``elsewhere`` (``remote``: a cluster's node) keeps the name as given
+    (``auto``), for the node to decide: this machine cannot see the node's GPUs."""
+    return name if elsewhere else str(resolve_device(name))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -92,7 +103,7 @@ class JobRunner:
 
     def base_record(self, job: Job) -> Record:
         """The record's fields known before anything runs."""
-        spec, device = job.spec, resolve_device(job.device)
+        spec, device = job.spec, torch.device(job_device(job.device))
         entry = self.registry.get(ModelEntry, spec.model)
         batch = spec.cpu_batch_size if device.type == "cpu" and spec.cpu_batch_size else spec.batch_size
         return {
@@ -142,6 +153,10 @@ class JobRunner:
         spec, device = job.spec, torch.device(record["device"])
         if spec.skip:
             record.update(status=STATUS_SKIPPED, error=spec.skip)
+            return record
+        no_gpu = modes.cuda_graphs_without_gpu(spec.device, record["device"]) if spec.cuda_graphs else None
+        if no_gpu is not None:  # device: auto found no GPU here (or a spec that skipped validation asks for the CPU)
+            record.update(status=STATUS_SKIPPED if no_gpu.skip else STATUS_FAILED, error=no_gpu.reason)
             return record
         started = time.perf_counter()
         errors: list[str] = []

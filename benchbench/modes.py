@@ -19,17 +19,19 @@ every metric of a benchmark measures the same execution:
   layers on a fast GPU;
 * :func:`unknown_backend` says, while the suite is validated, that a ``compile: {backend:
   NAME}`` names no backend of this torch: torch would only say so at the benchmark's
-  first step, after the benchmarks before it ran.
+  first step, after the benchmarks before it ran; :func:`conflicts` names the modes a
+  benchmark asks for that cannot work together, and :func:`cuda_graphs_without_gpu` is the
+  one rule for ``cuda_graphs`` without a GPU (an error in the suite, or a skip).
 
-Importing this module does not import torch (the run file's fields use it); each function
-that runs torch imports it.
+Importing this module does not import torch (suite validation and the run file's fields
+use it); each function that runs torch imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from benchbench.checks import shown
 from benchbench.errors import did_you_mean
@@ -54,6 +56,41 @@ def compile_columns(specs: Sequence[BenchmarkSpec]) -> tuple[list[str], dict[str
     if any(spec.compile is not None for spec in specs):
         return list(COMPILE_FIELDS), dict(COMPILE_FORMATS)
     return [], {}
+
+
+class NoGpu(NamedTuple):
+    """What becomes of a benchmark that needs a GPU and may get none (:func:`cuda_graphs_without_gpu`)."""
+
+    skip: bool
+    """True: the benchmark is skipped with :attr:`reason`; False: the suite is wrong (an error)."""
+    reason: str
+
+
+def cuda_graphs_without_gpu(asked: Any, resolved: str | None = None) -> NoGpu | None:
+    """``cuda_graphs: true`` on a device that may have no GPU, by one rule: a benchmark that asks
+    for the CPU (``asked``) is a suite error, reported while the suite is validated; ``device:
+    auto`` that found no GPU where the job runs (``resolved`` is the CPU) is skipped, so that one
+    suite serves machines with and without a GPU. None: a GPU was asked for (a missing one is a
+    usage error of its own) or found, or the device is not resolved yet."""
+    if asked == "cpu":
+        return NoGpu(False, "a CUDA graph needs a CUDA device, and this benchmark asks for device: cpu "
+                            "(use device: auto or cuda, where a CPU-only machine skips it)")
+    if resolved == "cpu":
+        return NoGpu(True, "cuda_graphs: true needs a CUDA GPU, and device auto found none")
+    return None
+
+
+def conflicts(settings: Mapping[str, Any]) -> list[str]:
+    """Execution modes a benchmark's merged settings ask for that cannot work together (suite errors)."""
+    problems = []
+    if settings.get("cuda_graphs"):
+        no_gpu = cuda_graphs_without_gpu(settings.get("device"))
+        if no_gpu is not None and not no_gpu.skip:
+            problems.append(f"key 'cuda_graphs': {no_gpu.reason}")
+        if settings.get("mode") == "train":
+            problems.append("key 'cuda_graphs': only mode: eval is captured in a CUDA graph (a training step "
+                            "also updates state that a replay would not)")
+    return problems
 
 
 def unknown_backend(name: str) -> str | None:

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchbench import checks
+from benchbench import checks, modes
 from benchbench.arguments import check_args, with_defaults, without_defaults
 from benchbench.checks import shown
 from benchbench.errors import SuiteError, did_you_mean
@@ -375,7 +375,7 @@ def _benchmark(
     problems.extend(f"{label}: {p}" for p in arg_problems if p != "reported")
     merged["args"] = without_defaults(entry.factory, args)  # `stride: 1` and no stride are one benchmark
     dataset = _check_dataset(merged, label, manager, problems)
-    problems.extend(f"{label}: {p}" for p in _mode_problems(merged))
+    problems.extend(f"{label}: {p}" for p in modes.conflicts(merged))
     if "input_shape" not in merged:
         source, given = (dataset, merged.get("dataset_args", {})) if dataset else (entry, args)
         shape, problem = _default_shape(source, with_defaults(source.loader if dataset else source.factory, given))
@@ -391,19 +391,6 @@ def _benchmark(
     except TypeError as exc:  # a check above let a wrong type through: report, don't crash
         problems.append(f"{label}: {exc}")
         return None
-
-
-def _mode_problems(merged: dict[str, Any]) -> list[str]:
-    """Execution modes that cannot work together (see :mod:`benchbench.modes`)."""
-    problems = []
-    if merged.get("cuda_graphs"):
-        if merged.get("device") == "cpu":
-            problems.append("key 'cuda_graphs': a CUDA graph needs a CUDA device, and this benchmark asks for "
-                            "device: cpu (use device: auto or cuda, where a CPU-only machine skips it)")
-        if merged.get("mode") == "train":
-            problems.append("key 'cuda_graphs': only mode: eval is captured in a CUDA graph (a training step "
-                            "also updates state that a replay would not)")
-    return problems
 
 
 def _default_shape(entry: Any, args: dict[str, Any]) -> tuple[tuple[int, ...] | None, str | None]:

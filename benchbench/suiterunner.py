@@ -37,7 +37,7 @@ from benchbench.allocator import pin_malloc_thresholds
 from benchbench.build import preflight
 from benchbench.config import Config
 from benchbench.errors import UsageError
-from benchbench.job import Job, JobRunner, metrics_of_round, resolve_device
+from benchbench.job import Job, JobRunner, job_device, metrics_of_round
 from benchbench.journal import Journal
 from benchbench.manager import PluginManager
 from benchbench.modes import compile_columns
@@ -141,8 +141,7 @@ class SuiteRunner:
         executor = self.registry.get(ExecutorEntry, chosen_executor(None, suite.executor)).factory()
         # Fail before any work on a device this machine lacks; a remote executor (a cluster)
         # resolves devices where the job runs.
-        devices = {spec.name: spec.device if getattr(executor, "remote", False) else str(resolve_device(spec.device)) for spec in specs}
-        specs = [_skip_without_gpu(spec, devices[spec.name]) for spec in specs]
+        devices = {spec.name: job_device(spec.device, elsewhere=getattr(executor, "remote", False)) for spec in specs}
         run = self._start(suite, specs, resume)
         peaks = {d: p for d in sorted(set(devices.values())) if d != "auto" and (p := peak.load(d))}
         if peaks:  # for the fraction of peak and the roofline, wherever the run file is read later
@@ -334,16 +333,6 @@ class SuiteRunner:
     def _ratio_fields(self, specs: list[BenchmarkSpec]) -> list[str]:
         names = dict.fromkeys(m for s in specs for m in s.metrics)
         return [f for n in names for f in self.registry.get(MetricEntry, n).ratio_fields]
-
-
-
-
-def _skip_without_gpu(spec: BenchmarkSpec, device: str) -> BenchmarkSpec:
-    """A benchmark that needs a GPU (``cuda_graphs: true``) and got the CPU from ``device: auto``
-    is skipped with the reason, so that one suite serves machines with and without a GPU."""
-    if spec.cuda_graphs and device == "cpu" and not spec.skip:
-        return replace(spec, skip="cuda_graphs: true needs a CUDA GPU, and device auto found none")
-    return spec
 
 
 def _still_ok(records: list[Record] | None) -> bool:

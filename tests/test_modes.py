@@ -13,6 +13,7 @@ import benchbench
 from benchbench import derived, modes, peak, timing
 from benchbench.cli import main
 from benchbench.errors import ExitCode
+from benchbench.manager import PluginManager
 from benchbench.spec import BenchmarkSpec
 from tests.helpers import TINY_LATENCY, PluginFiles
 
@@ -150,6 +151,40 @@ def test_cuda_graphs_with_device_auto_is_skipped_without_a_gpu() -> None:
                   "input_shape": [3, 4, 4], "cuda_graphs": True}, device="auto")
     [record] = benchbench.run_suite(data, quiet=True).records
     assert record["status"] == "skipped" and "needs a CUDA GPU" in record["error"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the CPU-only machine")
+def test_a_remote_executor_resolves_auto_where_the_job_runs_and_skips_cuda_graphs_there(plugins: PluginFiles) -> None:
+    """``device: auto`` reaches a remote executor as given; where the job runs (here, standing for
+    a CPU-only node) the same rules as inline decide the device and skip a CUDA graph without a GPU
+    (which a node used to try to capture, and fail)."""
+    plugins.write("remote", """
+        import benchbench
+        SEEN = []
+        class Remote:
+            remote = True
+            def run(self, jobs, session):
+                for job in jobs:
+                    SEEN.append(job.device)
+                    session.started(job)
+                    yield job, session.run_here(job)
+        @benchbench.hookimpl
+        def benchbench_register_executors(register):
+            register("remote", Remote)
+    """)
+    conv = {"model": "conv", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": 1}, "input_shape": [3, 4, 4]}
+    data = suite({"name": "graphed", **conv, "cuda_graphs": True}, {"name": "eager", **conv}, device="auto", metrics=["params"])
+    manager = PluginManager(plugins_dir=plugins.path)
+    graphed, eager = benchbench.run_suite(data, manager=manager, executor="remote", quiet=True).records
+    assert manager.pm.get_plugin("remote").SEEN == ["auto", "auto"]
+    assert graphed["status"] == "skipped" and graphed["error"] == "cuda_graphs: true needs a CUDA GPU, and device auto found none"
+    assert eager["status"] == "ok" and graphed["device"] == eager["device"] == "cpu"
+
+
+def test_one_rule_says_whether_cuda_graphs_without_a_gpu_is_an_error_or_a_skip() -> None:
+    assert not modes.cuda_graphs_without_gpu("cpu").skip  # the suite asks for the CPU: an error in the suite
+    assert modes.cuda_graphs_without_gpu("auto", "cpu").skip  # auto found no GPU here: skipped
+    assert modes.cuda_graphs_without_gpu("auto") is None and modes.cuda_graphs_without_gpu("auto", "cuda") is None
 
 
 def test_a_sweep_compares_modes_in_one_table() -> None:
