@@ -114,7 +114,8 @@ def format_value(field: str, value: Any, formats: Mapping[str, Callable[[Any], s
     """Any field's value as tables, reports, compare and history show it: the one formatter.
 
     A format the field's metric registered wins (``formats``, from the registration:
-    absent when a run file is read back, so the field's name decides next: ``*_ratio``
+    absent when a run file is read back without its plugins, as ``compare`` and ``history``
+    read it, so the field's name decides next: ``*_ratio``
     -> '0.115x', ``*_bytes`` -> '8.00 MiB', ``*_ms`` -> '1.234', ``*_fraction`` and
     ``accuracy`` -> '%', shapes -> '3x32x32', large counts -> '1.23M'). ``exact`` shows
     whole numbers in full ('147,968'), for comparisons where one unit matters.
@@ -135,7 +136,7 @@ def format_value(field: str, value: Any, formats: Mapping[str, Callable[[Any], s
         return ratio(value)
     if field.endswith("_fraction"):
         return percent(value, 1)
-    if field.startswith("accuracy"):
+    if field.startswith("accuracy"):  # DESIGN.md's score field, whose name has no unit suffix
         return percent(value)
     if field.endswith("_bytes"):
         return nbytes(value)

@@ -9,6 +9,12 @@ the suite validator, the runner and ``benchbench list`` use, keyed by entry clas
 
     registry.get(ModelEntry, "conv").factory
     registry.has(MetricEntry, "latency")
+
+A metric (:class:`MetricEntry`) and a set of derived fields (:class:`FieldSetEntry`) also
+declare how their fields are shown (:class:`FieldDeclarations`: footnotes, formats, bar
+panels, side-by-side fields, :class:`Plot` and :class:`Explainer` objects);
+:meth:`Registry.declared` gathers them for tables, the report and ``--columns``, so that
+the core names no plugin's field.
 """
 
 from __future__ import annotations
