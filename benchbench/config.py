@@ -73,7 +73,7 @@ class Config:
         return {key: getattr(self, key) for key in RESUMED_OPTIONS if getattr(self, key) is not None}
 
 
-del Config.plugin_options  # an InitVar's default stays behind as a class attribute: no second way to read them
+delattr(Config, "plugin_options")  # an InitVar's default stays behind as a class attribute: no second way to read them
 
 RESUMED_OPTIONS = ("device", "batch_size", "timeout", "metrics", "only", "executor", "rounds")
 """The options a run file keeps and ``--resume`` replays."""
