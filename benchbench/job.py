@@ -7,7 +7,10 @@ tasks import this module and the plugins, not the suite runner.
 
 A benchmark never takes the run down: whatever its model or a metric raises (``SystemExit``
 included), runs out of memory, or a timeout, becomes a ``failed`` record with its error,
-keeping the fields measured before.
+keeping the fields measured before. Each phase of a benchmark (loading its dataset,
+building, the first step, which compiles under ``compile:``, the CUDA graph capture, each
+metric) runs through one wrapper, :meth:`PhaseOutcome.from_call` (pytest's
+``CallInfo.from_call``): its value, or its failure in words.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import gc
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 
@@ -40,6 +43,27 @@ MODEL_FAULTS = (Exception, SystemExit)
 """What a model's or a metric's code may raise that fails only its benchmark: ``SystemExit``
 too (a model that calls ``sys.exit``, or parses arguments with argparse), so that it cannot
 end the run. Ctrl-C and the benchmark's own deadline are not faults of the model."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PhaseOutcome(Generic[T]):
+    """How one phase of a benchmark ended: its value, or its failure in words (``error``)."""
+
+    value: T | None
+    error: str | None = None
+    """``<stage> raised <exception>: <message>`` (:func:`describe_failure`), or None."""
+
+    @classmethod
+    def from_call(cls, stage: str, call: Callable[[], T], *, lines: int = 1) -> PhaseOutcome[T]:
+        """Run one phase: what the model's or a plugin's code raises (:data:`MODEL_FAULTS`) becomes
+        the outcome's ``error``, the first ``lines`` lines of its message after ``stage``; Ctrl-C
+        and the benchmark's deadline go through."""
+        try:
+            return cls(call())
+        except MODEL_FAULTS as exc:
+            return cls(None, describe_failure(stage, exc, lines))
 
 
 @dataclass(frozen=True)
@@ -160,7 +184,7 @@ class JobRunner:
             return record
         started = time.perf_counter()
         errors: list[str] = []
-        ctx: MeasureContext | None = None
+        built: list[MeasureContext] = []  # the benchmark's context once built: its warnings, then freed
         with _threads(spec.threads if device.type == "cpu" else None), modes.precision_flags(spec, device) as flags:
             record["backend_flags"] = flags
             record["threads"] = torch.get_num_threads()
@@ -171,27 +195,14 @@ class JobRunner:
                 )
             try:
                 with deadline(spec.timeout):
-                    try:
-                        dataset = self._dataset(spec)
-                    except MODEL_FAULTS as exc:
-                        errors.append(describe_failure(f"loading dataset {spec.dataset!r}", exc))
-                        raise _Stop from None
-                    try:
-                        ctx = build_context(spec, self.registry.get(ModelEntry, spec.model), device, record["batch_size"], dataset)
-                        ctx.progress = lambda message: self.manager.hook.benchbench_benchmark_progress(benchmark=spec, message=message)
-                    except MODEL_FAULTS as exc:  # a broken model is a failed benchmark, not a crash
-                        errors.append(describe_failure("building the model and its input", exc))
-                    else:
-                        errors.extend(self._measure_built(ctx, job, record))
-            except _Stop:
-                pass
+                    errors.extend(self._phases(job, record, device, built))
             except DeadlineExceeded:
                 kept = any(k not in CORE_FIELDS for k in record)
                 errors.append(f"timed out after {spec.timeout:g} s" + (" (the fields measured before are kept)" if kept else ""))
             finally:
-                if ctx is not None:
+                for ctx in built:
                     record["warnings"] += ctx.warnings
-                ctx = None  # free the model before the next benchmark
+                built.clear()  # free the model before the next benchmark
                 if device.type == "cuda":  # collect cycles too, so that the cache can return the memory
                     gc.collect()
                     torch.cuda.empty_cache()
@@ -202,30 +213,54 @@ class JobRunner:
             record.update(status=STATUS_FAILED, error="; ".join(errors))
         return record
 
+    def _phases(self, job: Job, record: Record, device: torch.device, built: list[MeasureContext]) -> list[str]:
+        """Each phase of the benchmark, while the ones before it succeed: its dataset, the model
+        and its input (the context, appended to ``built``), then :meth:`_measure_built`; the
+        errors, each described (an empty list: all went well)."""
+        spec = job.spec
+        dataset = PhaseOutcome.from_call(f"loading dataset {spec.dataset!r}", lambda: self._dataset(spec))
+        if dataset.error is not None:
+            return [dataset.error]
+        entry = self.registry.get(ModelEntry, spec.model)
+        build = PhaseOutcome.from_call("building the model and its input",  # a broken model fails its benchmark only
+                                       lambda: build_context(spec, entry, device, record["batch_size"], dataset.value))
+        if build.error is not None:
+            return [build.error]
+        ctx = build.value
+        assert ctx is not None  # no error: the phase's value
+        built.append(ctx)
+        ctx.progress = lambda message: self.manager.hook.benchbench_benchmark_progress(benchmark=spec, message=message)
+        return self._measure_built(ctx, job, record)
+
     def _measure_built(self, ctx: MeasureContext, job: Job, record: Record) -> list[str]:
         """The first step (where ``compile:`` compiles: timed as ``compile_time_s``), the CUDA graph
         capture (``cuda_graphs:``), then each metric of this round; recompilations after the
         first step are counted, since they would hide inside the timings."""
         spec = job.spec
         watch = modes.CompileWatch() if spec.compile is not None else None
-        started = time.perf_counter()
-        try:
+
+        def first_step() -> None:
             record["output_shape"] = per_sample_shape(ctx.step())
             ctx.synchronize()
-        except MODEL_FAULTS as exc:
-            if watch is not None:
-                problem = describe_failure("compiling the model (torch.compile) and running its first step", exc, lines=3)
-                if "No module named 'pkg_resources'" in problem:  # torch 2.1's inductor, setuptools >= 81
-                    problem += '; this torch needs pkg_resources: pip install "setuptools<81"'
-                return [problem]
-            return [describe_failure("the first forward pass", exc)]
+
+        started = time.perf_counter()
+        if watch is None:
+            first = PhaseOutcome.from_call("the first forward pass", first_step)
+        else:
+            first = PhaseOutcome.from_call("compiling the model (torch.compile) and running its first step", first_step,
+                                           lines=3)
+            if first.error is not None and "No module named 'pkg_resources'" in first.error:  # torch 2.1's inductor
+                return [first.error + '; this torch needs pkg_resources: pip install "setuptools<81"']  # setuptools >= 81
+        if first.error is not None:
+            return [first.error]
         if watch is not None:
             watch.first_step_done(record, time.perf_counter() - started)
         if spec.cuda_graphs:
-            try:
-                ctx.replay = modes.capture_cuda_graph(ctx.eager_step, ctx.device)
-            except MODEL_FAULTS as exc:
-                return [describe_failure("capturing the step in a CUDA graph", exc, lines=2)]
+            capture = PhaseOutcome.from_call("capturing the step in a CUDA graph",
+                                             lambda: modes.capture_cuda_graph(ctx.eager_step, ctx.device), lines=2)
+            if capture.error is not None:
+                return [capture.error]
+            ctx.replay = capture.value
         errors = [e for metric in metrics_of_round(self.registry, spec, job.round)
                   for e in self._measure(metric, ctx, spec, record)]
         if watch is not None:
@@ -249,22 +284,21 @@ class JobRunner:
     def _measure(self, metric: str, ctx: MeasureContext, spec: BenchmarkSpec, record: Record) -> list[str]:
         entry = self.registry.get(MetricEntry, metric)
         ctx.options = {**entry.options, **spec.metric_options.get(metric, {})}
-        try:
+
+        def measure() -> Any:
             fields = entry.measure(ctx)
             ctx.synchronize()
-        except MODEL_FAULTS as exc:  # one metric failing keeps the others' fields
-            return [describe_failure(f"metric {metric!r}", exc)]
-        fields = dict(fields or {})
+            return fields
+
+        measured = PhaseOutcome.from_call(f"metric {metric!r}", measure)  # one metric failing keeps the others' fields
+        if measured.error is not None:
+            return [measured.error]
+        fields = dict(measured.value or {})
         reserved = sorted(set(fields) & set(RESERVED_FIELDS))
         if reserved:  # a metric must not overwrite the runner's fields (status, benchmark, ...)
             return [f"metric {metric!r} returned field(s) the runner owns: {', '.join(reserved)}; rename them"]
         record.update(fields)
         return []
-
-
-
-class _Stop(Exception):
-    """Ends a benchmark early, its error already recorded."""
 
 
 def metrics_of_round(registry: Registry, spec: BenchmarkSpec, round_index: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,24 @@ def test_one_rule_picks_where_benchmarks_run() -> None:
     assert chosen_executor("subprocess", "ray") == "subprocess"
     assert chosen_executor(None, "ray") == "ray"
     assert chosen_executor(None, None) == chosen_executor(None, 5) == "inline"  # 5: reported by validation
+
+
+def test_one_wrapper_runs_each_phase_of_a_benchmark() -> None:
+    """PhaseOutcome.from_call (pytest's CallInfo.from_call): a value, or the failure described as users
+    read it; a model's sys.exit is its benchmark's failure, while Ctrl-C and the deadline stop it."""
+    from benchbench.deadline import DeadlineExceeded
+    from benchbench.job import PhaseOutcome
+
+    assert PhaseOutcome.from_call("building", lambda: 3) == PhaseOutcome(3)
+
+    def fails() -> None:
+        raise ValueError("first line\n\nsecond line\nthird")
+
+    assert PhaseOutcome.from_call("the first forward pass", fails).error == "the first forward pass raised ValueError: first line"
+    assert PhaseOutcome.from_call("compiling", fails, lines=2).error == "compiling raised ValueError: first line / second line"
+    assert PhaseOutcome.from_call("metric 'x'", lambda: sys.exit(3)).error == "metric 'x' raised SystemExit: 3"
+    for stop in (KeyboardInterrupt, DeadlineExceeded):
+        def stopped(stop: type[BaseException] = stop) -> None:
+            raise stop()
+        with pytest.raises(stop):
+            PhaseOutcome.from_call("building", stopped)
