@@ -25,6 +25,14 @@ than 3 rounds a side are never called regressions or improvements (``uncertain``
 pass by comparing nothing. A benchmark that failed in the new run fails the compare (exit
 1, as a failed benchmark fails a run), also when it failed in the base; one that failed in
 the base and runs now is ``fixed``, which is no regression.
+
+Two run files that ``benchbench ab`` wrote in one job (its base and its new side, marked
+with one pairing id: :data:`PAIRING_KEY` in their environment) are compared **paired**:
+round i of the new side against round i of the base, measured next to it
+(:func:`benchbench.stats.compare_pairs`), whoever compares them, ``ab`` itself or a later
+``benchbench compare BASE.json NEW.json``. Their rounds shared the machine pair by pair, so
+the busy-CPU and fewest-rounds rules of unpaired timings do not apply; too few pairs to
+reach alpha is ``too few samples``.
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ EXACT_THRESHOLD = 0.0
 FAILED, FIXED, MISSING, ADDED = "failed", "fixed", "missing in new", "new"
 NOT_COMPARABLE = "not comparable"
 REGRESSIONS = (stats.REGRESSED, FAILED)
+PAIRING_KEY = "ab_pairing"
+"""The environment key of a run file that is one side of a paired measurement (``benchbench
+ab``): ``{"id": ..., "side": "base" | "new", ...}``; two files with one id are paired."""
 JUDGED = (stats.REGRESSED, stats.IMPROVED, stats.UNCHANGED, stats.UNCERTAIN, stats.TOO_FEW)
 
 
@@ -119,6 +130,8 @@ class Comparison:
     alpha: float
     notes: list[str] = field(default_factory=list)
     strict: bool = False
+    paired: bool = False
+    """Timed fields were judged pair by pair (the two runs are the sides of one ``benchbench ab``)."""
 
     @property
     def regressions(self) -> list[Row]:
@@ -158,16 +171,19 @@ def compare_runs(
     only_fields: Iterable[str] | None = None,
     allow_other_suite: bool = False,
     strict: bool = False,
+    paired: bool | None = None,
 ) -> Comparison:
     """Judge every benchmark and compared field of ``new`` against ``base``.
 
     ``strict``: any change fails (``Comparison.exit_code``), improvements too, and timing
-    verdicts may rest on fewer than 3 rounds a side.
+    verdicts may rest on fewer than 3 rounds a side. ``paired``: judge timed fields pair by
+    pair (None: when the two runs are the sides of one ``benchbench ab``, :func:`paired_runs`).
     """
     thresholds = thresholds or Thresholds()
     specs = {**base.compare, **new.compare}
     _check_inputs(base, new, specs, thresholds, allow_other_suite)
-    judge = _Judge(base, new, specs, thresholds, alpha, strict, _machine_differs(base, new))
+    paired = paired_runs(base, new) if paired is None else paired
+    judge = _Judge(base, new, specs, thresholds, alpha, strict, _machine_differs(base, new), paired)
     base_records = {r["benchmark"]: r for r in base.records}
     new_records = {r["benchmark"]: r for r in new.records}
     wanted = _select_fields(specs, only_fields)
@@ -176,7 +192,17 @@ def compare_runs(
         for name in [*new_records, *[n for n in base_records if n not in new_records]]
         for row in judge.benchmark(name, base_records.get(name), new_records.get(name), wanted)
     ]
-    return Comparison(base, new, rows, alpha, _notes(judge, rows, base_records, new_records), strict)
+    return Comparison(base, new, rows, alpha, _notes(judge, rows, base_records, new_records), strict, paired)
+
+
+def paired_runs(base: RunResult, new: RunResult) -> bool:
+    """Whether ``base`` and ``new`` are the base and the new side of one paired measurement."""
+    def mark(run: RunResult) -> dict[str, Any]:
+        value = run.environment.get(PAIRING_KEY)
+        return value if isinstance(value, dict) else {}
+
+    old, cur = mark(base), mark(new)
+    return bool(old.get("id")) and old.get("id") == cur.get("id") and (old.get("side"), cur.get("side")) == ("base", "new")
 
 
 def _check_inputs(base: RunResult, new: RunResult, specs: dict[str, Any], thresholds: Thresholds, allow_other_suite: bool) -> None:
@@ -214,6 +240,7 @@ class _Judge:
     alpha: float
     strict: bool
     other_machine: str | None
+    paired: bool = False
 
     def benchmark(self, name: str, old: Record | None, cur: Record | None, wanted: list[str]) -> list[Row]:
         """The rows of one benchmark: present on one side only, a status change, or one row per field."""
@@ -254,12 +281,15 @@ class _Judge:
             verdict = stats.compare_values(float(old[field_name]), float(cur[field_name]), threshold,
                                            higher_is_better=bool(spec.get("higher_is_better")))
             return Row(name, field_name, old[field_name], cur[field_name], verdict, threshold)
-        base_rounds, new_rounds = _rounds(old, spec), _rounds(cur, spec)
+        base_rounds, new_rounds = rounds_of(old, spec), rounds_of(cur, spec)
+        counts = (sum(map(len, base_rounds)), sum(map(len, new_rounds)))
+        if self.paired:
+            verdict = stats.compare_pairs(*_round_medians(base_rounds, new_rounds), threshold, alpha=self.alpha)
+            return Row(name, field_name, old[field_name], cur[field_name], verdict, threshold, counts)
         busy = ("; ".join(filter(None, (_busy("base", old, spec), _busy("new", cur, spec))))
                 or (f"measured on other machines ({self.other_machine})" if self.other_machine else None))
         verdict = stats.compare_samples(base_rounds, new_rounds, threshold, alpha=self.alpha, busy=busy,
                                         min_rounds=1 if self.strict else stats.MIN_ROUNDS)
-        counts = (sum(map(len, base_rounds)), sum(map(len, new_rounds)))
         return Row(name, field_name, old[field_name], cur[field_name], verdict, threshold, counts)
 
 
@@ -269,12 +299,19 @@ def _notes(judge: _Judge, rows: list[Row], base_records: dict[str, Record], new_
     notes: list[str] = []
     if any(r.verdict.verdict == stats.TOO_FEW for r in rows):
         notes.append(f"too few samples: some timed fields cannot reach significance {judge.alpha:g}; "
-                     "raise min_runs or rounds in the suite")
+                     + (f"measure {stats.min_pairs(judge.alpha)} pairs or more (benchbench ab --rounds N)" if judge.paired
+                        else "raise min_runs or rounds in the suite"))
     if judge.other_machine:
         notes.append(f"the runs come from different machines ({judge.other_machine}): timing verdicts are at most 'uncertain'")
-    few = sorted({(len(_rounds(base_records[r.benchmark], specs[r.field])), len(_rounds(new_records[r.benchmark], specs[r.field])))
+    few = sorted({(len(rounds_of(base_records[r.benchmark], specs[r.field])), len(rounds_of(new_records[r.benchmark], specs[r.field])))
                   for r in rows if r.samples})
-    if any(min(pair) < stats.MIN_ROUNDS for pair in few):
+    if judge.paired:
+        busy = sorted({r.benchmark for r in rows if r.samples and (_busy("base", base_records[r.benchmark], specs[r.field])
+                                                                  or _busy("new", new_records[r.benchmark], specs[r.field]))})
+        if busy:
+            notes.append(f"busy CPU in some rounds ({_listed(busy)}): paired verdicts stand, since load common to a pair "
+                         "cancels in its ratio, and load that hit one round of a pair is one outlying pair among many")
+    elif any(min(pair) < stats.MIN_ROUNDS for pair in few):
         counts = ", ".join(f"{b} vs {n}" for b, n in few)
         notes.append(f"rounds per side (base vs new): {counts}; with fewer than {stats.MIN_ROUNDS} the samples share few "
                      "moments of the machine, and a timing change is at most 'uncertain' (suites/ci.yaml uses rounds: 5)")
@@ -346,7 +383,7 @@ def _check_value(run: RunResult, record: Record, field_name: str, spec: dict[str
     if not is_number(record.get(field_name)):
         problem = f"field {field_name!r} is {shown(record.get(field_name))}, not a number"
     elif spec.get("samples"):
-        rounds = _rounds(record, spec)
+        rounds = rounds_of(record, spec)
         if not rounds or not all(is_number(x) for r in rounds for x in r):
             problem = f"the samples of {field_name!r} ({spec['samples']}) are not lists of numbers"
     if problem:
@@ -367,12 +404,24 @@ def _select_fields(specs: dict[str, dict[str, Any]], only: Iterable[str] | None)
     return chosen
 
 
-def _rounds(record: Record, spec: dict[str, Any]) -> list[list[float]]:
+def rounds_of(record: Record, spec: dict[str, Any]) -> list[list[float]]:
+    """A timed field's samples, round by round (one round when the record keeps no rounds)."""
     rounds = record.get(spec.get("rounds") or "")
     if isinstance(rounds, list) and rounds and all(isinstance(r, list) for r in rounds):
         return rounds
     samples = record.get(spec["samples"])
     return [samples] if isinstance(samples, list) else []
+
+
+def _round_medians(base_rounds: list[list[float]], new_rounds: list[list[float]]) -> tuple[list[float], list[float]]:
+    """The median of each round, pair by pair: round i of each side is pair i (``benchbench ab``
+    keeps both sides' rounds in the order it measured them). Unequal counts (a file edited by
+    hand) pair the first rounds of both."""
+    import numpy as np
+
+    count = min(len(base_rounds), len(new_rounds))
+    return ([float(np.median(r)) for r in base_rounds[:count] if len(r)],
+            [float(np.median(r)) for r in new_rounds[:count] if len(r)])
 
 
 def _status_verdict(old: str, new: str) -> str:
@@ -425,11 +474,18 @@ def render(comparison: Comparison, tablefmt: str = "simple") -> str:
     too_few = [r for r in comparison.rows if r.verdict.verdict == stats.TOO_FEW]
     lines += [f"{r.benchmark} {r.field}: {r.verdict.note}" for r in too_few if r.verdict.note]
     lines += comparison.notes
-    lines.append(
-        f"timed fields: one-sided Mann-Whitney U on the raw samples at alpha {comparison.alpha:g}, Hodges-Lehmann "
-        f"ratio, {100 * (1 - 2 * comparison.alpha):g}% CI from a bootstrap (over rounds, then samples); "
-        "deterministic fields: exact."
-    )
+    if comparison.paired:
+        lines.append(
+            f"timed fields: paired rounds (base and new measured in turns in one job): one-sided Wilcoxon signed-rank "
+            f"test on the log-ratios of the rounds' medians at alpha {comparison.alpha:g}, Hodges-Lehmann ratio, "
+            f"{100 * (1 - 2 * comparison.alpha):g}% CI from the Walsh averages; deterministic fields: exact."
+        )
+    else:
+        lines.append(
+            f"timed fields: one-sided Mann-Whitney U on the raw samples at alpha {comparison.alpha:g}, Hodges-Lehmann "
+            f"ratio, {100 * (1 - 2 * comparison.alpha):g}% CI from a bootstrap (over rounds, then samples); "
+            "deterministic fields: exact."
+        )
     return "\n".join(lines)
 
 
@@ -475,8 +531,8 @@ def render_data(comparison: Comparison, fmt: str) -> str:
 
         from benchbench.results import jsonable
 
-        return json.dumps(jsonable({"suite": comparison.new.suite, "alpha": comparison.alpha, "rows": rows,
-                                    "notes": comparison.notes}), indent=1)
+        return json.dumps(jsonable({"suite": comparison.new.suite, "alpha": comparison.alpha, "paired": comparison.paired,
+                                    "rows": rows, "notes": comparison.notes}), indent=1)
     import csv
     import io
 

@@ -35,6 +35,21 @@ Verdicts: ``regressed``, ``improved``, ``unchanged`` (the estimated change is wi
 threshold), ``uncertain`` (the estimate is beyond the threshold but the test or the
 interval does not back it, or the machine was busy: noise too high to tell), ``too few
 samples``.
+
+**Paired** timings (:func:`compare_pairs`, for ``benchbench ab``, which measures base and
+new in one job, round after round, A B B A ...) are judged on the pairs instead: each
+round of the new side against the base's round beside it, as the log of the ratio of the
+two rounds' medians. Whatever slowed the machine during a pair (another job, the host's
+mood, the process's memory layout) slows both of its rounds and cancels in the ratio;
+what is left is the change of the code plus the noise between two neighbouring rounds,
+and the statistic sees exactly that noise, pair by pair, where the raw-sample test above
+sees only the noise within rounds. The test is Wilcoxon's signed-rank test on the
+log-ratios (one-sided, exact for small counts), the estimate its Hodges-Lehmann partner
+(the median of the Walsh averages: a pair or two caught by a burst of load cannot move
+it), and the interval the exact distribution-free one from the same Walsh averages. The
+three agree by construction, and none needs a busy-CPU rule: load common to a pair
+cancels, and load that hit one round of a pair is one outlying pair among many. With n
+pairs the smallest one-sided p-value is 2^-n, so alpha 0.01 needs 7 pairs at least.
 """
 
 from __future__ import annotations
@@ -203,3 +218,89 @@ def _bootstrap_medians(groups: Sequence[np.ndarray], rng: np.random.Generator,
         rows = np.arange(b)
         out[start : start + b] = (values[rows, (total - 1) // 2] + values[rows, total // 2]) / 2
     return out
+
+
+def compare_pairs(base: Sequence[float], new: Sequence[float], threshold: float, *,
+                  alpha: float = DEFAULT_ALPHA) -> Verdict:
+    """Paired timings (lower is better): ``base[i]`` and ``new[i]`` were measured side by side
+    (one pair of rounds); see the module docstring.
+
+    The verdict follows the rules of :func:`compare_samples` (the change beyond the threshold,
+    the test significant and the interval beyond 1), on the pairs' log-ratios.
+    """
+    from scipy.stats import wilcoxon
+
+    old_values, new_values = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
+    if old_values.shape != new_values.shape:
+        raise ValueError(f"pairs need as many base values as new ones, got {old_values.size} and {new_values.size}")
+    if old_values.size == 0:
+        return Verdict(TOO_FEW, None, note="no pairs")
+    if (old_values <= 0).any() or (new_values <= 0).any():
+        return Verdict(TOO_FEW, None, note="samples must be positive times")
+    log_ratios = np.log(new_values) - np.log(old_values)
+    walsh = _walsh_averages(log_ratios)
+    ratio = float(np.exp(np.median(walsh)))
+    n = log_ratios.size
+    if min_paired_p_value(n) > alpha:
+        return Verdict(
+            TOO_FEW, ratio,
+            note=f"{n} pair(s) cannot reach significance {alpha:g} (smallest possible p = {min_paired_p_value(n):.3g}); "
+            f"measure {min_pairs(alpha)} pairs or more",
+        )
+    if not log_ratios.any():
+        return Verdict(UNCHANGED, 1.0, 1.0, 1.0, 1.0)
+    slower = ratio >= 1
+    p_value = float(wilcoxon(log_ratios, alternative="greater" if slower else "less").pvalue)
+    low, high = (math.exp(x) for x in _walsh_interval(walsh, n, alpha))
+    significant = p_value < alpha and (low > 1 if slower else high < 1)
+    if abs(ratio - 1) <= threshold:
+        verdict = UNCHANGED
+    elif significant:
+        verdict = REGRESSED if slower else IMPROVED
+    else:
+        verdict = UNCERTAIN
+    return Verdict(verdict, ratio, low, high, p_value)
+
+
+def min_paired_p_value(pairs: int) -> float:
+    """The smallest one-sided p-value of the signed-rank test on ``pairs`` pairs: every pair
+    pointing the same way, 2^-pairs."""
+    return 2.0 ** -pairs
+
+
+def min_pairs(alpha: float) -> int:
+    """The fewest pairs whose signed-rank test can reach ``alpha`` (7 for 0.01, 5 for 0.05)."""
+    return max(1, math.ceil(math.log2(1 / alpha) - 1e-12))
+
+
+def _walsh_averages(values: np.ndarray) -> np.ndarray:
+    """Every (x_i + x_j) / 2 with i <= j, sorted: the Hodges-Lehmann estimate is their median."""
+    i, j = np.triu_indices(values.size)
+    return np.sort((values[i] + values[j]) / 2)
+
+
+def _walsh_interval(walsh: np.ndarray, n: int, alpha: float) -> tuple[float, float]:
+    """The two-sided (1 - 2*alpha) distribution-free interval of the centre of a symmetric
+    distribution from the sorted Walsh averages of ``n`` values: from the C-th smallest to
+    the C-th largest, C the largest count with P(T+ < C) <= alpha under the null hypothesis
+    (T+ the signed-rank statistic); it lies above 0 exactly when the exact one-sided test
+    rejects at ``alpha``."""
+    below = np.cumsum(signed_rank_distribution(n))  # P(T+ <= t)
+    count = int(np.searchsorted(below, alpha, side="right"))  # how many t have P(T+ <= t) <= alpha: that is C
+    if count == 0:
+        return float(walsh[0]), float(walsh[-1])
+    return float(walsh[count - 1]), float(walsh[walsh.size - count])
+
+
+def signed_rank_distribution(n: int) -> np.ndarray:
+    """P(T+ = t) for t = 0 .. n(n+1)/2 under the null hypothesis: the sum of the ranks 1..n
+    that a fair coin marks positive. Built one rank at a time (each halves the mass and
+    shifts a copy by its rank); exact, and cheap for the pair counts of a benchmark."""
+    total = n * (n + 1) // 2
+    probabilities = np.zeros(total + 1)
+    probabilities[0] = 1.0
+    for rank in range(1, n + 1):
+        shifted = np.zeros_like(probabilities)
+        shifted[rank:] = probabilities[:-rank]
+        probabilities = (probabilities + shifted) / 2
+    return probabilities
