@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from benchbench.commands import compare, history, listing, peak, report, run
+from benchbench.commands import ab, compare, history, listing, peak, report, run
 
 COMMANDS: dict[str, ModuleType] = {
     "run": run,
     "compare": compare,
+    "ab": ab,
     "report": report,
     "history": history,
     "peak": peak,

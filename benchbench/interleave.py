@@ -1,0 +1,151 @@
+"""Two sides measured in turns, A B B A A B ..., and each side's rounds pooled into one run file.
+
+``benchbench ab`` (and ``bisect`` for timings) measure a base and a new side in one job:
+round i of each side makes pair i, and the pairs alternate which side goes first (A B, B A,
+A B, ...), so that a machine that speeds up or slows down steadily through the job favours
+neither side (the ABBA design of crossover trials). Each round is a process of its own
+(:mod:`benchbench.sides`).
+
+The first pair runs everything the suite (or ``--metrics``) asks for, deterministic counts
+too (params, FLOPs, instruction counts: once per side, in the same job). Later pairs run
+only the metrics whose fields are timed (their ``compare`` spec has ``samples``: latency),
+and only the benchmarks that have such a field and still run on both sides. A suite of
+counts only is measured once per side.
+
+Each side's rounds become one ordinary run file (:func:`pool`): the first round's, with
+every timed field's samples, rounds and per-round contention pooled from all its rounds,
+in the order they ran, and the field's value the median of the pooled samples. The other
+fields stay the first round's (throughput, say), as a note in the file says. The file's
+environment carries the pairing (:data:`benchbench.compare.PAIRING_KEY`), by which
+``benchbench compare`` knows to judge the two files pair by pair.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchbench.compare import PAIRING_KEY, rounds_of
+from benchbench.results import STATUS_FAILED, STATUS_OK, Record, RunResult
+from benchbench.sides import RunOptions, Side
+
+BASE, NEW = "base", "new"
+
+
+def order(pair: int) -> tuple[str, str]:
+    """Which side goes first in pair ``pair`` (0-based): the base in even pairs, the new side in odd ones."""
+    return (BASE, NEW) if pair % 2 == 0 else (NEW, BASE)
+
+
+def schedule(pairs: int) -> list[str]:
+    """The sides in the order their rounds run: base new, new base, base new, ..."""
+    return [name for pair in range(pairs) for name in order(pair)]
+
+
+@dataclass
+class Measured:
+    """What :func:`measure_pairs` returns: each side's pooled run, and how many pairs ran."""
+
+    base: RunResult
+    new: RunResult
+    pairs: int
+
+
+def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs: int, folder: Path,
+                  say: Callable[[str], None] = lambda text: None) -> Measured:
+    """Measure up to ``pairs`` pairs of rounds of ``suite`` (see the module docstring); the
+    rounds' files go to ``folder``; ``say`` gets a line of progress per round."""
+    sides = {BASE: base, NEW: new}
+    rounds: dict[str, list[RunResult]] = {BASE: [], NEW: []}
+    started = time.monotonic()
+    for pair in range(pairs):
+        later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
+        if pair and later is None:
+            break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
+        for name in order(pair):
+            side = sides[name]
+            arguments = options.arguments(side, metrics=later[0], only=later[1]) if later else options.arguments(side)
+            say(f"round {len(rounds[BASE]) + len(rounds[NEW]) + 1} of {2 * pairs}: {name} (pair {pair + 1}); "
+                f"{time.monotonic() - started:.0f} s so far")
+            stem = folder / f"{name}-{pair + 1}"
+            rounds[name].append(side.run_round(suite, arguments, stem.with_suffix(".json"), stem.with_suffix(".log")))
+    measured = len(rounds[BASE])
+    pairing = {"id": uuid.uuid4().hex, "pairs": measured, "order": schedule(measured)}
+    return Measured(pool(rounds[BASE], base, {**pairing, "side": BASE}, new),
+                    pool(rounds[NEW], new, {**pairing, "side": NEW}, base), measured)
+
+
+def _later_rounds(base_runs: list[RunResult], new_runs: list[RunResult]) -> tuple[str | None, list[str]] | None:
+    """The ``--metrics`` and ``--only`` of the next pair: the metrics of the timed fields (None:
+    a field names no metric, so all of them), and the benchmarks that have such a field and ran
+    (ok) in every round of both sides so far; None when nothing is left to time."""
+    timed = {f: s for f, s in {**base_runs[0].compare, **new_runs[0].compare}.items() if s.get("samples")}
+    runs = [*base_runs, *new_runs]
+    wanted = [record["benchmark"] for record in base_runs[0].records
+              if any(record.get(f) is not None for f in timed)
+              and all((_record(run, record["benchmark"]) or {}).get("status") == STATUS_OK for run in runs)]
+    if not wanted:
+        return None
+    metrics = ",".join(sorted({s["metric"] for s in timed.values()})) if all(s.get("metric") for s in timed.values()) else None
+    return metrics, wanted
+
+
+def _record(run: RunResult, name: str) -> Record | None:
+    return next((r for r in run.records if r.get("benchmark") == name), None)
+
+
+def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side) -> RunResult:
+    """One run file from a side's rounds (see the module docstring); ``runs[0]`` measured everything."""
+    first = runs[0]
+    specs = first.compare
+    timed = {f: s for f, s in specs.items() if s.get("samples")}
+    records = []
+    for record in first.records:
+        merged = dict(record)
+        later = [_record(run, record["benchmark"]) for run in runs[1:]]
+        pooled = [record, *[r for r in later if r is not None]]
+        if record.get("status") == STATUS_OK and len(pooled) > 1:
+            failed = next(((i, r) for i, r in enumerate(later, start=2) if r is not None and r.get("status") != STATUS_OK), None)
+            if failed is not None:
+                index, bad = failed
+                merged.update(status=STATUS_FAILED, error=f"round {index}: {bad.get('error') or bad.get('status')}")
+            else:
+                for name, spec in timed.items():
+                    if record.get(name) is not None:
+                        merged.update(_pooled_field(pooled, name, spec))
+                merged["rounds"] = len(pooled)
+                merged["wall_time_s"] = sum(r.get("wall_time_s") or 0 for r in pooled)
+        records.append(merged)
+    environment = dict(first.environment)
+    environment[PAIRING_KEY] = {**pairing, "ref": side.ref or "the working tree", "commit": side.commit,
+                                "dirty": side.dirty, "other": {"ref": other.ref or "the working tree", "commit": other.commit}}
+    notes = [*first.notes, (
+        f"benchbench ab, {pairing['side']} side: {len(runs)} round(s), each in a process of its own, in turns with the "
+        f"{'new' if pairing['side'] == BASE else 'base'} side's ({' '.join(pairing['order'])}); "
+        + (f"the timed fields ({', '.join(timed)}) pool every round's samples; other fields are the first round's"
+           if timed and len(runs) > 1 else "one round: counts are measured once")
+    )]
+    return replace(first, records=records, environment=environment, notes=notes, complete=all(run.complete for run in runs),
+                   options={**first.options, "rounds": len(runs)})
+
+
+def _pooled_field(records: list[Record], name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A timed field over several rounds: its rounds, samples and contention in order, its value their median."""
+    rounds = [samples for record in records for samples in rounds_of(record, spec)]
+    pooled = [x for samples in rounds for x in samples]
+    fields: dict[str, Any] = {spec["samples"]: pooled, name: float(np.median(pooled)) if pooled else None}
+    if spec.get("rounds"):
+        fields[spec["rounds"]] = rounds
+    if spec.get("contention"):
+        fields[spec["contention"]] = [value for record in records for value in _listed(record.get(spec["contention"]))]
+    return fields
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,313 @@
+"""``benchbench ab``: base and new in turns in one job, each side with its own code, judged pair by pair.
+
+The statistic is tested on synthetic samples (no timing in a unit test); the command end
+to end on a tiny git repository whose commits change a count (deterministic) or add a
+2 ms sleep to the forward pass (a change no load can hide).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchbench import stats
+from benchbench.compare import PAIRING_KEY, compare_runs, render
+from benchbench.interleave import pool, schedule
+from benchbench.results import RunResult
+from tests.toyrepo import ToyRepo
+
+# --------------------------------------------------------------------------- the paired statistic
+
+
+def drifting_pairs(ratio: float, pairs: int, seed: int, drift: float = 0.3, noise: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Round medians of base and new where the machine's speed changes from pair to pair by
+    ``drift`` (log scale, far beyond any threshold) and both rounds of a pair share it."""
+    rng = np.random.default_rng(seed)
+    machine = np.exp(rng.normal(0, drift, pairs))
+    base = machine * np.exp(rng.normal(0, noise, pairs))
+    new = ratio * machine * np.exp(rng.normal(0, noise, pairs))
+    return base, new
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pairing_cancels_drift_that_hides_a_slowdown_from_unpaired_samples(seed: int) -> None:
+    base, new = drifting_pairs(1.10, 10, seed)
+    paired = stats.compare_pairs(base, new, 0.05)
+    unpaired = stats.compare_samples([[x] for x in base], [[x] for x in new], 0.05)
+    assert paired.verdict == stats.REGRESSED and paired.ratio == pytest.approx(1.10, rel=0.02)
+    assert paired.ci_low > 1 and paired.p_value < 0.01
+    assert unpaired.verdict != stats.REGRESSED  # the same numbers, unpaired: the drift drowns the change
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_unchanged_pair_of_sides_is_unchanged_however_the_machine_drifts(seed: int) -> None:
+    base, new = drifting_pairs(1.0, 10, seed)
+    assert stats.compare_pairs(base, new, 0.05).verdict == stats.UNCHANGED
+
+
+def test_improved_too_few_and_uncertain() -> None:
+    base, new = drifting_pairs(0.85, 10, 0)
+    assert stats.compare_pairs(base, new, 0.05).verdict == stats.IMPROVED
+    few = stats.compare_pairs(*drifting_pairs(1.5, 6, 0), 0.05)
+    assert few.verdict == stats.TOO_FEW and "6 pair(s) cannot reach significance 0.01" in few.note
+    assert "measure 7 pairs" in few.note and stats.min_pairs(0.01) == 7 and stats.min_pairs(0.05) == 5
+    noisy = stats.compare_pairs(*drifting_pairs(1.10, 8, 3, noise=0.2), 0.05)
+    assert noisy.verdict == stats.UNCERTAIN  # beyond the threshold, but the pairs disagree too much to tell
+
+
+def test_a_pair_spoilt_by_a_burst_of_load_does_not_decide() -> None:
+    base, new = drifting_pairs(1.0, 10, 1)
+    new[4] *= 3.0  # one round of the new side caught a burst
+    verdict = stats.compare_pairs(base, new, 0.05)
+    assert verdict.verdict == stats.UNCHANGED and verdict.ratio == pytest.approx(1.0, abs=0.02)
+
+
+def test_signed_rank_distribution_is_exact() -> None:
+    assert stats.signed_rank_distribution(3) * 8 == pytest.approx([1, 1, 1, 2, 1, 1, 1])  # subsets of {1,2,3} by sum
+    for n in (1, 7, 20):
+        distribution = stats.signed_rank_distribution(n)
+        assert distribution.sum() == pytest.approx(1) and distribution[0] == pytest.approx(2.0 ** -n)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_interval_and_the_exact_test_agree(seed: int) -> None:
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        n = int(rng.integers(7, 16))
+        log_ratios = rng.normal(0.3, 1, n)
+        low, _ = stats._walsh_interval(stats._walsh_averages(log_ratios), n, 0.01)
+        assert (low > 0) == (wilcoxon(log_ratios, alternative="greater", method="exact").pvalue < 0.01)
+
+
+# --------------------------------------------------------------------------- paired run files
+
+
+def side_run(round_medians: list[float], side: str | None, pairing: str = "p1") -> RunResult:
+    """A run file as ``ab`` writes one: latency rounds of 5 samples around each median."""
+    rounds = [[m * f for f in (0.99, 0.995, 1.0, 1.005, 1.01)] for m in round_medians]
+    samples = [x for r in rounds for x in r]
+    record = {"benchmark": "layer", "model": "conv", "args": {}, "input_shape": [4], "status": "ok", "device": "cpu",
+              "batch_size": 1, "latency_ms": float(np.median(samples)), "latency_samples_ms": samples,
+              "latency_rounds_ms": rounds, "latency_round_cpu_contention": [0.0] * len(rounds)}
+    environment = {"time": "2026-01-01T00:00:00", "host": "h", "cpu": "c"}
+    if side is not None:
+        environment[PAIRING_KEY] = {"id": pairing, "side": side}
+    return RunResult(suite="s", records=[record], environment=environment, compare={"latency_ms": {
+        "metric": "latency", "samples": "latency_samples_ms", "rounds": "latency_rounds_ms",
+        "contention": "latency_round_cpu_contention"}})
+
+
+def test_compare_judges_the_two_files_of_one_ab_pair_by_pair(tmp_path: Path) -> None:
+    from benchbench.cli import main
+
+    base_medians, new_medians = (list(x) for x in drifting_pairs(1.10, 10, 2))
+    paired = compare_runs(side_run(base_medians, "base"), side_run(new_medians, "new"))
+    assert paired.paired and paired.rows[0].verdict.verdict == stats.REGRESSED
+    assert "Wilcoxon signed-rank" in render(paired)
+    for other in (side_run(new_medians, None), side_run(new_medians, "new", pairing="another job"),
+                  side_run(new_medians, "base")):
+        unpaired = compare_runs(side_run(base_medians, "base"), other)
+        assert not unpaired.paired and unpaired.rows[0].verdict.verdict != stats.REGRESSED
+    side_run(base_medians, "base").write_json(tmp_path / "base.json")
+    side_run(new_medians, "new").write_json(tmp_path / "new.json")
+    assert main(["compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == 1  # the same verdict later
+
+
+def test_schedule_alternates_which_side_goes_first() -> None:
+    assert schedule(4) == ["base", "new", "new", "base", "base", "new", "new", "base"]
+
+
+def test_pooled_side_keeps_its_rounds_in_order_and_fails_with_a_failed_round(tmp_path: Path) -> None:
+    from benchbench.gitrepo import Repository
+    from benchbench.sides import Side
+
+    side = Side("base", Repository(tmp_path), tmp_path, "a" * 40, ref="main")
+    rounds = [side_run([m], None) for m in (1.0, 2.0, 3.0)]
+    pooled = pool(rounds, side, {"id": "x", "side": "base", "order": schedule(3), "pairs": 3}, side)
+    [record] = pooled.records
+    assert [float(np.median(r)) for r in record["latency_rounds_ms"]] == pytest.approx([1.0, 2.0, 3.0])
+    assert record["latency_ms"] == pytest.approx(2.0) and record["rounds"] == 3
+    assert len(record["latency_round_cpu_contention"]) == 3 and pooled.environment[PAIRING_KEY]["commit"] == "a" * 40
+    rounds[2].records[0].update(status="failed", error="out of memory")
+    assert pool(rounds, side, {"id": "x", "side": "base", "order": [], "pairs": 3}, side).records[0]["error"] == \
+        "round 3: out of memory"
+
+
+# --------------------------------------------------------------------------- the command, end to end
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> ToyRepo:
+    return ToyRepo(tmp_path / "plugin")
+
+
+def run_files(repo: ToyRepo) -> tuple[dict, dict]:
+    return (json.loads((repo.path / "base.json").read_text()), json.loads((repo.path / "new.json").read_text()))
+
+
+def ab(repo: ToyRepo, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return repo.benchbench("ab", "suite.yaml", "-p", "toyblocks", "--base-json", "base.json", "--new-json", "new.json",
+                           *args, **env)
+
+
+def test_ab_flags_a_changed_count_passes_an_unchanged_commit_and_cleans_up(repo: ToyRepo) -> None:
+    repo.set("HIDDEN", 16)
+    repo.commit("wider")
+    done = ab(repo, "--base", "HEAD~1", "--new", "HEAD")
+    assert done.returncode == 1, done.stderr
+    assert "REGRESSED" in done.stdout and "toy params +72 (+94.7%)" in done.stderr
+    base, new = run_files(repo)
+    assert (base["records"][0]["params"], new["records"][0]["params"]) == (76, 148)  # each side's own code
+    assert base["environment"]["git"]["commit"] == repo.git("rev-parse", "HEAD~1")
+    assert base["environment"][PAIRING_KEY]["pairs"] == 1  # counts only: once per side
+    repo.write("README.md", "docs only\n")
+    repo.commit("docs")
+    done = ab(repo, "--base", "HEAD~1")
+    assert done.returncode == 0, done.stderr
+    assert "no regressions" in done.stdout
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
+def test_the_working_tree_is_the_new_side_by_default(repo: ToyRepo) -> None:
+    repo.set("HIDDEN", 4)  # not committed
+    done = ab(repo, "--base", "HEAD")
+    assert done.returncode == 0, done.stderr  # fewer params: an improvement
+    base, new = run_files(repo)
+    assert (base["records"][0]["params"], new["records"][0]["params"]) == (76, 40)
+    assert new["environment"][PAIRING_KEY]["dirty"] is True and "uncommitted changes" in done.stderr
+    done = ab(repo, "--base", "HEAD", "--new", "HEAD")  # a commit, not the working tree
+    assert run_files(repo)[1]["records"][0]["params"] == 76, done.stderr
+
+
+def test_the_base_imports_its_own_package_even_with_the_new_one_on_the_path(repo: ToyRepo) -> None:
+    # A package under another name than its folder (as this repository maps plugins/ to benchbench_plugins),
+    # and the new side's copy first on PYTHONPATH, as an editable install of the working tree would offer it.
+    repo.write("pyproject.toml", '[project]\nname = "toys"\nversion = "0"\n\n[tool.setuptools.package-dir]\ntoyplug = "plug_src"\n')
+    repo.write("plug_src/__init__.py", "")
+    repo.write("plug_src/blocks.py", (repo.path / "toyblocks.py").read_text())
+    repo.commit("as a package")
+    repo.set("HIDDEN", 16)
+    (repo.path / "plug_src/blocks.py").write_text((repo.path / "toyblocks.py").read_text())
+    repo.commit("wider")
+    elsewhere = repo.path.parent / "installed"
+    (elsewhere / "toyplug").mkdir(parents=True)
+    (elsewhere / "toyplug" / "__init__.py").write_text("")
+    (elsewhere / "toyplug" / "blocks.py").write_text((repo.path / "toyblocks.py").read_text().replace("HIDDEN = 16", "HIDDEN = 2"))
+    done = repo.benchbench("ab", "suite.yaml", "--base", "HEAD~1", "-p", "toyplug.blocks", "--base-json", "base.json",
+                           "--new-json", "new.json", PYTHONPATH=str(elsewhere))
+    assert done.returncode == 1, done.stderr
+    base, new = run_files(repo)
+    assert (base["records"][0]["params"], new["records"][0]["params"]) == (76, 148)
+
+
+def test_plugins_dir_and_suite_come_from_each_side(repo: ToyRepo) -> None:
+    (repo.path / "blocks").mkdir()
+    (repo.path / "toyblocks.py").rename(repo.path / "blocks" / "toyblocks.py")
+    repo.commit("plugins in a folder")
+    repo.module = "blocks/toyblocks.py"
+    repo.set("HIDDEN", 16)
+    repo.write("suite.yaml", (repo.path / "suite.yaml").read_text() + "  - name: toy_again\n    model: toy\n")
+    done = repo.benchbench("ab", "suite.yaml", "--base", "HEAD", "--plugins-dir", "blocks", "--base-json", "base.json",
+                           "--new-json", "new.json")
+    assert done.returncode == 1, done.stderr
+    base, new = run_files(repo)
+    assert [r["benchmark"] for r in base["records"]] == ["toy"]  # the base's own suite
+    assert [r["params"] for r in new["records"]] == [148, 148]
+    assert base["records"][0]["params"] == 76
+    assert "toy_again" in done.stdout and "new" in done.stdout
+
+
+def test_a_latency_change_is_caught_pair_by_pair(repo: ToyRepo) -> None:
+    repo.set("SLEEP_S", 0.002)  # 2 ms a step against a few microseconds: no load on the machine hides it
+    done = ab(repo, "--base", "HEAD", "--metrics", "params,latency", "--rounds", "5", "--alpha", "0.05")
+    assert done.returncode == 1, done.stderr
+    assert "Wilcoxon signed-rank" in done.stdout and "toy latency_ms +" in done.stderr
+    base, new = run_files(repo)
+    for run in (base, new):
+        record = run["records"][0]
+        assert record["rounds"] == 5 and len(record["latency_rounds_ms"]) == 5
+        assert run["environment"][PAIRING_KEY]["order"] == schedule(5)
+    assert new["records"][0]["latency_ms"] > 2 > base["records"][0]["latency_ms"]
+    assert "round 9 of 10: base (pair 5)" in done.stderr and "round 8 of 10: base (pair 4)" in done.stderr  # A B, B A, ..
+
+
+def test_bad_input_is_exit_2_with_the_reason(repo: ToyRepo, tmp_path: Path) -> None:
+    done = ab(repo, "--base", "mian")
+    assert done.returncode == 2 and "--base 'mian': no such commit" in done.stderr and "did you mean 'main'" in done.stderr
+    assert "Traceback" not in done.stderr
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    done = repo.benchbench("ab", str(repo.path / "suite.yaml"), "--base", "HEAD", cwd=outside)
+    assert done.returncode == 2 and "is not in one" in done.stderr
+    repo.write("other.yaml", (repo.path / "suite.yaml").read_text())
+    done = repo.benchbench("ab", "other.yaml", "--base", "HEAD", "-p", "toyblocks")
+    assert done.returncode == 2 and "the suite 'other.yaml' does not exist in the base side" in done.stderr
+    repo.write("suite.yaml", (repo.path / "suite.yaml").read_text().replace("batch_size: 2", "batch_size: 2\n  no_such_key: 1"))
+    repo.commit("a broken suite")
+    done = ab(repo, "--base", "HEAD")
+    assert done.returncode == 2 and "the base side" in done.stderr and "no_such_key" in done.stderr
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
+def test_the_worktree_of_a_killed_run_is_removed_by_the_next_one(repo: ToyRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import tempfile
+
+    from benchbench.gitrepo import Repository
+
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from benchbench.gitrepo import Repository\n"
+        "with Repository(Path(sys.argv[1])).worktree('HEAD') as path:\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"), str(repo.path)], env=repo.environment(), check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(repo.worktrees()) == 2 and len(repo.leftovers()) == 1  # left behind
+    monkeypatch.setattr(tempfile, "tempdir", str(repo.tmp))
+    with Repository(repo.path).worktree(repo.git("rev-parse", "HEAD")) as path:
+        assert (path / "suite.yaml").is_file() and len(repo.worktrees()) == 2  # the stale one is gone, this one is here
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
+def test_sigterm_stops_the_sides_and_removes_the_worktree(repo: ToyRepo) -> None:
+    repo.set("SLEEP_S", 0.002)
+    process = repo.popen("ab", "suite.yaml", "--base", "HEAD", "-p", "toyblocks", "--metrics", "latency", "--rounds", "50")
+    deadline = time.monotonic() + 120
+    while len(repo.worktrees()) < 2 or not _processes_in(repo.tmp):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+    assert not _processes_in(repo.path.parent)  # no side's process left running
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """The processes whose current folder is inside ``folder`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = Path(os.readlink(entry / "cwd"))
+            except OSError:
+                continue
+            if (cwd == folder or folder in cwd.parents) and int(entry.name) != os.getpid():  # not pytest itself
+                found.append(int(entry.name))
+    return found
+
+
+def test_help_does_not_import_torch() -> None:
+    import sys
+
+    code = "import sys; from benchbench.cli import main\ntry:\n main(['ab', '--help'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False).stdout.strip().endswith("False")
