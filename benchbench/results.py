@@ -296,15 +296,6 @@ def _field_problems(record: Record, compare: dict[str, Any]) -> list[str]:
     return problems
 
 
-def run_file_suite(path: str | os.PathLike[str]) -> str | None:
-    """The suite of the benchbench run file at ``path`` (which a new run of that suite may
-    replace), or None when it holds no readable run file."""
-    try:
-        return RunResult.read_json(path).suite
-    except UsageError:
-        return None
-
-
 def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
     """Give each record with a ``baseline`` a ``<field>_ratio`` = value / baseline's value."""
     records = list(records)

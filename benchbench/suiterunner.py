@@ -107,6 +107,22 @@ def prepare(suite: str | Path | Mapping[str, Any] | SuiteDocument, config: Confi
     return replace(loaded, rounds=rounds or loaded.rounds, executor=executor)
 
 
+def check_resumable(resume: RunResult, suite: Suite) -> None:
+    """A resumed run finishes the same measurement: the run file must hold a run of this suite,
+    as it was then (its text, when both keep one; a suite given as a dict keeps none).
+
+    The one check, where a run starts, for ``benchbench run --resume`` (whose suite is the run
+    file's own copy unless a SUITE.yaml is given too) and for ``run_suite(..., resume=...)``.
+    The options a resumed run replays are the command line's to compare.
+    """
+    if resume.suite != suite.name:
+        raise UsageError(f"--resume: the run file holds a run of suite {resume.suite!r}, and {suite.source} is suite "
+                         f"{suite.name!r}; resume it with the suite it keeps (benchbench run --resume RUN.json alone)")
+    if resume.suite_text is not None and suite.text is not None and suite.text != resume.suite_text:
+        raise UsageError(f"--resume: {suite.source} has changed since the run was made; resume with the run file alone "
+                         "(benchbench run --resume RUN.json, which uses the suite it keeps) or start a new run")
+
+
 def with_profile(suite: Suite, folder: str) -> Suite:
     """The suite with the ``profile`` metric (writing into ``folder``) added to every benchmark."""
     specs = tuple(
@@ -232,8 +248,7 @@ class SuiteRunner:
 
     def _start(self, suite: Suite, specs: list[BenchmarkSpec], resume: RunResult | None) -> RunResult:
         if resume is not None:
-            if resume.suite != suite.name:
-                raise UsageError(f"--resume: the run file is of suite {resume.suite!r}, not {suite.name!r}")
+            check_resumable(resume, suite)
             run = resume
             kept = [r for r in run.records if r.get("benchmark") in {s.name for s in specs}]
             run.records = kept

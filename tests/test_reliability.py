@@ -236,6 +236,29 @@ def test_resume_keeps_its_suite_and_options(plugin_dir: Path, tmp_path: Path) ->
     assert [r["batch_size"] for r in done["records"]] == [2, 2]  # the replayed --batch-size
 
 
+def test_resuming_with_another_suite_or_a_changed_one_says_which(plugin_dir: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """One check, where the run starts, names what is wrong with the suite given beside --resume (the
+    other suite's case used to be refused as a file not to overwrite, with "delete it first")."""
+    path = write(tmp_path, suite({"name": "a"}, {"name": "b"}, metrics=["params"]))
+    out = tmp_path / "run.json"
+    assert main(["run", str(path), "--plugins-dir", str(plugin_dir), "--json", str(out), "-q", "--no-history"]) == 0
+    data = json.loads(out.read_text())
+    data["complete"], data["records"] = False, data["records"][:1]
+    out.write_text(json.dumps(data))
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**suite({"name": "a"}, metrics=["params"]), "name": "another"}))
+    capsys.readouterr()
+    assert main(["run", str(other), "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: the run file holds a run of suite 'faults', and {other} is suite 'another'" in err
+    assert "delete it" not in err
+    path.write_text(path.read_text().replace("name: b", "name: c"))
+    assert main(["run", str(path), "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 2
+    assert f"--resume: {path} has changed since the run was made; resume with the run file alone" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == data  # refused before anything was written
+
+
 def test_run_file_paths_that_must_not_be_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, {"defaults": {"device": "cpu", "metrics": ["params"]}, "benchmarks": [{"model": "conv", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": 1}}]})
     notes = tmp_path / "notes.txt"

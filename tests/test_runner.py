@@ -308,3 +308,23 @@ def test_one_wrapper_runs_each_phase_of_a_benchmark() -> None:
             raise stop()
         with pytest.raises(stop):
             PhaseOutcome.from_call("building", stopped)
+
+
+def test_the_python_api_resumes_only_a_run_of_the_same_suite(tmp_path: Path) -> None:
+    """``run_suite(..., resume=...)`` is held to the check ``benchbench run --resume`` gets: the same
+    suite, and its text unchanged (the API used to check the name alone)."""
+    from benchbench.errors import UsageError
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(tiny_suite(metrics=["params"])))  # JSON is YAML
+    run = benchbench.run_suite(path, quiet=True)
+    run.complete, run.records = False, run.records[:1]
+    other = tmp_path / "other.yaml"
+    other.write_text(json.dumps({**tiny_suite(metrics=["params"]), "name": "other"}))
+    with pytest.raises(UsageError, match="holds a run of suite 'tiny', and .*other.yaml is suite 'other'"):
+        benchbench.run_suite(other, resume=run, quiet=True)
+    path.write_text(json.dumps(tiny_suite(metrics=["params", "flops"])))
+    with pytest.raises(UsageError, match="tiny.yaml has changed since the run was made"):
+        benchbench.run_suite(path, resume=run, quiet=True)
+    path.write_text(json.dumps(tiny_suite(metrics=["params"])))
+    assert [r["benchmark"] for r in benchbench.run_suite(path, resume=run, quiet=True).records] == ["std", "sep"]

@@ -117,7 +117,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         if args.columns:
             report_options["columns"] = _columns(args.columns, manager)
         history, given_path = _check_outputs(args, suite_name, resume)
-        config = _config(args, manager, resume, options, suite_name, source)
+        config = _config(args, manager, resume, options)
 
         from benchbench.outputs import claimed_run_file, exclusive
         from benchbench.reporters import render_table
@@ -165,7 +165,9 @@ def _check_outputs(args: argparse.Namespace, suite_name: str, resume: RunResult 
     Returns the history (None with --no-history) and the run file's path when the command
     line names it (--json, --resume). Two outputs may not name one file. ``--json``
     replaces only a finished run of the same suite (a rerun), or an empty file; never
-    another suite's run, nor an interrupted one (``--resume`` finishes it)."""
+    another suite's run, nor an interrupted one (``--resume`` finishes it). The file that
+    ``--resume`` continues is its own: whether it holds a run of this suite is checked where
+    the run starts (:func:`benchbench.suiterunner.check_resumable`)."""
     from benchbench.history import History
     from benchbench.outputs import check_distinct, check_folder, check_output, default_history
 
@@ -192,7 +194,7 @@ def _check_outputs(args: argparse.Namespace, suite_name: str, resume: RunResult 
     empty = target.is_file() and target.stat().st_size == 0  # nothing to lose (an older benchbench, killed early)
     path = check_output(given, option=option, what=f"benchbench run file of suite {suite_name!r}",
                         inputs=[args.suite] if args.suite else [],
-                        ours=lambda _: empty or (held is not None and held.suite == suite_name),
+                        ours=lambda _: empty or resumed_here or (held is not None and held.suite == suite_name),
                         hint=f" (it holds a run of suite {held.suite!r})" if held else "")
     if held is not None and not held.complete and held.records and not resumed_here:
         raise UsageError(
@@ -214,8 +216,7 @@ def _run_held_in(path: Path) -> RunResult | None:
         return None
 
 
-def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult | None, options: dict[str, Any],
-            suite_name: str, source: SuiteDocument) -> Any:
+def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult | None, options: dict[str, Any]) -> Any:
     """The run's configuration: the command line, and what a resumed run was made with."""
     from benchbench.config import RESUMED_OPTIONS, Config
 
@@ -225,7 +226,7 @@ def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult 
     given = {"device": args.device, "batch_size": args.batch_size, "timeout": args.timeout, "only": args.only,
              "executor": args.executor, "rounds": args.rounds, "metrics": metrics}
     if resume is not None:
-        _check_resumable(resume, args, given, suite_name, source.text if args.suite else None)
+        _check_resumed_options(resume, given)
         given.update({k: v for k, v in resume.options.items() if given.get(k) is None and k in RESUMED_OPTIONS})
     return Config(manager, **given, profile=args.profile, quiet=args.quiet, verbose=args.verbose, plugin_options=options)
 
@@ -292,12 +293,12 @@ def _columns(text: str, manager: PluginManager) -> list[str]:
     return columns
 
 
-def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any], suite_name: str, suite_text: str | None) -> None:
-    """A resumed run finishes the same measurement: same suite text, same options.
+def _check_resumed_options(resume: Any, given: dict[str, Any]) -> None:
+    """A resumed run finishes the same measurement with the same options (its suite is checked
+    where the run starts: :func:`benchbench.suiterunner.check_resumable`).
 
     Changing what is measured (device, batch size, metrics, selection, rounds) would mix
     incomparable records in one file; the timeout and the executor may change.
-    ``suite_text`` is the SUITE.yaml given beside ``--resume`` (None without one).
     """
     for key in ("device", "batch_size", "metrics", "only", "rounds"):
         if given.get(key) is not None and given[key] != resume.options.get(key):
@@ -305,12 +306,4 @@ def _check_resumable(resume: Any, args: argparse.Namespace, given: dict[str, Any
             raise UsageError(
                 f"--resume: the run was made with {was}, not {given[key]!r}; "
                 "a resumed run keeps its options (start a new run to change them)"
-            )
-    if suite_text is not None:
-        if suite_name != resume.suite:
-            raise UsageError(f"--resume: {args.resume} is a run of suite {resume.suite!r}, and {args.suite} is suite {suite_name!r}")
-        if resume.suite_text is not None and suite_text != resume.suite_text:
-            raise UsageError(
-                f"--resume: {args.suite} has changed since the run was made; resume with the run file alone "
-                f"(benchbench run --resume {args.resume}, which uses the suite it keeps) or start a new run"
             )
