@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from benchbench.commands import ab, compare, history, listing, peak, report, run
+from benchbench.commands import ab, bisect, compare, history, listing, peak, report, run
 
 COMMANDS: dict[str, ModuleType] = {
     "run": run,
     "compare": compare,
     "ab": ab,
+    "bisect": bisect,
     "report": report,
     "history": history,
     "peak": peak,
