@@ -12,10 +12,11 @@ In a test::
         r = benchbench(MyBlock(64), torch.randn(8, 64, 32, 32), metrics=["params", "flops", "latency"])
         assert r.params < 50_000
 
-Each call measures through :func:`benchbench.run_suite`, as ``benchbench run`` does:
-the module becomes a model of a one-benchmark suite for the length of the call (its
-factory returns a copy of the instance, its input maker the given batch), so the metrics,
-timers, plugins, validation messages and records are those of a suite run. Every call
+Each call measures through the suite runner (:mod:`benchbench.suiterunner`), as
+``benchbench run`` does: the module becomes a model of a one-benchmark suite for the length
+of the call (its factory returns a copy of the instance, its input maker the given batch),
+so the metrics, timers, plugins, validation messages and records are those of a suite run.
+The environment (versions, git, GPUs) is collected once per session, not per call. Every call
 gives one record, named after the test's node id; at the end of the session the records
 form one standard run file (``--benchbench-save DIR``), which ``benchbench compare``,
 ``history`` and ``report`` read as they read any other. ``--benchbench-compare`` judges the
@@ -230,9 +231,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _empty_run(state: FixtureState) -> RunResult:
     """The run of a session in which no test measured anything (compared: everything is missing)."""
-    from benchbench import environment
-
-    return RunResult(suite=state.options.suite, environment=environment.collect(state.manager))
+    return RunResult(suite=state.options.suite, environment=dict(state.environment))
 
 
 def _save(state: FixtureState, run: RunResult) -> None:

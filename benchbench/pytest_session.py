@@ -1,6 +1,8 @@
 """What the ``benchbench`` fixture measured in one pytest process: the options, the
-measurements (each a one-benchmark suite run through :func:`benchbench.run_suite`)
-and what the controller does with them at the end (:class:`Gate`).
+measurements (each a one-benchmark suite run by the suite runner, as ``benchbench run``
+runs one; the environment, git and GPUs included, collected once per session, as
+pytest-benchmark collects its machine info) and what the controller does with them at the
+end (:class:`Gate`).
 
 The pytest hooks and the fixture itself are in :mod:`benchbench.pytest_plugin`; this
 module holds the state they share, so that each of the two reads on its own.
@@ -139,6 +141,17 @@ class FixtureState:
         self.progress = Progress()
         self.from_workers = False
         self._manager: PluginManager | None = None
+        self._environment: dict[str, Any] | None = None
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        """The run file's environment block (versions, hardware, git, GPUs): collected when a test
+        first measures, once for the whole session (it costs a git and an nvidia-smi call)."""
+        if self._environment is None:
+            from benchbench import environment
+
+            self._environment = environment.collect(self.manager)
+        return self._environment
 
     @property
     def manager(self) -> PluginManager:
@@ -153,8 +166,9 @@ class FixtureState:
                 settings: dict[str, Any]) -> Measurement:
         import torch
 
-        from benchbench import run_suite
+        from benchbench.config import Config
         from benchbench.suitefile import SuiteDocument
+        from benchbench.suiterunner import SuiteRunner, prepare
 
         call = f"benchbench({type(model).__name__}, ...)"
         if not isinstance(model, torch.nn.Module):
@@ -177,9 +191,10 @@ class FixtureState:
         defaults = {} if self.options.kept else {"metric_options": {"latency": dict(QUICK_LATENCY)}}
         document = SuiteDocument({"name": self.options.suite, "defaults": defaults, "benchmarks": [spec]},
                                  None, "benchbench", self.options.suite)
+        config = Config(self._manager_with(spec["model"], model, inputs), quiet=True, executor="inline",
+                        rounds=self.options.rounds)
         try:
-            run = run_suite(document, manager=self._manager_with(spec["model"], model, inputs), quiet=True,
-                            executor="inline", rounds=self.options.rounds)
+            run = SuiteRunner(config, environment=self.environment).run(prepare(document, config))
         except UsageError as exc:
             problem = str(exc)
         else:

@@ -139,8 +139,11 @@ def with_profile(suite: Suite, folder: str) -> Suite:
 class SuiteRunner:
     """Runs prepared suites for one configuration; the executors' session (:class:`benchbench.executors.ExecutorSession`)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, environment: dict[str, Any] | None = None) -> None:
+        """``environment``: the run file's environment block, collected once already for many runs
+        (the pytest fixture's, once per session); None: collected when each run starts."""
         self.config = config
+        self.environment = environment
         self.manager = config.manager
         self.registry = config.manager.registry
         self.job_runner = JobRunner(config.manager)
@@ -256,12 +259,13 @@ class SuiteRunner:
             stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             run.notes.append(f"resumed at {stamp}: {len(specs) - len(kept)} of {len(specs)} benchmarks run then")
         else:
+            collected = environment.collect(self.manager) if self.environment is None else dict(self.environment)
             run = RunResult(
                 suite=suite.name,
                 suite_source=suite.source,
                 suite_text=suite.text,
                 description=suite.description,
-                environment=environment.collect(self.manager),
+                environment=collected,
                 options=self.config.stored(),
             )
             run.notes.extend(suite.notes)

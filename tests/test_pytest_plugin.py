@@ -211,6 +211,42 @@ def test_save_writes_one_standard_run_file_that_the_commands_read(pytester: pyte
         assert cli.main(command) == 0, command
 
 
+def test_the_environment_is_collected_once_per_session(pytester: pytest.Pytester) -> None:
+    """As pytest-benchmark collects its machine info: versions, git and nvidia-smi once for the
+    session, not once per fixture call; every call's record and the saved run carry it."""
+    pytester.makeconftest("""
+        from benchbench import environment
+
+        CALLS = []
+        COLLECT = environment.collect
+
+
+        def counted(manager):
+            CALLS.append(1)
+            return COLLECT(manager)
+
+
+        environment.collect = counted
+
+
+        def pytest_unconfigure(config):
+            open("collected.txt", "w").write(str(len(CALLS)))
+    """)
+    pytester.makepyfile(test_costs=source(BLOCK, COSTS, """
+
+        def test_three_more(benchbench):
+            for w in (1, 2, 3):
+                benchbench(Block(w), torch.randn(2, 4, 8, 8), name=f"w{w}", metrics=["params"])
+    """))
+    # In a process of its own: an inner session in this one may import benchbench's modules afresh.
+    result = pytester.runpytest_subprocess(*QUIET, "--benchbench-save", "out")
+    result.assert_outcomes(passed=3)
+    assert (pytester.path / "collected.txt").read_text() == "1"  # for five fixture calls
+    [path] = run_files(pytester.path / "out")
+    run = RunResult.read_json(path)
+    assert len(run.records) == 5 and run.environment["torch"] and "cpu_allocator" in run.environment
+
+
 def test_compare_fails_the_session_on_a_regression_and_passes_an_unchanged_one(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
