@@ -1,9 +1,9 @@
 """What a metric receives: the built model, its input, and how to run one step.
 
-The runner builds one :class:`MeasureContext` per benchmark and hands it to each metric
-in turn. Metrics never build models or inputs themselves, so every metric of a
-benchmark measures the same thing, and a third-party metric gets device, dtype,
-memory format and train/eval mode handled for free.
+The job runner (:class:`~benchbench.job.JobRunner`) builds one :class:`MeasureContext` per
+benchmark and hands it to each metric in turn. Metrics never build models or inputs
+themselves, so every metric of a benchmark measures the same thing, and a third-party
+metric gets device, dtype, memory format and train/eval mode handled for free.
 """
 
 from __future__ import annotations
