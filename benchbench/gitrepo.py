@@ -28,6 +28,8 @@ from benchbench.scratch import Scratch
 
 WORKTREE_PREFIX = "benchbench-worktree-"
 """The temporary folders that hold worktrees (one per commit measured)."""
+SUBJECT_WIDTH = 60
+"""A commit's subject is cut to this many characters in messages and tables."""
 GIT_TIMEOUT_S = 300.0
 """A git command that takes longer is stuck (a checkout of a huge tree takes seconds)."""
 
@@ -70,7 +72,8 @@ class Repository:
 
     def describe(self, commit: str) -> str:
         """``1a2b3c4d5e subject of the commit``, for messages and tables."""
-        return f"{commit[:10]} {self.git('log', '-1', '--format=%s', commit)}"
+        subject = self.git("log", "-1", "--format=%s", commit)
+        return f"{commit[:10]} {subject if len(subject) <= SUBJECT_WIDTH else subject[:SUBJECT_WIDTH - 3] + '...'}"
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         """Whether ``older`` is ``newer`` or one of its ancestors."""

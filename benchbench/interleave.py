@@ -71,7 +71,7 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
         for name in order(pair):
             side = sides[name]
             arguments = options.arguments(side, metrics=later[0], only=later[1]) if later else options.arguments(side)
-            say(f"round {len(rounds[BASE]) + len(rounds[NEW]) + 1} of {2 * pairs}: {name} (pair {pair + 1}); "
+            say(f"round {len(rounds[BASE]) + len(rounds[NEW]) + 1} of at most {2 * pairs}: {name} (pair {pair + 1}); "
                 f"{time.monotonic() - started:.0f} s so far")
             stem = folder / f"{name}-{pair + 1}"
             rounds[name].append(side.run_round(suite, arguments, stem.with_suffix(".json"), stem.with_suffix(".log")))
