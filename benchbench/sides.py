@@ -131,8 +131,18 @@ class Side:
             return str(path)
         return str(self.checkout / inside)
 
+    def check_workdir(self) -> None:
+        """A clear error when the folder the command was given in is missing in this side's checkout."""
+        if not self.workdir.is_dir():
+            raise UsageError(
+                f"the folder {str(self.workdir.relative_to(self.checkout))!r} does not exist in the {self.name} side "
+                f"({self.describe()}); run the command from a folder both commits have (the repository's top)"
+            )
+
     def check_exists(self, given: str, what: str) -> None:
-        """A clear error when the file ``given`` (a suite) is missing in this side's checkout."""
+        """A clear error when the folder of the command or the file ``given`` (a suite) is missing
+        in this side's checkout."""
+        self.check_workdir()
         if not Path(self.locate(given)).exists():
             raise UsageError(
                 f"{what} {given!r} does not exist in the {self.name} side ({self.describe()}): added since? "
@@ -167,6 +177,7 @@ class Side:
         """
         from benchbench.results import RunResult
 
+        self.check_workdir()
         links = log.parent / f"{self.name}-imports"
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join([*self.import_path(links), *filter(None, [os.environ.get("PYTHONPATH")])])

@@ -179,8 +179,10 @@ def test_ab_flags_a_changed_count_passes_an_unchanged_commit_and_cleans_up(repo:
 
 def test_the_working_tree_is_the_new_side_by_default(repo: ToyRepo) -> None:
     repo.set("HIDDEN", 4)  # not committed
-    done = ab(repo, "--base", "HEAD")
+    summary = repo.path.parent / "summary.md"
+    done = ab(repo, "--base", "HEAD", GITHUB_STEP_SUMMARY=str(summary))
     assert done.returncode == 0, done.stderr  # fewer params: an improvement
+    assert "| toy" in summary.read_text() and "improved" in summary.read_text()  # the job summary, as compare writes it
     base, new = run_files(repo)
     assert (base["records"][0]["params"], new["records"][0]["params"]) == (76, 40)
     assert new["environment"][PAIRING_KEY]["dirty"] is True and "uncommitted changes" in done.stderr
@@ -241,6 +243,16 @@ def test_a_latency_change_is_caught_pair_by_pair(repo: ToyRepo) -> None:
     assert "round 9 of at most 10: base (pair 5)" in done.stderr
 
 
+def test_a_side_that_crashes_is_exit_3_with_its_words(repo: ToyRepo) -> None:
+    repo.write("crash.py", "import benchbench\n\n\n@benchbench.hookimpl\ndef benchbench_run_start(suite, benchmarks, rounds):\n"
+                           "    raise RuntimeError('a hook that breaks')\n")
+    repo.commit("a plugin with a broken hook")
+    done = ab(repo, "--base", "HEAD", "-p", "crash.py")
+    assert done.returncode == 3, done.stderr
+    assert "the base side (HEAD = " in done.stderr and "a hook that breaks" in done.stderr and "exited 3" in done.stderr
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
 def test_bad_input_is_exit_2_with_the_reason(repo: ToyRepo, tmp_path: Path) -> None:
     done = ab(repo, "--base", "mian")
     assert done.returncode == 2 and "--base 'mian': no such commit" in done.stderr and "did you mean 'main'" in done.stderr
@@ -249,6 +261,9 @@ def test_bad_input_is_exit_2_with_the_reason(repo: ToyRepo, tmp_path: Path) -> N
     outside.mkdir()
     done = repo.benchbench("ab", str(repo.path / "suite.yaml"), "--base", "HEAD", cwd=outside)
     assert done.returncode == 2 and "is not in one" in done.stderr
+    repo.write("newfolder/suite.yaml", (repo.path / "suite.yaml").read_text())  # a folder only the working tree has
+    done = repo.benchbench("ab", "suite.yaml", "--base", "HEAD", cwd=repo.path / "newfolder")
+    assert done.returncode == 2 and "the folder 'newfolder' does not exist in the base side" in done.stderr
     repo.write("other.yaml", (repo.path / "suite.yaml").read_text())
     done = repo.benchbench("ab", "other.yaml", "--base", "HEAD", "-p", "toyblocks")
     assert done.returncode == 2 and "the suite 'other.yaml' does not exist in the base side" in done.stderr

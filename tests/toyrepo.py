@@ -101,9 +101,8 @@ class ToyRepo:
         return [p for p in self.tmp.iterdir() if p.name.startswith("benchbench-")]
 
     def environment(self, **extra: str) -> dict[str, str]:
-        env = {**os.environ, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1", "TMPDIR": str(self.tmp), **extra}
-        env.pop("GITHUB_STEP_SUMMARY", None)
-        return env
+        env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+        return {**env, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1", "TMPDIR": str(self.tmp), **extra}
 
     def benchbench(self, *args: str, cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
         """``benchbench ARGS`` in the repository (or ``cwd``), as a user runs it."""
