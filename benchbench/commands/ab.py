@@ -144,7 +144,8 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         measured = measure_pairs(base, new, args.suite, options, args.rounds, folder, say)
     paths = _write(measured.base, measured.new, outputs, args.out)
     comparison = compare_runs(measured.base, measured.new, thresholds=thresholds, strict=args.strict,
-                              alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha)
+                              alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,
+                              allow_other_suite=True)  # two versions of one suite file: a renamed suite is still it
     return report(comparison, args.format, [f"benchbench: run files: base {paths[0]}, new {paths[1]}"])
 
 
