@@ -39,7 +39,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -184,9 +186,12 @@ class Side:
         command = [sys.executable, "-m", "benchbench", "run", self.locate(suite), "--json", str(out), "--rounds", "1",
                    "-q", "--no-history", *arguments]
         with open(log, "w", encoding="utf-8") as errors:
-            process = subprocess.Popen(command, cwd=self.workdir, env=environment, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
+            with _signals_deferred() as caught:  # a process started as Ctrl-C came would be left running, unknown
+                process = subprocess.Popen(command, cwd=self.workdir, env=environment, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
             try:
+                if caught:
+                    raise KeyboardInterrupt
                 code = process.wait()
             except BaseException:
                 stop(process)
@@ -215,6 +220,27 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Ctrl-C, SIGTERM and SIGHUP noted, not acted on, for the length of the block: the caller
+    acts on them (the list it gets holds them) once the process it starts has a name to stop.
+    Only the main thread may set handlers; elsewhere nothing is deferred."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, lambda signum, frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def _package_dirs(pyproject: Path) -> dict[str, str]:

@@ -305,7 +305,8 @@ def test_sigterm_stops_the_sides_and_removes_the_worktree(repo: ToyRepo) -> None
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
-    assert not _processes_in(repo.path.parent)  # no side's process left running
+    left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in _processes_in(repo.path.parent)}
+    assert not left  # no side's process left running
 
 
 def _processes_in(folder: Path) -> list[int]:
