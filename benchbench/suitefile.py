@@ -69,6 +69,32 @@ class _StrictLoader(yaml.SafeLoader):
         _check_expansion(node)
         return super().construct_document(node)
 
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Resolve merge keys here, not in PyYAML: what ``<<: [*a, *b]`` means must not follow its version.
+
+        The YAML merge-key rules: the mapping's own keys win over merged ones, and in a
+        list of merged mappings the first listed wins. PyYAML 6.0.4 keeps the *last*
+        listed where the key's text is not an interned string (``batch_size``, not ``b``),
+        which turned ``batch_size: 2`` into 4 for a suite under one PyYAML and not another.
+        """
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != MERGE_TAG:
+                if key_node.tag == "tag:yaml.org,2002:value":  # a key `=` is the string "=", as PyYAML reads it
+                    key_node.tag = "tag:yaml.org,2002:str"
+                own.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in reversed(sources):  # applied last to first: the dict keeps the last, so the first wins
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"a merge key (<<) takes a mapping or a list of mappings, not a {source.id}", source.start_mark)
+                self.flatten_mapping(source)
+                merged.extend(source.value)
+        node.value = merged + own
+
 
 def _check_expansion(root: yaml.Node) -> None:
     """Count the values ``root`` stands for, each alias counted in full (memoised: linear in the file)."""
