@@ -93,7 +93,7 @@ def _hints(factory: Callable[..., Any]) -> dict[str, Any]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         return typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - an annotation naming something unimportable: check nothing
+    except Exception:  # deliberately broad: an annotation naming something unimportable: check nothing
         return {}
 
 

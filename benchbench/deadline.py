@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-
 MAX_SECONDS = 1e7
 """The longest limit (about 115 days); setitimer overflows on much larger values."""
 
@@ -38,7 +37,7 @@ def deadline(seconds: float | None) -> Iterator[None]:
     finishes first. Killing a worker process (``--isolate``) always works.
     """
     usable = bool(seconds) and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
+    if seconds is None or not usable:
         yield
         return
 

@@ -57,7 +57,7 @@ def bytes_moved(record: dict[str, Any]) -> float | None:
     """Parameters + input batch + output batch, in bytes (None when a piece is unknown)."""
     size = ELEMENT_BYTES.get(record.get("dtype") or "float32", 4)
     batch = record.get("batch_size")
-    shapes = [record.get("input_shape"), record.get("output_shape")]
+    shapes: list[Any] = [record.get("input_shape"), record.get("output_shape")]
     if not is_number(record.get("param_bytes")) or not is_number(batch):
         return None
     if not all(isinstance(s, list) and s and all(isinstance(d, int) for d in s) for s in shapes):

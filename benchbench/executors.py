@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import benchbench
-
 from benchbench.job import Job
 from benchbench.scratch import Scratch
 
@@ -120,10 +119,9 @@ def run_in_worker(job: Job, session: ExecutorSession) -> Record:
         relay.start()
         try:
             # The timeout counts from when the worker is ready (torch and the plugins imported).
-            if not _wait_ready(process, Path(folder, "ready"), STARTUP_LIMIT_S):
-                if process.poll() is None:
-                    _kill(process)
-                    return session.failed(job, f"its process did not start within {STARTUP_LIMIT_S:g} s: killed")
+            if not _wait_ready(process, Path(folder, "ready"), STARTUP_LIMIT_S) and process.poll() is None:
+                _kill(process)
+                return session.failed(job, f"its process did not start within {STARTUP_LIMIT_S:g} s: killed")
             code = process.wait(timeout=timeout + KILL_GRACE_S if timeout else None)
         except subprocess.TimeoutExpired:
             _kill(process)

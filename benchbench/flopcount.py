@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ def category(op: str) -> str:
     return "other"
 
 
-def by_category(by_operator: dict[str, int | float]) -> dict[str, int]:
+def by_category(by_operator: Mapping[str, int | float]) -> dict[str, int]:
     """Operator -> count, summed by :func:`category` (every category present, zeros included)."""
     out = dict.fromkeys(CATEGORIES, 0)
     for op, value in by_operator.items():
@@ -79,7 +79,7 @@ def by_category(by_operator: dict[str, int | float]) -> dict[str, int]:
     return out
 
 
-def core(by_operator: dict[str, int | float]) -> int:
+def core(by_operator: Mapping[str, int | float]) -> int:
     """The conv + matmul + attention part of a by-operator count."""
     categories = by_category(by_operator)
     return sum(categories[c] for c in CORE)

@@ -143,5 +143,5 @@ def format_value(field: str, value: Any, formats: Mapping[str, Callable[[Any], s
     if field.endswith("_ms"):
         return ms(value)
     if isinstance(value, numbers.Integral):
-        return f"{int(value):,}" if exact else si(value) if abs(value) >= 1_000 else str(int(value))
+        return f"{int(value):,}" if exact else si(value) if abs(int(value)) >= 1_000 else str(int(value))
     return f"{float(value):.4g}"

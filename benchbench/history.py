@@ -161,7 +161,8 @@ class History:
                  None if not git else int(bool(git.get("dirty"))), env.get("host"), int(run.complete),
                  None if run_file is None else str(run_file), run.to_json()),
             )
-            run_id = int(cursor.lastrowid)
+            run_id = cursor.lastrowid
+            assert run_id is not None  # sqlite3 sets it on every INSERT
             db.executemany(
                 "INSERT OR REPLACE INTO measurements (run_id, benchmark, status, field, value) VALUES (?, ?, ?, ?, ?)",
                 [(run_id, r["benchmark"], r.get("status", "?"), k, float(v))

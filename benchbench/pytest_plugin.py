@@ -48,9 +48,9 @@ from benchbench.pytest_session import (
     DEFAULT_SUITE,
     KEPT_ROUNDS,
     WORKER_KEY,
+    FixtureState,
     Measurement,
     Options,
-    FixtureState,
 )
 from benchbench.results import RunResult
 
@@ -144,17 +144,19 @@ def _prepare_gate(state: FixtureState) -> None:
             History(options.history).check_writable(option="--benchbench-history", disable=None)
     if options.compare is None:
         return
+    thresholds = gate.thresholds
+    assert thresholds is not None  # set above whenever --benchbench-compare is given
     gate.baseline = _baseline(options)
     if gate.baseline.suite != options.suite:
         raise UsageError(f"--benchbench-compare {options.compare!r} is a run of suite {gate.baseline.suite!r}, and this "
                          f"session's suite is {options.suite!r} (--benchbench-suite)")
-    compared = set(gate.baseline.compare) | {s.get("metric") for s in gate.baseline.compare.values()}
-    unknown = sorted(gate.thresholds.keys() - compared)
+    compared = set(gate.baseline.compare) | {s["metric"] for s in gate.baseline.compare.values() if s.get("metric")}
+    unknown = sorted(thresholds.keys() - compared)
     if unknown:
         raise UsageError(f"--benchbench-fail: {unknown[0]!r} is no compared field or metric of the baseline"
                          f"{did_you_mean(unknown[0], compared)}; compared fields: {', '.join(sorted(gate.baseline.compare))}")
     benchmarks = [r["benchmark"] for r in gate.baseline.records]
-    strangers = sorted({bench for bench, _ in gate.thresholds.by_benchmark} - set(benchmarks))
+    strangers = sorted({bench for bench, _ in thresholds.by_benchmark} - set(benchmarks))
     if strangers:
         raise UsageError(
             f"--benchbench-fail: no benchmark {strangers[0]!r} in the baseline{did_you_mean(strangers[0], benchmarks)} "
@@ -202,7 +204,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _is_worker(config):  # the controller writes and compares; a worker hands its records over
         run = state.run() if state.options.kept else None
         if run is not None:
-            config.workeroutput[WORKER_KEY] = run.to_json()
+            config.workeroutput[WORKER_KEY] = run.to_json()  # type: ignore[attr-defined]  # pytest-xdist sets it on a worker
         return
     if not state.options.kept or not (state.runs or state.gate.baseline is not None):
         return  # nothing to keep, or nothing measured and nothing to compare

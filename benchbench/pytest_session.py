@@ -14,7 +14,7 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -193,6 +193,7 @@ class FixtureState:
                                  None, "benchbench", self.options.suite)
         config = Config(self._manager_with(spec["model"], model, inputs), quiet=True, executor="inline",
                         rounds=self.options.rounds)
+        problem: str | None
         try:
             run = SuiteRunner(config, environment=self.environment).run(prepare(document, config))
         except UsageError as exc:
@@ -337,7 +338,7 @@ class Measurement:
         return f"<Measurement {self.benchmark}: {', '.join(f'{k}={v!r}' for k, v in shown.items())}>"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Fail the test with benchbench's message alone (no traceback into benchbench)."""
     __tracebackhide__ = True
     pytest.fail(message, pytrace=False)

@@ -69,7 +69,7 @@ def table(run: RunResult, options: dict[str, Any]) -> Table:
             columns.append("baseline")
         columns.append("status")
     rows = [[formatting.format_value(c, r.get(c), run.formats) for c in columns] for r in records]
-    colalign = ["left" if c in IDENTITY or c in ("baseline", "status", *SETTINGS) and c != "batch_size" else "right" for c in columns]
+    colalign = ["left" if c in IDENTITY or (c in ("baseline", "status", *SETTINGS) and c != "batch_size") else "right" for c in columns]
     title = [f"suite {run.suite}" + (f": {run.description}" if run.description else "")]
     if shared:
         title.append(", ".join(f"{k} {v}" for k, v in shared.items()))
@@ -89,7 +89,7 @@ def render_table(run: RunResult, options: dict[str, Any]) -> str:
     tablefmt = TABLE_ALIASES.get(options.get("tablefmt", "simple"), options.get("tablefmt", "simple"))
     t = table(run, options)
     body = tabulate(t.rows, headers=t.headers, tablefmt=tablefmt, colalign=t.colalign, disable_numparse=True)
-    return "\n".join([*t.title, "", body, *([""] + t.notes if t.notes else [])])
+    return "\n".join([*t.title, "", body, *(["", *t.notes] if t.notes else [])])
 
 
 def render_csv(run: RunResult, options: dict[str, Any]) -> str:
@@ -126,7 +126,7 @@ def _unset(records: list[dict[str, Any]], key: str) -> bool:
 
 def _shared_settings(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Settings every row has in common go in the title instead of a repeated column."""
-    shared = {}
+    shared: dict[str, Any] = {}
     for key in SETTINGS:
         values = {formatting.format_value(key, r.get(key)) for r in records}
         if len(values) == 1 and records and not _unset(records, key):

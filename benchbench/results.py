@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from benchbench.checks import shown, unstorable
 from benchbench.errors import UsageError
@@ -321,7 +321,7 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
             warnings.append(warning)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """A finite int or float, not a bool: what can be stored, compared and divided (an int beyond
     the largest float, such as ``10**400`` from a JSON file, is not: no ratio can use it)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):

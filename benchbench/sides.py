@@ -247,11 +247,11 @@ def _package_dirs(pyproject: Path) -> dict[str, str]:
     """``[tool.setuptools.package-dir]`` of a pyproject.toml (package name -> folder), or {}."""
     if not pyproject.is_file():
         return {}
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
+    else:
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib
         except ImportError:
             print(f"benchbench: warning: cannot read {pyproject} (Python 3.10 without tomli): packages it maps to "
                   "other folders (package-dir) are imported from where they are installed", file=sys.stderr)

@@ -139,7 +139,7 @@ def _top_level(document: SuiteDocument, manager: PluginManager, problems: list[s
     executor = values[3]
     if isinstance(executor, str) and not manager.registry.has(ExecutorEntry, executor):
         problems.append(f"key 'executor': {manager.unknown(ExecutorEntry, executor)}")
-    return tuple(values)  # type: ignore[return-value]
+    return tuple(values)
 
 
 def _declared_names(raw: list[Any], problems: list[str]) -> dict[str, int]:
@@ -378,7 +378,7 @@ def _benchmark(
     problems.extend(f"{label}: {p}" for p in modes.conflicts(merged))
     if "input_shape" not in merged:
         source, given = (dataset, merged.get("dataset_args", {})) if dataset else (entry, args)
-        shape, problem = _default_shape(source, with_defaults(source.loader if dataset else source.factory, given))
+        shape, problem = _default_shape(source, with_defaults(dataset.loader if dataset else entry.factory, given))
         if problem and not arg_problems:
             problems.append(f"{label}: key 'input_shape' is needed: {problem}")
         if shape is None:
@@ -402,7 +402,7 @@ def _default_shape(entry: Any, args: dict[str, Any]) -> tuple[tuple[int, ...] | 
     if callable(shape):
         try:
             shape = shape(args)
-        except Exception as exc:  # noqa: BLE001 - a plugin's rule failing is the user's to fix
+        except Exception as exc:  # deliberately broad: a plugin's rule failing is the user's to fix
             return None, (
                 f"model {entry.name!r} (plugin {entry.plugin!r}) could not derive its input shape from these args "
                 f"({type(exc).__name__}: {exc}); {example}"

@@ -283,7 +283,7 @@ class SuiteRunner:
     def _finish(self, run: RunResult, specs: list[BenchmarkSpec]) -> None:
         add_ratios(run.records, self._ratio_fields(specs))
         by_name = {r["benchmark"]: r for r in run.records}
-        for name in sorted({r.get("baseline") for r in run.records if r.get("baseline")} - {None}):
+        for name in sorted({r["baseline"] for r in run.records if r.get("baseline")}):
             base = by_name.get(name)
             if base is not None and base.get("status") != STATUS_OK:
                 note = f"no ratios against {name!r}: that baseline {base.get('status')}"

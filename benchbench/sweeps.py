@@ -61,7 +61,8 @@ def expand_sweeps(raw: list[Any], problems: list[str]) -> list[Any]:
             for (key, _), value in zip(axes, combination):
                 head, _, rest = key.partition(".")
                 if rest:
-                    one[head] = {**(one.get(head) if isinstance(one.get(head), Mapping) else {}), rest: value}
+                    current = one.get(head)
+                    one[head] = {**(current if isinstance(current, Mapping) else {}), rest: value}
                 else:
                     one[head] = value
                 parts.append(f"{rest or head}={value}")

@@ -169,7 +169,7 @@ def explain(runs: Sequence[RunResult], name: str, fmt: str = "simple", paths: Se
         return out.getvalue().rstrip("\n")
     t = made.table
     body = tabulate(t.rows, headers=t.headers, tablefmt=TABLE_ALIASES.get(fmt, fmt), colalign=t.colalign, disable_numparse=True)
-    return "\n".join([*t.title, "", body, *([""] + t.notes if t.notes else [])])
+    return "\n".join([*t.title, "", body, *(["", *t.notes] if t.notes else [])])
 
 
 def render_data(runs: Sequence[Any], fmt: str) -> str:

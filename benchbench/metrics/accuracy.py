@@ -106,6 +106,7 @@ def train_and_evaluate(ctx: MeasureContext, data: Dataset, opts: dict[str, Any],
     model = ctx.build_model(seed)
     model.train()
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    autocast: contextlib.AbstractContextManager[Any]
     if dtype in LOW_PRECISION:  # float32 master weights, the low precision through autocast
         model.float()
         autocast = torch.autocast(ctx.device.type, dtype=dtype)
@@ -116,6 +117,7 @@ def train_and_evaluate(ctx: MeasureContext, data: Dataset, opts: dict[str, Any],
         raise ValueError(f"recipe mixup mixes inputs, but dataset {data.name!r} has integer inputs (token ids); use none")
     if opts["recipe"] == "augment" and data.augment is None:
         raise ValueError(f"recipe augment: dataset {data.name!r} has no standard augmentation; use none or mixup")
+    augment = data.augment if opts["recipe"] == "augment" else None
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = _optimizer(model, opts)
@@ -135,8 +137,8 @@ def train_and_evaluate(ctx: MeasureContext, data: Dataset, opts: dict[str, Any],
         for start in range(0, n, opts["batch_size"]):
             index = order[start : start + opts["batch_size"]]
             x, y = data.train_x[index], data.train_y[index]
-            if opts["recipe"] == "augment":
-                x = data.augment(x, generator)
+            if augment is not None:
+                x = augment(x, generator)
             x, y = _to(x, ctx.device, dtype), _to(y, ctx.device, dtype if not classify else None)
             with autocast:
                 if opts["recipe"] == "mixup":

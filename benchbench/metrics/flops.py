@@ -132,14 +132,14 @@ def _unsupported(value: Any) -> str:
 # --------------------------------------------------------------------------- report --explain flops
 
 EXPLAIN_NOTES = (
-    "core = conv + matmul (linear, mm, bmm, einsum) + attention (the two products of scaled-dot-product "
-    "attention) multiply-adds: the convention of torchvision's published _ops and of most papers.",
-    "flops = core + norm (BatchNorm, LayerNorm...) + pool (adaptive average pooling) + other (upsampling, "
-    "grid sampling): fvcore's convention; one fused multiply-add = 1, for ONE sample, forward pass.",
-    "dispatch = torch.utils.flop_counter.FlopCounterMode's count, halved to the same convention: conv, matmul "
-    "and attention only, so it should equal core ('=' when it does).",
-    "unsupported = operators fvcore has no formula for, counted as zero (elementwise ops, max pooling, data "
-    "movement); flops_uncounted names work that flops misses.",
+    ("core = conv + matmul (linear, mm, bmm, einsum) + attention (the two products of scaled-dot-product "
+     "attention) multiply-adds: the convention of torchvision's published _ops and of most papers."),
+    ("flops = core + norm (BatchNorm, LayerNorm...) + pool (adaptive average pooling) + other (upsampling, "
+     "grid sampling): fvcore's convention; one fused multiply-add = 1, for ONE sample, forward pass."),
+    ("dispatch = torch.utils.flop_counter.FlopCounterMode's count, halved to the same convention: conv, matmul "
+     "and attention only, so it should equal core ('=' when it does)."),
+    ("unsupported = operators fvcore has no formula for, counted as zero (elementwise ops, max pooling, data "
+     "movement); flops_uncounted names work that flops misses."),
 )
 
 

@@ -52,7 +52,8 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
     total = sum(getattr(e, by_device) for e in events) or 1.0
     ranked = sorted(events, key=lambda e: getattr(e, by_device), reverse=True)[: opts["top"]]
     top = [
-        {"name": e.key, "self_ms": getattr(e, by_device) / 1e3 / opts["steps"], "share": getattr(e, by_device) / total, "calls": e.count // opts["steps"]}
+        {"name": e.key, "self_ms": getattr(e, by_device) / 1e3 / opts["steps"], "share": getattr(e, by_device) / total,
+         "calls": e.count // opts["steps"]}
         for e in ranked
     ]
     summary = ", ".join(f"{t['name'].removeprefix('aten::')} {t['share']:.0%}" for t in top[:3])
