@@ -34,7 +34,7 @@ from benchbench.context import MeasureContext
 try:  # installed as benchbench_plugins; loaded with --plugins-dir as a neighbour file
     from benchbench_plugins.analysis_models import conv2d_backward
 except ImportError:  # pragma: no cover
-    from analysis_models import conv2d_backward  # type: ignore[no-redef]
+    from analysis_models import conv2d_backward
 
 # --------------------------------------------------------------------------- receptive field
 
@@ -57,6 +57,8 @@ def receptive_field(ctx: MeasureContext) -> dict[str, Any]:
         raise ValueError(f"receptive_field needs an output map (N, C, H, W), got shape {list(out.shape)}")
     h, w = out.shape[-2:]
     out[:, :, h // 2, w // 2].sum().backward()
+    if x.grad is None:
+        raise ValueError("receptive_field: the model's output does not depend on its input")
     support = x.grad.abs().sum(dim=(0, 1)) > 0
     rows, cols = torch.nonzero(support.any(dim=1)).flatten(), torch.nonzero(support.any(dim=0)).flatten()
     side_h, side_w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
@@ -264,9 +266,11 @@ def backward_check(ctx: MeasureContext) -> dict[str, Any]:
     for conv, got in seen.items():
         if "grad_out" not in got:
             continue
+        weight = conv.weight
+        assert isinstance(weight, torch.Tensor)  # _is_conv chose modules with a tensor weight
         x_alone = got["x"].clone().requires_grad_()
-        auto_input, auto_weight = torch.autograd.grad(conv(x_alone), (x_alone, conv.weight), got["grad_out"])
-        by_hand = conv2d_backward(got["x"], conv.weight.detach(), got["grad_out"], conv.stride, conv.padding, conv.dilation)
+        auto_input, auto_weight = torch.autograd.grad(conv(x_alone), (x_alone, weight), got["grad_out"])
+        by_hand = conv2d_backward(got["x"], weight.detach(), got["grad_out"], conv.stride, conv.padding, conv.dilation)
         worst = max(worst, float((by_hand[0] - auto_input).abs().max()), float((by_hand[1] - auto_weight).abs().max()))
     return {"backward_max_error": worst, "backward_layers": sum("grad_out" in got for got in seen.values())}
 

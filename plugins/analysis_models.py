@@ -126,7 +126,8 @@ class _ScratchConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], stride: int | Sequence[int] = 1,
                  padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, bias: bool = True) -> None:
         super().__init__()
-        reference = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=bias)
+        reference = nn.Conv2d(in_channels, out_channels, _pair(kernel_size), stride=_pair(stride), padding=_pair(padding),
+                              dilation=_pair(dilation), bias=bias)
         self.weight = reference.weight
         self.bias = reference.bias
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
@@ -203,7 +204,7 @@ def conv2d_backward(
       the gradient at each output position.
     """
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     # zero-insertion for the stride
     h_g, w_g = grad_output.shape[-2:]

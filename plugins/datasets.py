@@ -252,7 +252,8 @@ def synthetic_text(n: int = 4000, vocab_size: int = 1000, length: int = 32, test
         raise ValueError(f"vocab_size must be at least 200, got {vocab_size}")
     rng = np.random.default_rng(seed)
     not_token, positive, negative = 2, np.arange(3, 23), np.arange(23, 43)
-    xs, ys = [], []
+    xs: list[list[int]] = []
+    ys: list[int] = []
     while len(xs) < n:
         tokens = list(rng.integers(43, vocab_size, size=length))
         total = 0
@@ -308,7 +309,7 @@ def cifar10(root: str, max_train: int | None = None) -> Dataset:
 
 def _cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     with path.open("rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")  # noqa: S301 - the dataset's own format, from a local copy
+        batch = pickle.load(handle, encoding="bytes")  # pickle is the dataset's own format, from a local copy
     data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     labels = batch.get(b"labels", batch.get(b"fine_labels"))
     return torch.tensor(data, dtype=torch.float32) / 255.0, torch.tensor(labels, dtype=torch.long)
@@ -357,7 +358,7 @@ def imdb(root: str, vocab_size: int = 20000, max_length: int = 256, max_reviews:
 
     def tensors(split_name: str) -> tuple[torch.Tensor, torch.Tensor]:
         rows = [(encode(t), label) for label, name in enumerate(("neg", "pos")) for t in texts[split_name][name]]
-        return torch.tensor([r for r, _ in rows], dtype=torch.long), torch.tensor([l for _, l in rows], dtype=torch.long)
+        return torch.tensor([r for r, _ in rows], dtype=torch.long), torch.tensor([label for _, label in rows], dtype=torch.long)
 
     train_x, train_y = tensors("train")
     test_x, test_y = tensors("test")

@@ -110,7 +110,8 @@ class DilatedConv2d(nn.Conv2d):
         bias: bool = True,
     ) -> None:
         if padding is None:
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(_pair(kernel_size), _pair(dilation)))
+            (kh, kw), (dh, dw) = _pair(kernel_size), _pair(dilation)
+            padding = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
         super().__init__(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding,
             dilation=dilation, bias=bias,

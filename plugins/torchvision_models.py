@@ -100,7 +100,7 @@ def benchbench_register_models(register: Any) -> None:
     for name, entry in catalogue().items():
         side = entry["input_side"]
         factory = partial(build, name, entry["defaults"])
-        factory.__doc__ = f"torchvision.models.{name}(weights=None, **args)"  # type: ignore[attr-defined]
+        factory.__doc__ = f"torchvision.models.{name}(weights=None, **args)"
         shown = ", ".join(f"{k}={v}" for k, v in entry["defaults"].items())
         register(name, factory, family="torchvision", input_shape=(3, side, side),
                  description=f"torchvision {name} (weights=None{', ' + shown if shown else ''}), {side}x{side} input",
