@@ -361,7 +361,7 @@ class Sandbox:
         started = time.perf_counter()
         out = self.root / f".docs-run-{block.line}.json"
         args = ["run", str(path), "--metrics", "params", "--no-history", "-q", "--json", str(out)]
-        code, stdout, stderr = self.benchbench(args, Command(args, {}, None, frozenset({0})))
+        code, _, stderr = self.benchbench(args, Command(args, {}, None, frozenset({0})))
         if code != 0:
             raise DocsError(f"{self.where(block)}: this suite is refused by `benchbench run` (exit {code}):\n{stderr}")
         self.ran.append(f"yaml block at line {block.line}")

@@ -62,7 +62,8 @@ def test_gradient_flow_vanishes_without_residuals() -> None:
     ("bench", "equivariant"),
     [
         ({"model": "conv", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1}, "input_shape": [4, 24, 24]}, True),
-        ({"model": "conv", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1, "stride": 2}, "input_shape": [4, 24, 24]}, False),
+        ({"model": "conv", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1, "stride": 2},
+          "input_shape": [4, 24, 24]}, False),
         ({"model": "pooling", "args": {"kind": "max"}}, False),
         ({"model": "pooling", "args": {"kind": "global_avg"}}, True),
         ({"model": "batch_norm", "mode": "train"}, True),
@@ -117,7 +118,8 @@ def test_from_scratch_convs_have_convs_parameters() -> None:
 
 def test_backward_check_metric_on_layers_with_inplace_relu() -> None:
     records = run(
-        {"name": "conv", "model": "conv", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}, "input_shape": [4, 8, 8]},
+        {"name": "conv", "model": "conv", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+         "input_shape": [4, 8, 8]},
         {"name": "bottleneck", "model": "bottleneck", "args": {"in_channels": 8, "out_channels": 16, "stride": 2}, "input_shape": [8, 8, 8]},
         {"name": "im2col", "model": "im2col_conv", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3}, "input_shape": [4, 8, 8]},
         metrics=["backward_check"],

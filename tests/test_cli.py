@@ -211,9 +211,12 @@ BAD_SUITES = [
     ("unknown metric", "defaults: {metrics: [latncy]}\nbenchmarks:\n  - model: conv\n", "unknown metric 'latncy' (did you mean 'latency'?)"),
     ("unknown device", "defaults: {device: gpu}\nbenchmarks:\n  - model: conv\n", "key 'device' must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     ("unknown executor", "executor: dask\nbenchmarks:\n  - model: conv\n", "unknown executor 'dask'"),
-    ("duplicate names", "benchmarks:\n  - model: conv\n    args: {in_channels: 3, out_channels: 4, kernel_size: 1}\n  - model: conv\n    args: {in_channels: 3, out_channels: 4, kernel_size: 1}\n",
+    ("duplicate names",
+     ("benchmarks:\n  - model: conv\n    args: {in_channels: 3, out_channels: 4, kernel_size: 1}\n"
+      "  - model: conv\n    args: {in_channels: 3, out_channels: 4, kernel_size: 1}\n"),
      "duplicate name, also used by benchmark #1"),
-    ("shape the model cannot take", "benchmarks:\n  - model: conv\n    args: {in_channels: 8, out_channels: 4, kernel_size: 3}\n    input_shape: [3, 16, 16]\n",
+    ("shape the model cannot take",
+     "benchmarks:\n  - model: conv\n    args: {in_channels: 8, out_channels: 4, kernel_size: 3}\n    input_shape: [3, 16, 16]\n",
      "cannot run with these 'args' and 'input_shape' [3, 16, 16]"),
     ("bad timeout", "defaults: {timeout: -5}\nbenchmarks:\n  - model: conv\n", "key 'timeout' must be a number of seconds above 0"),
 ]

@@ -275,8 +275,9 @@ def test_history_and_baseline_commands(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_run_appends_to_the_history_by_default(tmp_path: Path) -> None:
-    from tests.helpers import tiny_suite
     import yaml
+
+    from tests.helpers import tiny_suite
 
     suite = tmp_path / "tiny.yaml"
     suite.write_text(yaml.safe_dump(tiny_suite(metrics=["params", "flops"])))

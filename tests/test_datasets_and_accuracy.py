@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import PluginFiles
 import benchbench
 from benchbench.cli import main
 from benchbench.data import Dataset
 from benchbench.errors import SuiteError
 from benchbench_plugins import datasets
-
+from tests.helpers import PluginFiles
 
 # --------------------------------------------------------------------------- offline datasets
 

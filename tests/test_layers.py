@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchbench_plugins import layers
 from benchbench.registry import ModelEntry
+from benchbench_plugins import layers
 
 EXPECTED = {
     "conv": ("standard", ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")),

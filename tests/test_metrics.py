@@ -14,9 +14,9 @@ import benchbench
 from benchbench import timing
 from benchbench.context import MeasureContext
 from benchbench.metrics import flops, latency, memory, params
+from benchbench.registry import MetricEntry
 from benchbench.spec import BenchmarkSpec
 from benchbench_plugins import layers
-from benchbench.registry import MetricEntry
 from tests.helpers import TINY_LATENCY, tiny_suite
 
 

@@ -272,7 +272,7 @@ def test_checking_a_folder_leaves_the_disk_as_it_was(tmp_path: Path) -> None:
     check_folder(tmp_path / "kept", "something")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
     (tmp_path / "file").write_text("")
-    with pytest.raises(UsageError, match="cannot write something: '.*file' is a file, not a folder"):
+    with pytest.raises(UsageError, match=r"cannot write something: '.*file' is a file, not a folder"):
         check_folder(tmp_path / "file" / "sub", "something")
 
 

@@ -80,7 +80,7 @@ def test_clash_with_a_first_party_name_is_an_error(tmp_path: Path, plugins: Plug
             register('conv', torch.nn.Identity)
     """)
     with pytest.raises(PluginError, match=r"'conv' is registered twice: by plugin 'layers' and by plugin 'mine'"):
-        PluginManager(plugins_dir=plugins.path).registry
+        _ = PluginManager(plugins_dir=plugins.path).registry  # reading the registry loads the plugins
 
 
 def test_dash_p_accepts_module_names_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,7 +141,7 @@ def test_registration_hook_that_raises_leaves_that_plugin_out(tmp_path: Path, pl
     manager.hook.benchbench_run_start(suite=None, benchmarks=[], rounds={})  # its lifecycle hooks are gone too
     # named explicitly with -p, the same plugin is an error
     with pytest.raises(PluginError, match=r"plugin '.*oops.py' raised in benchbench_register_metrics: KeyError"):
-        PluginManager([str(plugins.path / "oops.py")], autoload=False).registry
+        _ = PluginManager([str(plugins.path / "oops.py")], autoload=False).registry
 
 
 @pytest.mark.parametrize(

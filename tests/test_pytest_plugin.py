@@ -283,7 +283,8 @@ def test_compare_fails_the_session_on_a_regression_and_passes_an_unchanged_one(
 def test_a_missing_baseline_or_bad_option_is_a_usage_error_before_any_test_runs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_costs=source(BLOCK, COSTS))
     for args, message in (
-        (["--benchbench-compare", "baselines/nothere.json"], f"*--benchbench-compare 'baselines/nothere.json': no such run file ('{pytester.path}/baselines/nothere.json')*"),
+        (["--benchbench-compare", "baselines/nothere.json"],
+         f"*--benchbench-compare 'baselines/nothere.json': no such run file ('{pytester.path}/baselines/nothere.json')*"),
         (["--benchbench-compare", "latest"], f"*history '{pytester.path}/results/history.sqlite' not found*--benchbench-history FILE*"),
         (["--benchbench-fail", "latency_ms:5%"], "*--benchbench-fail sets what --benchbench-compare allows*"),
         (["--benchbench-rounds", "0"], "*--benchbench-rounds must be at least 1, got 0*"),

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import benchbench
-
 from tests.tools import require_tool
 
 require_tool("ray", module=True)  # skips without Ray, fails where BENCHBENCH_REQUIRE_TOOLS requires it

@@ -32,7 +32,6 @@ import pytest
 
 import benchbench
 from benchbench.errors import UsageError
-
 from tests.tools import require_tool
 
 require_tool("ray", module=True)  # skips without Ray, fails where BENCHBENCH_REQUIRE_TOOLS requires it

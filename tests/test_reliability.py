@@ -260,7 +260,8 @@ def test_resuming_with_another_suite_or_a_changed_one_says_which(plugin_dir: Pat
 
 
 def test_run_file_paths_that_must_not_be_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, {"defaults": {"device": "cpu", "metrics": ["params"]}, "benchmarks": [{"model": "conv", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": 1}}]})
+    path = write(tmp_path, {"defaults": {"device": "cpu", "metrics": ["params"]},
+                            "benchmarks": [{"model": "conv", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": 1}}]})
     notes = tmp_path / "notes.txt"
     notes.write_text("precious")
     assert main(["run", str(path), "--json", str(path)]) == 2
@@ -351,7 +352,7 @@ def test_dry_run_uses_the_batch_and_sees_errors_of_operators_in_model_code(plugi
             register('flat', Flat, input_shape=(16, 5, 5))
             register('norm', Norm, input_shape=(4,))
     """, folder=plugin_dir)
-    with pytest.raises(SuiteError, match="model 'flat' cannot run .* 'input_shape' \\[3, 5, 5\\]: RuntimeError"):
+    with pytest.raises(SuiteError, match=r"model 'flat' cannot run .* 'input_shape' \[3, 5, 5\]: RuntimeError"):
         benchbench.run_suite({"defaults": {"device": "cpu", "metrics": ["params"]},
                               "benchmarks": [{"model": "flat", "input_shape": [3, 5, 5]}]}, plugins_dir=plugin_dir, quiet=True)
     [record] = benchbench.run_suite({"defaults": {"device": "cpu", "metrics": ["params"], "batch_size": 8},

@@ -59,7 +59,7 @@ def test_failures_are_isolated_per_benchmark_and_per_metric(tmp_path: Path, plug
     # dry_run: false lets the bad arguments through validation, to fail while building
     data["benchmarks"].append({"name": "bad_args", "model": "t_scale", "args": {"features": -3}, "metrics": ["params"], "dry_run": False})
     run = benchbench.run_suite(data, plugins_dir=plugins.path)
-    std, sep, broken, bad_args = run.records
+    std, _, broken, bad_args = run.records
     assert std["status"] == "failed" and "metric 'explodes' raised ValueError: metric exploded" in std["error"]
     assert std["params"] == 8 * 8 * 9 + 8 and std["flops"] > 0  # the other metrics still ran
     assert broken["status"] == "failed" and "first forward pass" in broken["error"]
@@ -88,7 +88,8 @@ def test_model_input_hook_make_input(tmp_path: Path, plugins: PluginFiles) -> No
         def benchbench_register_models(register):
             register('embed', lambda: torch.nn.Embedding(10, 3), input_shape=(5,), make_input=make_input)
     """)
-    run = benchbench.run_suite({"defaults": {"device": "cpu"}, "benchmarks": [{"model": "embed", "metrics": ["params", "flops"]}]}, plugins_dir=plugins.path)
+    run = benchbench.run_suite({"defaults": {"device": "cpu"}, "benchmarks": [{"model": "embed", "metrics": ["params", "flops"]}]},
+                               plugins_dir=plugins.path)
     [record] = run.records
     assert record["status"] == "ok", record["error"]
     assert record["output_shape"] == [5, 3]
@@ -321,10 +322,10 @@ def test_the_python_api_resumes_only_a_run_of_the_same_suite(tmp_path: Path) -> 
     run.complete, run.records = False, run.records[:1]
     other = tmp_path / "other.yaml"
     other.write_text(json.dumps({**tiny_suite(metrics=["params"]), "name": "other"}))
-    with pytest.raises(UsageError, match="holds a run of suite 'tiny', and .*other.yaml is suite 'other'"):
+    with pytest.raises(UsageError, match=r"holds a run of suite 'tiny', and .*other\.yaml is suite 'other'"):
         benchbench.run_suite(other, resume=run, quiet=True)
     path.write_text(json.dumps(tiny_suite(metrics=["params", "flops"])))
-    with pytest.raises(UsageError, match="tiny.yaml has changed since the run was made"):
+    with pytest.raises(UsageError, match=r"tiny\.yaml has changed since the run was made"):
         benchbench.run_suite(path, resume=run, quiet=True)
     path.write_text(json.dumps(tiny_suite(metrics=["params"])))
     assert [r["benchmark"] for r in benchbench.run_suite(path, resume=run, quiet=True).records] == ["std", "sep"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 import benchbench
@@ -13,10 +12,10 @@ from benchbench import checks
 from benchbench.cli import main
 from benchbench.errors import SuiteError, UsageError
 from benchbench.manager import PluginManager
+from benchbench.registry import ModelEntry
 from benchbench.spec import DEFAULT_METRICS
 from benchbench.suite import UnrunnableSuite, load_suite
 from benchbench.suitefile import parse_suite_text, read_suite_file
-from benchbench.registry import ModelEntry
 from tests.helpers import PluginFiles, tiny_suite
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchbench.checks import FIELD_CHECKS
 from benchbench.errors import UsageError
 from benchbench.manager import PluginManager
-from benchbench.checks import FIELD_CHECKS
 from benchbench.spec import Suite
 from benchbench.suite import SUITE_KEYS, load_suite
 

@@ -44,10 +44,10 @@ def benchbench(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 def test_installed_plugin_is_listed_with_its_distribution(installed: dict[str, str]) -> None:
     models = benchbench(installed, "list", "models")
     assert models.returncode == 0, models.stderr
-    line = next(l for l in models.stdout.splitlines() if l.startswith("squeeze_excite"))
+    line = next(row for row in models.stdout.splitlines() if row.startswith("squeeze_excite"))
     assert "attention" in line and "se_blocks" in line
     plugins = benchbench(installed, "list", "plugins").stdout
-    assert any("se_blocks" in l and "benchbench-se-blocks" in l and "0.1.0" in l for l in plugins.splitlines())
+    assert any("se_blocks" in row and "benchbench-se-blocks" in row and "0.1.0" in row for row in plugins.splitlines())
 
 
 def test_installed_plugin_runs_in_a_suite(installed: dict[str, str], tmp_path: Path) -> None:

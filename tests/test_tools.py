@@ -48,8 +48,8 @@ def test_a_missing_tool_skips_with_the_reason_and_how_to_install_it(no_tools: py
     result.assert_outcomes(passed=1, skipped=2)
     result.stdout.fnmatch_lines([
         "*test_inner.py:*: needs valgrind, for instruction counts (apt-get install valgrind)",
-        "*: needs Chromium, to render the HTML report in a real browser (apt-get install chromium): "
-        "the report in a real browser",
+        ("*: needs Chromium, to render the HTML report in a real browser (apt-get install chromium): "
+         "the report in a real browser"),
     ], consecutive=False)
 
 
@@ -59,8 +59,8 @@ def test_where_the_tools_are_required_a_missing_one_fails(no_tools: pytest.Pytes
     monkeypatch.setenv(REQUIRE_ENV, value)
     result = no_tools.runpytest("-p", "tests.tools")
     result.assert_outcomes(passed=1, failed=1, errors=1)  # the marker fails the setup, require_tool the test
-    result.stdout.fnmatch_lines([f"*needs valgrind, for instruction counts (apt-get install valgrind); it is missing, "
-                                 f"and {REQUIRE_ENV} requires it here*"], consecutive=False)
+    result.stdout.fnmatch_lines([(f"*needs valgrind, for instruction counts (apt-get install valgrind); it is missing, "
+                                  f"and {REQUIRE_ENV} requires it here*")], consecutive=False)
 
 
 def test_only_the_named_tools_are_required(no_tools: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,7 +74,7 @@ def test_which_tools_the_variable_requires(monkeypatch: pytest.MonkeyPatch) -> N
         assert required() == expected
     assert "cuda" not in INSTALLED_BY_CI  # =1 on a CPU-only CI machine must not fail the GPU tests
     monkeypatch.setenv(REQUIRE_ENV, "valgrnd")
-    with pytest.raises(pytest.UsageError, match="unknown tool.*valgrnd"):
+    with pytest.raises(pytest.UsageError, match=r"unknown tool.*valgrnd"):
         required()
 
 

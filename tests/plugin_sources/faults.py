@@ -5,6 +5,7 @@ import signal
 import time
 
 import torch
+
 import benchbench
 
 
@@ -35,7 +36,8 @@ class Fault(torch.nn.Module):
             elif self.how == "exit":  # a model that ends the process its own way
                 raise SystemExit(0)
             elif self.how == "stuck_pid":  # records its pid, then hangs where only a kill ends it
-                open(os.environ["BB_PID_FILE"], "w").write(str(os.getpid()))
+                with open(os.environ["BB_PID_FILE"], "w") as handle:
+                    handle.write(str(os.getpid()))
                 signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGINT, signal.SIGTERM])
                 time.sleep(self.seconds)
             elif self.how == "item":  # data-dependent: cannot run on meta, fine for real
