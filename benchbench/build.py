@@ -15,6 +15,7 @@ import signal
 import traceback
 import warnings
 from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from benchbench import modes
 from benchbench.context import MeasureContext
 from benchbench.deadline import DeadlineExceeded, deadline
-from benchbench.registry import ModelEntry, Registry
+from benchbench.registry import MetricEntry, ModelEntry, Registry
 from benchbench.spec import DTYPES, BenchmarkSpec
 
 DRY_RUN_LIMIT_S = 30.0
@@ -116,22 +117,38 @@ def preflight(specs: list[BenchmarkSpec], registry: Registry) -> list[str]:
 
     The suite loader calls this on the benchmarks that passed every other check (exit
     code 2 before anything runs); benchmarks with ``dry_run: false`` or ``skip`` are left out.
+    The output of the dry run is shown to the metrics that declare ``applies`` (a metric
+    that compares outputs cannot measure a model whose output holds no floating tensor).
     """
     problems = []
     for spec in specs:
         if not spec.dry_run or spec.skip:
             continue
-        problem = dry_run(spec, registry.get(ModelEntry, spec.model))
+        outputs: list[Any] = []
+        problem = dry_run(spec, registry.get(ModelEntry, spec.model), on_output=outputs.append)
         if problem:
             problems.append(
                 f"benchmark {spec.name!r}: model {spec.model!r} cannot run with these 'args' and "
                 f"'input_shape' {list(spec.input_shape)}: {problem} (found by a dry run on the meta device; "
                 "set dry_run: false on the benchmark if that is wrong)"
             )
+        problems.extend(p for output in outputs for p in _unfit_metrics(spec, registry, output))
     return problems
 
 
-def dry_run(spec: BenchmarkSpec, entry: ModelEntry) -> str | None:
+def _unfit_metrics(spec: BenchmarkSpec, registry: Registry, output: Any) -> list[str]:
+    """The benchmark's metrics that say (``applies``) they cannot measure a model with this output."""
+    problems = []
+    for metric in spec.metrics:
+        applies = registry.get(MetricEntry, metric).applies if registry.has(MetricEntry, metric) else None
+        reason = applies(output) if applies is not None else None
+        if reason:
+            problems.append(f"benchmark {spec.name!r}: metric {metric!r} cannot measure model {spec.model!r}: "
+                            f"{reason} (found by a dry run on the meta device); drop {metric!r} from its metrics")
+    return problems
+
+
+def dry_run(spec: BenchmarkSpec, entry: ModelEntry, *, on_output: Callable[[Any], None] | None = None) -> str | None:
     """Build the model and run one forward pass on the meta device; a problem, or None.
 
     Reported (so that the suite is rejected before anything runs, exit code 2):
@@ -151,6 +168,7 @@ def dry_run(spec: BenchmarkSpec, entry: ModelEntry) -> str | None:
     BatchNorm in train mode sees more than one value per channel.
 
     It runs model code in this process, so the ``subprocess`` executor skips it.
+    ``on_output`` is called with the forward pass's output when it succeeds.
     """
     entered: list[str] = []  # modules whose forward has started and not returned
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, []) if hasattr(signal, "pthread_sigmask") else None
@@ -159,7 +177,7 @@ def dry_run(spec: BenchmarkSpec, entry: ModelEntry) -> str | None:
             warnings.simplefilter("ignore")  # the real run shows the model's warnings, once
             ctx = build_context(spec, entry, torch.device("meta"), spec.batch_size)
             with _tracking(ctx.model, entered), torch.no_grad():
-                ctx.model(ctx.inputs)
+                output = ctx.model(ctx.inputs)
     except DeadlineExceeded:
         return None  # inconclusive (a model that hangs is the real run's to report, under its timeout)
     except (Exception, SystemExit) as exc:  # the classification below decides
@@ -173,6 +191,8 @@ def dry_run(spec: BenchmarkSpec, entry: ModelEntry) -> str | None:
     finally:
         if mask is not None:  # model code that blocked signals must not change this process
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if on_output is not None:
+        on_output(output)
     return None
 
 

@@ -92,8 +92,9 @@ class Thresholds:
         return set(self.by_key) | {name for _, name in self.by_benchmark}
 
     def resolve(self, benchmark: str, name: str, metric: str | None, record: Record, exact: bool,
-                declared: float | None = None) -> float:
-        """The threshold of one field; ``declared``: the field's own default (its metric's ``compare`` spec)."""
+                declared: float | None = None, *, budget: bool = False) -> float:
+        """The threshold of one field; ``declared``: the field's own default (its metric's ``compare`` spec);
+        ``budget``: the suite's value for the field bounds the value itself (:func:`budget_of`), not its change."""
         for key in (name, metric):
             if key and (benchmark, key) in self.by_benchmark:
                 return self.by_benchmark[(benchmark, key)]
@@ -101,7 +102,7 @@ class Thresholds:
             if key and key in self.by_key:
                 return self.by_key[key]
         suite = record.get("thresholds") or {}
-        if name in suite and is_number(suite[name]):
+        if name in suite and is_number(suite[name]) and not budget:
             return float(suite[name])
         if declared is not None:  # a field with its own default (instructions: 1%) keeps it unless named
             return declared
@@ -276,10 +277,13 @@ class _Judge:
         _check_value(self.base, old, field_name, spec)
         _check_value(self.new, cur, field_name, spec)
         threshold = self.thresholds.resolve(name, field_name, spec.get("metric"), cur, bool(spec.get("exact")),
-                                            _declared(spec))
+                                            _declared(spec), budget=bool(spec.get("budget")))
         if not spec.get("samples"):
             verdict = stats.compare_values(float(old[field_name]), float(cur[field_name]), threshold,
-                                           higher_is_better=bool(spec.get("higher_is_better")))
+                                           higher_is_better=bool(spec.get("higher_is_better")), factor=bool(spec.get("budget")))
+            limit = budget_of(cur, field_name, spec)
+            if limit is not None and not float(cur[field_name]) <= limit and verdict.verdict != stats.REGRESSED:
+                verdict = stats.Verdict(stats.REGRESSED, verdict.ratio, note=f"over its budget {limit:g}")
             return Row(name, field_name, old[field_name], cur[field_name], verdict, threshold)
         base_rounds, new_rounds = rounds_of(old, spec), rounds_of(cur, spec)
         counts = (sum(map(len, base_rounds)), sum(map(len, new_rounds)))
@@ -349,6 +353,14 @@ def _settings_of(spec: dict[str, Any]) -> tuple[str, ...]:
     if isinstance(spec.get("settings"), list):
         return tuple(spec["settings"])
     return MODEL_SETTINGS if spec.get("exact") else (*MODEL_SETTINGS, *RUN_SETTINGS)
+
+
+def budget_of(record: Record, field_name: str, spec: dict[str, Any]) -> float | None:
+    """The suite's bound on a budgeted field's value (``budget`` in its metric's ``compare``:
+    ``thresholds: {numerics_rel_error: 1e-2}``), or None: a new value over it is a regression
+    whatever the change, as the benchmark itself failed for it."""
+    value = (record.get("thresholds") or {}).get(field_name)
+    return float(value) if spec.get("budget") and is_number(value) else None
 
 
 def _declared(spec: dict[str, Any]) -> float | None:

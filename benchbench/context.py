@@ -67,7 +67,7 @@ class MeasureContext:
         with self.autocast():
             if self.mode == "train":
                 output = self.model(self.inputs)
-                loss = sum(t.float().sum() for t in _tensors(output))
+                loss = sum(t.float().sum() for t in floating_tensors(output))
                 loss.backward()
                 self.model.zero_grad(set_to_none=True)
                 return output
@@ -95,12 +95,13 @@ class MeasureContext:
             self.progress(message)
 
 
-def _tensors(output: Any) -> list[torch.Tensor]:
-    """The floating-point tensors in a model output (a tensor, or nested tuples/lists/dicts)."""
+def floating_tensors(output: Any) -> list[torch.Tensor]:
+    """The floating-point tensors in a model output (a tensor, or nested tuples/lists/dicts), in
+    order: what a train step sums into its loss, and what ``numerics`` compares element by element."""
     if isinstance(output, torch.Tensor):
         return [output] if output.is_floating_point() else []
     if isinstance(output, dict):
         output = list(output.values())
     if isinstance(output, (list, tuple)):
-        return [t for item in output for t in _tensors(item)]
+        return [t for item in output for t in floating_tensors(item)]
     return []

@@ -98,8 +98,8 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
 
     ``register(name, measure, *, fields, description=None, ratio_fields=(), options=None,
     formats=None, check_options=None, compare=None, merge_rounds=None, train_options=False,
-    needs_dataset=False, exclusive=False, available=None, inline_only=None, footnotes=None,
-    bars=None, side_by_side=(), plots=None, explain=None)``
+    needs_dataset=False, exclusive=False, available=None, inline_only=None, applies=None,
+    footnotes=None, bars=None, side_by_side=(), plots=None, explain=None)``
 
     * ``measure(ctx: MeasureContext) -> dict`` returns the metric's result fields. It is
       called once per benchmark with the model already built, on its device, in its mode.
@@ -116,6 +116,10 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
       ``{"exact": True}`` (deterministic: any change counts), ``{"samples": "<field of raw
       samples>", "rounds": "<field of samples per round>"}`` (timed: statistics), or ``{}``
       (one value against the threshold); add ``"higher_is_better": True`` for scores,
+      ``"budget": True`` for an error that a suite may bound (the suite's ``thresholds:``
+      value for the field is then an upper limit on the value itself, not on its change: a
+      benchmark over it fails, and compare calls a value that crosses it a regression; the
+      field's ``threshold`` is then a factor both ways: 1.0 is "2x worse" and "2x better"),
       ``"threshold": 0.01`` for the field's own default threshold (kept unless the field or
       its metric is named: a blanket ``--threshold`` does not change it), and
       ``"settings": [...]``: the record fields that must be equal in both runs for the
@@ -139,6 +143,11 @@ def benchbench_register_metrics(register: Callable[..., None]) -> None:
       (the default: every benchmark in this process), or None. A suite listing it with
       another executor (``--isolate``, ``--executor``, ``executor:``) is rejected before
       anything runs (exit code 2), with this reason.
+    * ``applies``: optional ``applies(output) -> str | None``, called with the model's output
+      of the dry run on the meta device (shapes and dtypes, no values) for each benchmark that
+      lists the metric: a sentence saying why the metric cannot measure this model (numerics:
+      "the output holds no floating-point tensor"), or None. The suite is then rejected before
+      anything runs (exit code 2); with ``dry_run: false`` the metric finds out when it runs.
     * ``formats``: optional ``{field: callable(value) -> str}`` used by table reporters.
 
     How the metric's fields are shown is declared here too, so that the core names no

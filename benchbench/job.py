@@ -35,6 +35,7 @@ from benchbench.errors import UsageError
 from benchbench.registry import DatasetEntry, MetricEntry, ModelEntry, Registry
 from benchbench.results import CORE_FIELDS, RESERVED_FIELDS, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, Record
 from benchbench.spec import BenchmarkSpec
+from benchbench.ticker import ticking
 
 if TYPE_CHECKING:
     from benchbench.manager import PluginManager
@@ -247,8 +248,9 @@ class JobRunner:
         if watch is None:
             first = PhaseOutcome.from_call("the first forward pass", first_step)
         else:
-            first = PhaseOutcome.from_call("compiling the model (torch.compile) and running its first step", first_step,
-                                           lines=3)
+            with ticking(ctx.report, "compiling (torch.compile)"):  # a minute of max-autotune must not look hung
+                first = PhaseOutcome.from_call("compiling the model (torch.compile) and running its first step",
+                                               first_step, lines=3)
             if first.error is not None and "No module named 'pkg_resources'" in first.error:  # torch 2.1's inductor
                 return [first.error + '; this torch needs pkg_resources: pip install "setuptools<81"']  # setuptools >= 81
         if first.error is not None:
@@ -298,7 +300,21 @@ class JobRunner:
         if reserved:  # a metric must not overwrite the runner's fields (status, benchmark, ...)
             return [f"metric {metric!r} returned field(s) the runner owns: {', '.join(reserved)}; rename them"]
         record.update(fields)
-        return []
+        return over_budget(entry, fields, record.get("thresholds") or {})
+
+
+def over_budget(entry: MetricEntry, fields: dict[str, Any], thresholds: dict[str, float]) -> list[str]:
+    """The metric's budgeted fields (``budget`` in its ``compare``) that the suite bounds in
+    ``thresholds:`` and whose value is over the bound: each fails the benchmark, with both numbers.
+    A value that is not a finite number below the bound (inf, NaN) is over it."""
+    problems = []
+    for name in entry.budgets:
+        value, limit = fields.get(name), thresholds.get(name)
+        if limit is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not value <= limit:
+            problems.append(f"{name} {value:.3g} is over its budget {limit:g} (the suite's thresholds: {{{name}: {limit:g}}})")
+    return problems
 
 
 def metrics_of_round(registry: Registry, spec: BenchmarkSpec, round_index: int) -> list[str]:

@@ -94,7 +94,7 @@ def draw_bars(runs: Sequence[RunResult], names: list[str], *, panels: Mapping[st
             values_all += [v for v in values if v]
             ax.barh([j + i * height for j in range(len(benchmarks))], values, height=height, label=name)
         if values_all and max(values_all) / max(min(values_all), 1e-30) > 100:
-            ax.set_xscale("log")
+            log_scale(ax, "x")
         ax.set_title(label, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks([j + height * (len(runs) - 1) / 2 for j in range(len(benchmarks))], benchmarks, fontsize=8)
@@ -120,10 +120,22 @@ def labelled_points(ax: Any, points: list[tuple[str, float, float]], name: str, 
         ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
 
 
+def log_scale(ax: Any, which: str) -> None:
+    """A logarithmic axis whose tick labels are plain text (``1e-03``, ``300``): the report draws
+    with mathtext off (benchmark names are drawn literally), and matplotlib's default log labels
+    are mathtext (they showed as ``$\\mathdefault{10^{-3}}$``)."""
+    from matplotlib import ticker
+
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    axis.set_major_formatter(ticker.LogFormatter())
+    axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def log_axes(ax: Any, xlabel: str, ylabel: str) -> None:
     """Both axes logarithmic, labelled, with a light grid."""
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_scale(ax, "x")
+    log_scale(ax, "y")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")

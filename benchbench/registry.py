@@ -215,7 +215,8 @@ class FieldDeclarations(Entry):
 class MetricEntry(FieldDeclarations):
     """``register(name, measure, *, fields, description=None, ratio_fields=(), options=None, formats=None,
     check_options=None, compare=None, merge_rounds=None, train_options=False, needs_dataset=False, exclusive=False,
-    available=None, inline_only=None, footnotes=None, bars=None, side_by_side=(), plots=None, explain=None)``.
+    available=None, inline_only=None, applies=None, footnotes=None, bars=None, side_by_side=(), plots=None,
+    explain=None)``.
 
     Each argument is documented on ``benchbench_register_metrics`` in :mod:`benchbench.hookspecs`.
     """
@@ -235,16 +236,26 @@ class MetricEntry(FieldDeclarations):
     exclusive: bool = False
     available: Callable[[str], str | None] | None = None
     inline_only: str | None = None
+    applies: Callable[[Any], str | None] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._require_callable("measure function", self.measure)
         self._field_names("ratio_fields", self.ratio_fields)
-        for what in ("check_options", "merge_rounds", "available"):
+        for what in ("check_options", "merge_rounds", "available", "applies"):
             if getattr(self, what) is not None:
                 self._require_callable(what, getattr(self, what))
         object.__setattr__(self, "options", dict(self.options or {}))
         object.__setattr__(self, "compare", {f: dict(spec) for f, spec in (self.compare or {}).items()})
+        for name, spec in self.compare.items():
+            if spec.get("budget") and (spec.get("exact") or spec.get("samples") or spec.get("higher_is_better")):
+                self._fail(f"compare[{name!r}]: a budget bounds a single value that is better lower; "
+                           "it cannot go with exact, samples or higher_is_better")
+
+    @property
+    def budgets(self) -> tuple[str, ...]:
+        """The fields whose ``thresholds:`` value is an upper bound on the value itself (``budget`` in ``compare``)."""
+        return tuple(name for name, spec in self.compare.items() if spec.get("budget"))
         for what in ("train_options", "needs_dataset", "exclusive"):
             object.__setattr__(self, what, bool(getattr(self, what)))
 

@@ -82,15 +82,21 @@ class Verdict:
     note: str | None = None
 
 
-def compare_values(base: float, new: float, threshold: float, *, higher_is_better: bool = False) -> Verdict:
-    """A deterministic field (or a single value): the ratio against the threshold, nothing else."""
+def compare_values(base: float, new: float, threshold: float, *, higher_is_better: bool = False,
+                   factor: bool = False) -> Verdict:
+    """A deterministic field (or a single value): the ratio against the threshold, nothing else.
+
+    ``factor``: the threshold is a factor both ways (an error that may vary by orders of
+    magnitude: 1.0 is "2x worse" and "2x better"), where by default a 100% threshold could
+    never call anything better."""
     if base == new:
         return Verdict(UNCHANGED, 1.0 if base else None)
     if base == 0:
         return Verdict(REGRESSED if (new > 0) != higher_is_better else IMPROVED, None, note=f"was 0, now {new:g}")
     ratio = new / base
     worse = ratio < 1 - threshold if higher_is_better else ratio > 1 + threshold
-    better = ratio > 1 + threshold if higher_is_better else ratio < 1 - threshold
+    lower = 1 / (1 + threshold) if factor else 1 - threshold
+    better = ratio > 1 + threshold if higher_is_better else ratio < lower
     return Verdict(REGRESSED if worse else IMPROVED if better else UNCHANGED, ratio)
 
 
