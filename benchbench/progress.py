@@ -7,6 +7,11 @@ a terminal too, plus each benchmark's warnings as they happen; ``-q`` silences i
 read from the run's configuration, ``benchbench_configure``); ``-p no:progress`` leaves
 the plugin out. stdout is left to the report, so ``benchbench run ... --format csv >
 out.csv`` works.
+
+A long phase that reports its clock (:mod:`benchbench.ticker`: the first step of a compiled
+benchmark) refreshes the bar every second ("compiling (torch.compile), 12 s"); as lines it
+is printed when it starts, every :data:`TICK_LINES_EVERY_S` and when it ends, so that a CI
+log shows a 60-second max-autotune as alive without a line a second.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from collections import Counter
 from typing import Any
 
 import benchbench
+from benchbench.ticker import Tick
 
+TICK_LINES_EVERY_S = 10.0
+"""As lines (not a bar), a running phase's clock is printed at most this often."""
 STYLES = ("auto", "bar", "lines", "verbose", "quiet")
 _state: dict[str, Any] = {"style": "auto", "bar": None}
 clock = time.perf_counter
@@ -175,7 +183,24 @@ def benchbench_benchmark_progress(benchmark: Any, message: str) -> None:
     if bar is not None and _state["style"] != "verbose":
         bar.set_postfix_str(message[:70])
         return
+    if isinstance(message, Tick) and not _tick_line_due(benchmark.name, message):
+        return
     _say(f"      {benchmark.name}: {message}")
+
+
+def _tick_line_due(name: str, tick: Tick) -> bool:
+    """Whether a phase's clock deserves a line now: at its start, at its end, and when
+    :data:`TICK_LINES_EVERY_S` passed since the last line of that phase."""
+    shown: dict[tuple[str, str], float] = _state.setdefault("ticks", {})
+    key = (name, tick.phase)
+    last = shown.get(key)
+    if tick.done:
+        shown.pop(key, None)
+        return True
+    if last is not None and tick.elapsed_s - last < TICK_LINES_EVERY_S:
+        return False
+    shown[key] = tick.elapsed_s
+    return True
 
 
 @benchbench.hookimpl
