@@ -19,6 +19,14 @@ Two timers, each following the practice of the tool people trust for that device
 
 Both return :class:`Timing` with every raw sample, so that a comparison between runs
 can use statistics (a rank test) rather than two medians.
+
+How long to sample: by default, for a fixed time (``min_run_time_s``, at least ``min_runs``
+samples). With a ``target_uncertainty`` (:class:`StopRule`), instead, until the median is
+known well enough: the distribution-free confidence interval of the median
+(:func:`median_uncertainty`) narrower than the target share of it (0.005: +-0.5%), or at
+``max_run_time_s``, as nvbench stops on noise. A quiet layer then stops after a fraction
+of a second and a noisy one gets the time it needs. The CUDA timer then runs its steps in
+chunks of about :data:`CHECK_EVERY_S` with a synchronize between them, to read the times.
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -54,6 +63,12 @@ class Timing:
     blocks were timed (other processes, and a hypervisor's steal); None where unknown."""
     load: float | None = None
     """The 1-minute load average when the timed blocks started (None where unknown)."""
+    starts_s: list[float] | None = None
+    """CUDA: when each timed step started on the GPU, in host ``time.perf_counter`` seconds (from
+    the events' offsets after an origin event recorded on an idle GPU): to match steps with the GPU's
+    state sampled meanwhile (:mod:`benchbench.gpustate`). None on the CPU."""
+    uncertainty: float | None = None
+    """The median's relative uncertainty when sampling stopped (:func:`median_uncertainty`)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,85 @@ def summarize(samples: list[float]) -> Summary:
     values = np.asarray(samples, dtype=float)
     q1, median, q3 = np.percentile(values, [25, 50, 75])
     return Summary(float(median), float(q3 - q1), float(values.mean()), len(values))
+
+
+CONFIDENCE = 0.95
+"""Confidence of the median's interval that :func:`median_uncertainty` measures."""
+CHECK_EVERY_S = 0.1
+"""With a stopping rule, the CUDA timer reads its samples (a synchronize) about this often."""
+
+
+def median_interval(samples: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The distribution-free ``confidence`` interval of the median, from order statistics: the
+    samples of ranks floor((n - z sqrt(n)) / 2) and ceil(1 + (n + z sqrt(n)) / 2) (the normal
+    approximation of the binomial; Conover, *Practical Nonparametric Statistics*), so skewed,
+    heavy-tailed timings need no model. None when there are too few samples for such an
+    interval (fewer than 8 at 95%)."""
+    n = len(samples)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    low = math.floor((n - z * math.sqrt(n)) / 2)
+    high = math.ceil(1 + (n + z * math.sqrt(n)) / 2)
+    if n == 0 or low < 1 or high > n:
+        return None
+    ordered = np.sort(np.asarray(samples, dtype=float))
+    return float(ordered[low - 1]), float(ordered[high - 1])
+
+
+def median_uncertainty(samples: Sequence[float], confidence: float = CONFIDENCE) -> float:
+    """Half the width of the median's interval (:func:`median_interval`) over the median: 0.005 is
+    +-0.5%. ``inf`` without an interval or with a median that is not positive."""
+    interval = median_interval(samples, confidence)
+    median = float(np.median(samples)) if len(samples) else 0.0
+    if interval is None or median <= 0:
+        return math.inf
+    return (interval[1] - interval[0]) / 2 / median
+
+
+@dataclass
+class StopRule:
+    """When to stop taking samples: ``min_runs`` and ``min_run_time_s`` reached (``target`` 0, the
+    default), or, with a ``target`` uncertainty, ``min_runs`` and a median known to +-target; in
+    both cases at ``max_run_time_s``, and at ``max_runs``.
+
+    The median's uncertainty is checked each time the samples grew by a tenth (sorting them each
+    time would cost more than short steps)."""
+
+    min_runs: int
+    min_run_time_s: float
+    max_run_time_s: float
+    max_runs: int
+    target: float = 0.0
+    uncertainty: float = math.inf
+    _next_check: int = 0
+
+    def done(self, samples: Sequence[float], elapsed_s: float) -> bool:
+        n = len(samples)
+        if n >= self.max_runs or elapsed_s >= self.max_run_time_s:
+            return True
+        if n < self.min_runs:
+            return False
+        if self.target <= 0:
+            return elapsed_s >= self.min_run_time_s
+        if n >= self._next_check:
+            self.uncertainty = median_uncertainty(samples)
+            self._next_check = max(n + 1, math.ceil(n * 1.1))
+        return self.uncertainty <= self.target
+
+    def notes(self, samples: Sequence[float]) -> list[str]:
+        """Remarks when sampling stopped short of what the rule asked for."""
+        notes = _short_note(len(samples), self.min_runs, self.max_run_time_s)
+        if self.target > 0:
+            self.uncertainty = median_uncertainty(samples)
+            if self.uncertainty > self.target and len(samples) < self.max_runs:
+                notes.append(f"latency: the median is known to +-{self.uncertainty:.2%}, not the +-{self.target:.2%} asked "
+                             f"(target_uncertainty), when max_run_time_s {self.max_run_time_s:g} ran out; raise it, or "
+                             "quiet the machine")
+        return notes
+
+    def describe(self) -> str:
+        if self.target <= 0:
+            return ""
+        return f", until the median was known to +-{self.target:.2%} ({CONFIDENCE:.0%} interval) or {self.max_run_time_s:g} s"
 
 
 # ----------------------------------------------------------------------------- CPU
@@ -102,6 +196,7 @@ def time_cpu(
     max_runs: int = 10_000,
     max_run_time_s: float = 60.0,
     min_block_s: float = 0.01,
+    target_uncertainty: float = 0.0,
 ) -> Timing:
     """Time ``step`` on the CPU in calibrated blocks (see the module docstring)."""
     warm_start = time.perf_counter()
@@ -123,15 +218,15 @@ def time_cpu(
     total = 0.0
     load = _load_average()
     meter = OtherWork()
-    while len(samples) < max_runs:
+    rule = StopRule(min_runs, min_run_time_s, max_run_time_s, max_runs, target_uncertainty)
+    while not rule.done(samples, total):
         took = _time_block(step, block)
         samples.append(took / block * 1e3)
         total += took
-        if (total >= min_run_time_s and len(samples) >= min_runs) or total >= max_run_time_s:
-            break
-    timer = f"cpu: time.perf_counter_ns over blocks of {block} step(s), after {count} warm-up step(s)"
-    notes = _short_note(len(samples), min_runs, max_run_time_s)
-    return Timing(samples, block, timer, count, notes, meter.cores_busy(), load)
+    timer = f"cpu: time.perf_counter_ns over blocks of {block} step(s), after {count} warm-up step(s){rule.describe()}"
+    notes = rule.notes(samples)
+    return Timing(samples, block, timer, count, notes, meter.cores_busy(), load,
+                  uncertainty=rule.uncertainty if target_uncertainty > 0 else None)
 
 
 def _load_average() -> float | None:
@@ -221,6 +316,7 @@ def time_cuda(
     max_runs: int = 10_000,
     max_run_time_s: float = 60.0,
     flush_l2: bool = True,
+    target_uncertainty: float = 0.0,
 ) -> Timing:
     """Time ``step`` on a CUDA device with events around each step (see the module docstring)."""
     import torch
@@ -242,23 +338,85 @@ def time_cuda(
             iteration()
         end.record()
         torch.cuda.synchronize(device)
+        per_iteration_ms = begin.elapsed_time(end) / 5
         warmup, runs = plan_cuda_runs(
-            begin.elapsed_time(end) / 5, warmup_s=warmup_s, min_run_time_s=min_run_time_s,
+            per_iteration_ms, warmup_s=warmup_s, min_run_time_s=min_run_time_s,
             min_runs=min_runs, max_runs=max_runs, max_run_time_s=max_run_time_s,
         )
         for _ in range(warmup):  # no events: nothing to read back
             iteration()
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
-        torch.cuda.synchronize(device)
-        for start, stop in zip(starts, ends):
-            if flush is not None:
-                flush.zero_()  # outside the events: only the step is timed
-            start.record()
-            step()
-            stop.record()
-        torch.cuda.synchronize(device)
-        samples = [s.elapsed_time(e) for s, e in zip(starts, ends)]  # milliseconds
+        rule = StopRule(min_runs, min_run_time_s, max_run_time_s, max_runs, target_uncertainty)
+        if target_uncertainty > 0:  # chunks of ~CHECK_EVERY_S, checked in between, up to max_runs
+            chunk = max(1, min(max_runs, math.ceil(CHECK_EVERY_S * 1e3 / max(per_iteration_ms, 1e-3))))
+        else:  # as planned, in one go: no synchronize among the timed steps
+            chunk = runs
+        samples: list[float] = []
+        starts_s: list[float] = []
+        elapsed_s = 0.0
+        while not samples or (target_uncertainty > 0 and not rule.done(samples, elapsed_s)):
+            count = min(chunk, max_runs - len(samples))
+            chunk_samples, chunk_starts, took_s = _cuda_chunk(step, flush, count, device)
+            samples += chunk_samples
+            starts_s += chunk_starts
+            elapsed_s += took_s
     flushed = f", {L2_FLUSH_BYTES // 2**20} MiB written between steps to flush L2" if flush_l2 else ""
-    timer = f"cuda: CUDA events around each step{flushed}, after {warmup + 5} warm-up step(s)"
-    return Timing(samples, 1, timer, warmup + 5, _short_note(len(samples), min_runs, max_run_time_s))
+    timer = f"cuda: CUDA events around each step{flushed}, after {warmup + 5} warm-up step(s){rule.describe()}"
+    return Timing(samples, 1, timer, warmup + 5, rule.notes(samples), starts_s=starts_s,
+                  uncertainty=rule.uncertainty if target_uncertainty > 0 else None)
+
+
+def _cuda_chunk(step: Callable[[], Any], flush: Any, count: int, device: Any) -> tuple[list[float], list[float], float]:
+    """``count`` steps, each between two events (the L2 flush before, outside them), read back after
+    one synchronize: their times (ms), when each started (host seconds) and the seconds it all took.
+
+    The start times come from an origin event recorded on an idle GPU, right after a
+    synchronize: it runs at once, so its host time plus each start event's offset from it is
+    when that step started on the GPU's clock, in the host's time."""
+    import torch
+
+    origin = torch.cuda.Event(enable_timing=True)
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    torch.cuda.synchronize(device)
+    origin_s = time.perf_counter()
+    origin.record()
+    for start, stop in zip(starts, ends):
+        if flush is not None:
+            flush.zero_()  # outside the events: only the step is timed
+        start.record()
+        step()
+        stop.record()
+    torch.cuda.synchronize(device)
+    took_s = time.perf_counter() - origin_s
+    samples = [s.elapsed_time(e) for s, e in zip(starts, ends)]  # milliseconds
+    starts_s = [origin_s + origin.elapsed_time(s) / 1e3 for s in starts]
+    return samples, starts_s, took_s
+
+
+def device_time_ms(step: Callable[[], Any], device: Any, *, steps: int = 10, launch_ms: float = 1.0) -> float:
+    """The GPU's own time for one step, without the time Python takes to launch it: ``steps`` steps
+    queued behind a GPU-side sleep (``torch.cuda._sleep``) long enough for the CPU to launch them
+    all (``launch_ms``: the time one step's launch may take, e.g. its event time), then timed as
+    they run back to back.
+
+    No profiler: profiling with CUDA activity (CUPTI) in the benchmarking process can leave its
+    callbacks behind and slow every kernel launch that is timed after it (the suspected cause of
+    launch-bound rows timed 1.6-2.75x slower than by hand in issue 23)."""
+    import torch
+
+    with torch.cuda.device(device):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        begin.record()
+        torch.cuda._sleep(1_000_000)
+        end.record()
+        torch.cuda.synchronize(device)
+        cycles_per_ms = 1_000_000 / max(begin.elapsed_time(end), 1e-3)
+        hide_ms = 2.0 * steps * launch_ms + 1.0  # twice what launching them should take
+        torch.cuda._sleep(int(hide_ms * cycles_per_ms))
+        begin.record()
+        for _ in range(steps):
+            step()
+        end.record()
+        torch.cuda.synchronize(device)
+        return begin.elapsed_time(end) / steps

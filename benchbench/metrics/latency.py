@@ -5,6 +5,21 @@ forward + backward in train mode. The timers live in :mod:`benchbench.timing` (C
 calibrated blocks as ``torch.utils.benchmark``; CUDA: events per step with an L2 flush
 as triton's ``do_bench``). The table shows the median and the interquartile range; the
 run file keeps every raw sample for statistical comparisons between runs.
+
+On a CUDA GPU the GPU's state is sampled with NVML while each round is timed
+(:mod:`benchbench.gpustate`; ``gpu_state: false`` turns it off): the trace (SM clock,
+temperature, power) is kept as ``latency_gpu_trace``, and the steps timed while the SM clock
+was below ``throttle_share`` of the default application clock are counted
+(``latency_throttled_samples``), kept apart (``latency_throttled_ms``) and left out of the
+statistics, with a warning. Without NVML (no ``nvidia-ml-py``, no driver) the reason is
+recorded as ``latency_gpu_state`` and the timing is as before.
+
+A noisy CUDA step is checked for being launch-bound by its device time
+(:func:`benchbench.timing.device_time_ms`: steps queued behind a GPU sleep), not by the
+profiler, whose CUPTI state could slow the launches of the benchmarks timed after it.
+
+``target_uncertainty`` (0: off, the default) stops sampling once the median is known to
++-that share (95% interval) instead of after ``min_run_time_s`` (:class:`benchbench.timing.StopRule`).
 """
 
 from __future__ import annotations
@@ -14,7 +29,7 @@ from typing import Any
 import torch
 
 import benchbench
-from benchbench import formatting, timing
+from benchbench import formatting, gpustate, timing
 from benchbench.context import MeasureContext
 from benchbench.environment import available_cores
 from benchbench.stats import BUSY_CONTENTION
@@ -28,12 +43,19 @@ OPTIONS: dict[str, Any] = {
     "min_block_s": 0.01,
     "flush_l2": True,
     "noise_threshold": 0.10,
+    "target_uncertainty": 0.0,
+    "gpu_state": True,
+    "throttle_share": gpustate.THROTTLE_SHARE,
+    "gpu_sample_interval_s": gpustate.SAMPLE_INTERVAL_S,
 }
 """Defaults; a suite overrides them under ``metric_options: {latency: {...}}``.
 
 ``min_block_s`` applies to the CPU timer, ``flush_l2`` to the CUDA timer; the other
 budgets to both (``max_run_time_s`` caps the timed part; on CUDA it is planned from the
-estimated step time). ``noise_threshold``: warn when IQR / median exceeds it."""
+estimated step time). ``noise_threshold``: warn when IQR / median exceeds it.
+``target_uncertainty``: stop once the median is known to +-this share (0.005 = 0.5%), or at
+``max_run_time_s``; 0 keeps the fixed duration. ``gpu_state``, ``throttle_share`` and
+``gpu_sample_interval_s``: NVML sampling on CUDA (see the module docstring)."""
 LAUNCH_BOUND = 0.5
 """A noisy CUDA step whose kernels take less than this share of its time is launch-bound."""
 
@@ -48,6 +70,13 @@ def check_options(options: dict[str, Any]) -> list[str]:
     ]
     if options["noise_threshold"] <= 0:
         problems.append(f"noise_threshold must be above 0, got {options['noise_threshold']}")
+    if not 0 <= options["target_uncertainty"] < 1:
+        problems.append(f"target_uncertainty must be from 0 (off) to below 1, got {options['target_uncertainty']} "
+                        "(0.005: stop once the median is known to +-0.5%)")
+    if not 0 < options["throttle_share"] <= 1:
+        problems.append(f"throttle_share must be above 0 and at most 1, got {options['throttle_share']}")
+    if options["gpu_sample_interval_s"] <= 0:
+        problems.append(f"gpu_sample_interval_s must be above 0, got {options['gpu_sample_interval_s']}")
     if not problems and options["max_runs"] < options["min_runs"]:
         problems.append(f"max_runs ({options['max_runs']}) is below min_runs ({options['min_runs']})")
     return problems
@@ -55,19 +84,28 @@ def check_options(options: dict[str, Any]) -> list[str]:
 
 def measure(ctx: MeasureContext) -> dict[str, Any]:
     opts = ctx.options
-    budget = {k: opts[k] for k in ("warmup_s", "min_run_time_s", "min_runs", "max_runs", "max_run_time_s")}
+    budget = {k: opts[k] for k in ("warmup_s", "min_run_time_s", "min_runs", "max_runs", "max_run_time_s",
+                                   "target_uncertainty")}
+    gpu_fields: dict[str, Any] = {}
     if ctx.is_cuda:
-        result = timing.time_cuda(ctx.step, ctx.device, flush_l2=opts["flush_l2"], **budget)
+        gpu = gpustate.open_torch_gpu(ctx.device) if opts["gpu_state"] else "gpu_state: false"
+        with gpustate.sampling(None if isinstance(gpu, str) else gpu, opts["gpu_sample_interval_s"]) as sampler:
+            result = timing.time_cuda(ctx.step, ctx.device, flush_l2=opts["flush_l2"], **budget)
+        gpu_fields = gpu_state_fields(result, gpu, sampler, opts["throttle_share"])
+        warning = gpu_fields.pop("warning", None)
+        if warning:
+            ctx.warn(warning)
     else:
         result = timing.time_cpu(ctx.step, min_block_s=opts["min_block_s"], **budget)
     for note in result.notes:
         ctx.warn(note)
-    summary = timing.summarize(result.samples_ms)
+    samples = gpu_fields.pop("kept", result.samples_ms)
+    summary = timing.summarize(samples)
     launch_check = ctx.is_cuda and ctx.replay is None and summary.iqr > opts["noise_threshold"] * summary.median
     return {
-        **summary_fields(result.samples_ms, ctx.batch_size),
-        "latency_kernel_ms": kernel_time_ms(ctx) if launch_check else None,
-        "latency_samples_ms": result.samples_ms,
+        **summary_fields(samples, ctx.batch_size),
+        "latency_kernel_ms": timing.device_time_ms(ctx.step, ctx.device, launch_ms=summary.median) if launch_check else None,
+        "latency_samples_ms": samples,
         "latency_block_size": result.block_size,
         "latency_warmup_runs": result.warmup_runs,
         "latency_timer": result.timer,
@@ -75,19 +113,33 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
         "latency_other_cores": result.other_cores,
         "latency_load": result.load,
         "latency_noise_threshold": opts["noise_threshold"],
+        "latency_uncertainty": result.uncertainty,
+        **gpu_fields,
     }
 
 
-def kernel_time_ms(ctx: MeasureContext) -> float:
-    """The GPU time of one step's kernels (profiled): well below the step's event time, the step is
-    bound by Python launching kernels, not by the GPU, and ``cuda_graphs: true`` removes that."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        ctx.step()
-        ctx.synchronize()
-    self_time = lambda e: getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)  # noqa: E731
-    return sum(self_time(e) for e in prof.key_averages()) / 1e3
+def gpu_state_fields(result: timing.Timing, gpu: gpustate.Gpu | str, sampler: gpustate.Sampler | None,
+                     share: float) -> dict[str, Any]:
+    """The GPU state of one CUDA round for the record: the trace, the throttled samples left out
+    (``kept``: the samples for the statistics; ``warning``: for the user), or why nothing was sampled."""
+    if isinstance(gpu, str) or sampler is None:
+        return {"latency_gpu_state": f"not sampled: {gpu}"}
+    starts = result.starts_s or []
+    origin = starts[0] if starts else 0.0
+    fields: dict[str, Any] = {
+        "latency_gpu_state": f"NVML, {gpu.name}, every {sampler.interval:g} s" + (f"; {sampler.error}" if sampler.error else ""),
+        "latency_gpu_trace": sampler.trace.as_fields(origin),
+        "latency_default_sm_clock_mhz": gpu.default_sm_clock_mhz,
+    }
+    limit = gpustate.clock_limit(gpu, share)
+    if limit is None or len(starts) != len(result.samples_ms):
+        fields.update(latency_throttled_samples=None, latency_throttled_ms=None,
+                      latency_gpu_state=fields["latency_gpu_state"] + "; no default application clock: throttling not judged")
+        return fields
+    filtered = gpustate.filter_throttled(result.samples_ms, starts, sampler.trace, limit, share=share)
+    fields.update(kept=filtered.kept, warning=filtered.warning, latency_sm_clock_limit_mhz=limit,
+                  latency_throttled_samples=len(filtered.throttled), latency_throttled_ms=filtered.throttled)
+    return fields
 
 
 def contention(other_cores: float | None, threads: int) -> float | None:
@@ -128,6 +180,10 @@ def merge_rounds(records: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_round_other_cores": [r.get("latency_other_cores") for r in measured],
         "latency_round_load": [r.get("latency_load") for r in measured],
     }
+    if any("latency_gpu_state" in r for r in measured):  # CUDA: each round's GPU state, and the throttled steps in all
+        fields["latency_round_gpu_traces"] = [r.get("latency_gpu_trace") for r in measured]
+        counts = [r.get("latency_throttled_samples") for r in measured]
+        fields["latency_throttled_samples"] = None if all(c is None for c in counts) else sum(c or 0 for c in counts)
     fields["warnings"] = [w for w in (_noise_warning(measured), _busy_warning(measured)) if w]
     return fields
 
