@@ -396,3 +396,16 @@ def test_a_run_stopped_before_any_benchmark_finished_leaves_no_file(tmp_path: Pa
     assert code == ExitCode.INTERRUPTED
     assert "interrupted before any benchmark finished; no run file was written" in capsys.readouterr().err
     assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_ctrl_c_while_the_table_is_printed_keeps_the_run_file_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    def emit(text: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("benchbench.outputs.emit", emit)
+    out = tmp_path / "r.json"
+    assert main(["run", str(tiny_suite_file(tmp_path)), "--json", str(out), "--no-history"]) == ExitCode.INTERRUPTED
+    err = capsys.readouterr().err
+    assert f"interrupted while reporting; the run file {out} is written and kept" in err
+    assert "nothing was written" not in err and json.loads(out.read_text())["complete"] is True

@@ -235,12 +235,21 @@ def _report(run: RunResult, path: Path, history: Any, table: str, summary: str, 
     """Save first, print last: the history and the job summary, then the table on stdout and
     where things went on stderr. The exit code is the run's, whether or not anyone still
     reads stdout (``| head``); a history that cannot be written after all is exit 2, with
-    the table printed and the run file kept."""
-    from benchbench.outputs import emit
-
+    the table printed and the run file kept. Ctrl-C while reporting keeps the run file, and
+    says so (the generic "nothing was written" would be false)."""
     if not run.records:  # interrupted (or stopped by the executor) before the first benchmark finished
         print("benchbench: interrupted before any benchmark finished; no run file was written", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    try:
+        return _report_saved(run, path, history, table, summary, quiet=quiet)
+    except KeyboardInterrupt:
+        print(f"benchbench: interrupted while reporting; the run file {path} is written and kept", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _report_saved(run: RunResult, path: Path, history: Any, table: str, summary: str, *, quiet: bool) -> ExitCode:
+    from benchbench.outputs import emit
+
     problem = None
     if history is not None:
         try:
