@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import UsageError
-from benchbench.outputs import check_folder
+from benchbench.outputs import HISTORY_NAME, check_folder
 from benchbench.results import RunResult, is_number
 
 SCHEMA_VERSION = 1
@@ -71,7 +71,7 @@ class History:
     def _connect(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection; read-only unless ``create`` (reading never changes someone's file)."""
         if not create and self.path.is_dir():
-            raise UsageError(f"history {str(self.path)!r} is a folder; give the history file (e.g. {str(self.path / 'history.sqlite')!r})")
+            raise UsageError(f"history {str(self.path)!r} is a folder; give the history file (e.g. {str(self.path / HISTORY_NAME)!r})")
         if not create and not self.path.is_file():
             raise UsageError(f"history {str(self.path)!r} not found; `benchbench run` creates it (see --history)")
         if create:

@@ -334,7 +334,8 @@ class Measurement:
         return mine / theirs
 
     def __repr__(self) -> str:
-        shown = {k: self.record.get(k) for k in ("params", "flops", "latency_ms", "peak_memory_bytes") if k in self.record}
+        columns = self.state.manager.registry.declared().columns  # the metrics' own table fields, whichever ran
+        shown = {k: v for k, v in self.record.items() if k in columns and v is not None}
         return f"<Measurement {self.benchmark}: {', '.join(f'{k}={v!r}' for k, v in shown.items())}>"
 
 

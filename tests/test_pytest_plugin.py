@@ -102,6 +102,9 @@ def test_cost_assertions_pass_and_fail_like_any_assertion(pytester: pytest.Pytes
             assert r["flops"] == r.record["flops"] > 0
             measured_ms = r.latency_runs * r.record["latency_block_size"] * r.latency_ms
             assert r.rounds == 1 and measured_ms < 500  # no --benchbench-* option: a short budget (0.05 s, not 1 s)
+            shown = repr(r)  # the table fields of the metrics that ran, whichever they are
+            assert shown.startswith("<Measurement ") and "params=" in shown and "latency_iqr_ms=" in shown, shown
+            assert "latency_samples_ms" not in shown and "status" not in shown, shown
 
 
         def test_too_big(benchbench):
