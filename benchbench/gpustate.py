@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import importlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,18 +48,21 @@ def nvml() -> ModuleType | str:
 
     Initialised once per process (``nvmlInit``); a failure is remembered, so asking again is cheap."""
     if "module" not in _nvml_state:
-        try:
-            import pynvml
-        except ImportError:
-            _nvml_state["module"] = f"the NVML binding is not installed: {INSTALL}"
-            return str(_nvml_state["module"])
-        try:
-            pynvml.nvmlInit()
-        except Exception as exc:  # pynvml.NVMLError_LibraryNotFound, _DriverNotLoaded...: no usable driver
-            _nvml_state["module"] = f"NVML could not start ({type(exc).__name__}: {exc}): no NVIDIA driver here?"
-            return str(_nvml_state["module"])
-        _nvml_state["module"] = pynvml
-    return _nvml_state["module"]  # type: ignore[no-any-return]
+        _nvml_state["module"] = _start_nvml()
+    found: ModuleType | str = _nvml_state["module"]
+    return found
+
+
+def _start_nvml() -> ModuleType | str:
+    try:
+        module = importlib.import_module("pynvml")  # nvidia-ml-py: optional (the gpu extra)
+    except ImportError:
+        return f"the NVML binding is not installed: {INSTALL}"
+    try:
+        module.nvmlInit()
+    except Exception as exc:  # pynvml.NVMLError_LibraryNotFound, _DriverNotLoaded...: no usable driver
+        return f"NVML could not start ({type(exc).__name__}: {exc}): no NVIDIA driver here?"
+    return module
 
 
 def reset() -> None:

@@ -122,7 +122,7 @@ def test_a_counter_that_never_changes_fails_the_benchmark_with_words(monkeypatch
         def read_j(self) -> float:
             return 1.0
 
-    with pytest.raises(RuntimeError, match="a stuck counter.*did not change"):
+    with pytest.raises(RuntimeError, match=r"a stuck counter.*did not change"):
         energy.measure_windows(lambda: clock.sleep(0.001), lambda: None, Stuck(), windows=1, window_s=1.0,
                                warmup_s=0.0, idle_s=0.0, clock=clock, sleep=clock.sleep)
 
@@ -182,3 +182,20 @@ def test_options_are_checked() -> None:
 
 def test_joules_are_shown_with_their_unit() -> None:
     assert energy.joules(0.00123) == "1.23 mJ" and energy.joules(2.5) == "2.5 J" and energy.joules(None) == "-"
+
+
+@pytest.mark.cuda
+def test_energy_on_a_gpu_gives_joules_per_sample() -> None:
+    gpustate.reset()
+    if isinstance(gpustate.nvml(), str):
+        reason = energy.available("cuda")
+        assert reason is not None and "NVML" in reason
+        return
+    data = energy_suite()
+    data["defaults"].update(device="cuda", batch_size=64)
+    data["defaults"]["metric_options"]["energy"] = {"windows": 2, "window_s": 0.5, "warmup_s": 0.2, "idle_s": 0.5}
+    record = benchbench.run_suite(data, quiet=True).records[0]
+    assert record["status"] == "ok", record.get("error")
+    assert record["energy_j_per_sample"] > 0 and record["power_w"] > 0 and record["energy_idle_w"] > 0
+    assert 0 < record["energy_counter_period_s"] < 1.0
+    assert "NVML total energy" in record["energy_counter"]

@@ -170,3 +170,42 @@ def test_cpu_latency_records_no_gpu_state() -> None:
     record = benchbench.run_suite(tiny_suite(metrics=["latency"]), quiet=True).records[0]
     assert record["status"] == "ok"
     assert not any(k.startswith(("latency_gpu", "latency_throttled")) for k in record)
+
+
+@pytest.mark.cuda
+def test_a_cuda_round_keeps_the_clock_trace_and_the_throttled_count() -> None:
+    import benchbench
+    from tests.helpers import tiny_suite
+
+    record = benchbench.run_suite(tiny_suite(metrics=["latency"], device="cuda"), quiet=True).records[0]
+    assert record["status"] == "ok", record.get("error")
+    gpustate.reset()
+    if isinstance(gpustate.nvml(), str):  # no binding or driver here: said, and nothing sampled
+        assert record["latency_gpu_state"].startswith("not sampled: ") and "latency_gpu_trace" not in record
+        return
+    trace = record["latency_gpu_trace"]
+    assert len(trace["t_s"]) >= 2 and all(c > 0 for c in trace["sm_clock_mhz"])
+    assert record["latency_throttled_samples"] is None or record["latency_throttled_samples"] >= 0
+    assert record["latency_gpu_state"].startswith("NVML, ")
+
+
+@pytest.mark.cuda
+def test_the_step_starts_follow_the_gpu_and_the_device_time_hides_launches() -> None:
+    import torch
+
+    device = torch.device("cuda")
+    a = torch.randn(256, 256, device=device)
+
+    def step() -> None:
+        for _ in range(20):  # 20 tiny kernels: launch-bound
+            a.add_(1e-6)
+
+    result = timing.time_cuda(step, device, warmup_s=0.05, min_run_time_s=0.1, min_runs=20)
+    starts = result.starts_s or []
+    assert len(starts) == len(result.samples_ms) and starts == sorted(starts)
+    assert starts[-1] - starts[0] >= sum(result.samples_ms[:-1]) / 1e3 * 0.99  # steps do not overlap
+    assert 0 < timing.device_time_ms(step, device, launch_ms=timing.summarize(result.samples_ms).median) \
+        <= timing.summarize(result.samples_ms).median * 1.05
+    stopped = timing.time_cuda(step, device, warmup_s=0.05, min_run_time_s=100.0, max_run_time_s=20.0, min_runs=20,
+                               target_uncertainty=0.05)
+    assert stopped.uncertainty is not None and stopped.uncertainty <= 0.05  # long before min_run_time_s

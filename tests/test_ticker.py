@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from typing import Any
@@ -61,7 +62,7 @@ def test_lines_show_the_compile_clock_growing_and_its_end(slow_compile: None, mo
     shown = seconds(lines)
     assert len(shown) >= 2 and shown == sorted(shown) and shown[-1] > shown[0], lines  # growing
     assert shown[0] == 0.0
-    assert all(b - a >= 0.25 - 1e-9 for a, b in zip(shown, shown[1:])), shown  # lines are rate-limited
+    assert all(b - a >= 0.25 - 1e-9 for a, b in itertools.pairwise(shown)), shown  # lines are rate-limited
     done = [line for line in lines if "compiling (torch.compile): done in" in line]
     assert len(done) == 1 and float(done[0].rsplit("in ", 1)[1].split()[0]) >= SLOW_COMPILE_S - 0.05
 
