@@ -249,7 +249,7 @@ def skip(value: Any) -> tuple[Any, str | None]:
     return nonempty_str(value)
 
 
-COMPILE_KEYS = {"mode": COMPILE_MODES, "backend": None, "fullgraph": bool, "dynamic": (bool, type(None))}
+COMPILE_KEYS: dict[str, Any] = {"mode": COMPILE_MODES, "backend": None, "fullgraph": bool, "dynamic": (bool, type(None))}
 
 
 def compile_options(value: Any) -> tuple[Any, str | None]:
@@ -270,7 +270,7 @@ def compile_options(value: Any) -> tuple[Any, str | None]:
             return value, f"mode must be one of {', '.join(COMPILE_MODES)}, got {shown(given)}{did_you_mean(str(given), COMPILE_MODES)}"
         if key == "backend" and (not isinstance(given, str) or not given):
             return value, f"backend must be a backend's name such as inductor, got {shown(given)}"
-        if key in ("fullgraph", "dynamic") and not isinstance(given, kind):  # type: ignore[arg-type]
+        if key in ("fullgraph", "dynamic") and not isinstance(given, COMPILE_KEYS[key]):
             return value, f"{key} must be true or false{' or null' if key == 'dynamic' else ''}, got {shown(given)}"
     return dict(value), None
 
@@ -324,7 +324,8 @@ def argparse_type(check: Check, convert: Callable[[str], Any] = str) -> Callable
         try:
             value = convert(text)
         except ValueError:
-            kind = {int: "a whole number", float: "a number"}.get(convert, "a value")  # type: ignore[call-overload]
+            names: dict[Callable[[str], Any], str] = {int: "a whole number", float: "a number"}
+            kind = names.get(convert, "a value")
             raise argparse.ArgumentTypeError(f"expected {kind}, got {shown(text)}") from None
         checked, problem = check(value)
         if problem:

@@ -326,7 +326,7 @@ def weights_on_meta() -> Iterator[None]:
             tensor = tensor.to("meta")
         register_buffer(self, name, tensor, persistent)
 
-    module.register_parameter, module.register_buffer = parameter, buffer  # type: ignore[method-assign]
+    module.register_parameter, module.register_buffer = parameter, buffer  # type: ignore[method-assign]  # patched for the block
     try:
         yield
     finally:

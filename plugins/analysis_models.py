@@ -134,10 +134,11 @@ class _ScratchConv2d(nn.Module):
         self.padding, self.dilation = _pair(padding), _pair(dilation)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        return tuple(  # type: ignore[return-value]
+        sizes = [
             (size + 2 * p - d * (k - 1) - 1) // s + 1
             for size, p, d, k, s in zip((height, width), self.padding, self.dilation, self.kernel_size, self.stride)
-        )
+        ]
+        return sizes[0], sizes[1]
 
 
 def im2col(x: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
