@@ -16,7 +16,7 @@ It prints the device, torch's version and, per row, both medians and their ratio
 benchbench recorded that helps explain a difference: IQR, recompilations, the GPU's clock
 state), and exits 1 when a ratio is off by more than ``--tolerance`` (5%).
 
-    python benchmarks/modes_agreement.py [--device auto] [--only REGEX] [--metrics latency] [--threads N] [--json FILE]
+    python benchmarks/modes_agreement.py [--device auto] [--only REGEX] [--metrics latency] [--threads N] [--json FILE] [--run-file FILE]
 
 A benchmark, not a test: it prints numbers. On a CPU-only machine the cuda_graphs rows are
 skipped (device auto) and compiling takes minutes (``--only`` keeps it short).
@@ -131,7 +131,7 @@ def _suite_benchmarks(path: str) -> list[dict[str, Any]]:
 
 
 def explain(record: dict[str, Any]) -> str:
-    notes = []
+    notes = [f"FAILED: {record.get('error')}"] if record["status"] != "ok" else []
     if record.get("latency_ms") and record.get("latency_iqr_ms") is not None:
         notes.append(f"IQR {record['latency_iqr_ms'] / record['latency_ms']:.0%}")
     if record.get("recompilations"):
@@ -158,7 +158,8 @@ def main() -> int:
                         help="a plugin module to load, as benchbench run -p (where the models' entry points are not installed)")
     parser.add_argument("--per-row", action="store_true", help="run each row alone through benchbench and time it by "
                                                                "hand at once (default: the whole suite, then by hand)")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the table and benchbench's run file")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the table here")
+    parser.add_argument("--run-file", default=None, metavar="FILE", help="also write benchbench's run file here")
     args = parser.parse_args()
 
     if args.threads:
@@ -177,7 +178,7 @@ def main() -> int:
             one = benchbench.run_suite(args.suite, only=[name], **options)
             record = next(r for r in one.records if r["benchmark"] == name)
             records.append(record)
-            if record["status"] == "ok" and record.get("latency_ms") is not None:
+            if record.get("latency_ms") is not None:
                 hand[name] = _try_hand(record, registry, args.min_run_time)
         run = one
         run.records = records
@@ -197,7 +198,7 @@ def main() -> int:
         if record["benchmark"] not in wanted:
             continue  # a baseline --only pulled in
         name = record["benchmark"]
-        if record["status"] != "ok" or record.get("latency_ms") is None:
+        if record.get("latency_ms") is None:
             print(f"{name:32} {record['status']}: {record.get('error') or 'no latency'}")
             rows.append({"benchmark": name, "status": record["status"], "error": record.get("error")})
             continue
@@ -218,7 +219,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"device": where, "torch": torch.__version__, "rows": rows,
                                                "largest_difference": worst}, indent=1))
-        run.write_json(Path(args.json).with_suffix(".run.json"))
+    if args.run_file:
+        run.write_json(args.run_file)
     return 0 if worst <= args.tolerance else 1
 
 
