@@ -14,8 +14,8 @@ import inspect
 import signal
 import traceback
 import warnings
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 

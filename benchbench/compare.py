@@ -44,9 +44,9 @@ from typing import Any
 from tabulate import tabulate
 
 from benchbench import formatting, stats
+from benchbench.checks import parse_threshold, shown
 from benchbench.errors import ExitCode, UsageError, did_you_mean
 from benchbench.results import MODEL_SETTINGS, RUN_SETTINGS, STATUS_FAILED, STATUS_OK, Record, RunResult, is_number
-from benchbench.checks import parse_threshold, shown
 
 DEFAULT_THRESHOLD = 0.05
 EXACT_THRESHOLD = 0.0
@@ -77,7 +77,7 @@ class Thresholds:
         for item in items:
             key, _, value = item.rpartition("=")
             number, problem = parse_threshold(value)
-            if problem:
+            if problem or number is None:
                 raise UsageError(f"{option} {shown(item)}: {problem}; e.g. {option} latency=5%")
             if not key:
                 out.default = number
@@ -406,7 +406,7 @@ def _check_value(run: RunResult, record: Record, field_name: str, spec: dict[str
 def _select_fields(specs: dict[str, dict[str, Any]], only: Iterable[str] | None) -> list[str]:
     if not only:
         return list(specs)
-    chosen = []
+    chosen: list[str] = []
     for name in only:
         matches = [f for f, s in specs.items() if f == name or s.get("metric") == name]
         if not matches:

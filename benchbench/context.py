@@ -68,6 +68,8 @@ class MeasureContext:
             if self.mode == "train":
                 output = self.model(self.inputs)
                 loss = sum(t.float().sum() for t in floating_tensors(output))
+                if not isinstance(loss, torch.Tensor):  # sum() of nothing: 0
+                    raise TypeError(f"train mode needs a floating-point output to backpropagate from, got {type(output).__name__}")
                 loss.backward()
                 self.model.zero_grad(set_to_none=True)
                 return output

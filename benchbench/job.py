@@ -168,7 +168,7 @@ class JobRunner:
         out: dict[str, float] = {}
         for key, value in spec.thresholds.items():
             if self.registry.has(MetricEntry, key):
-                out.update({f: value for f in self.registry.get(MetricEntry, key).compare})
+                out.update(dict.fromkeys(self.registry.get(MetricEntry, key).compare, value))
         out.update({k: v for k, v in spec.thresholds.items() if not self.registry.has(MetricEntry, k)})
         return out
 

@@ -154,6 +154,28 @@ def test_cuda_graphs_with_device_auto_is_skipped_without_a_gpu() -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the CPU-only machine")
+def test_train_mode_without_a_floating_output_says_so(plugins: PluginFiles) -> None:
+    """Train mode backpropagates from the sum of the floating outputs; a model with none (an argmax)
+    fails with that reason, not with "'int' object has no attribute 'backward'"."""
+    plugins.write("argmax", """
+        import torch, benchbench
+        class ArgMax(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = torch.nn.Linear(4, 3)
+            def forward(self, x):
+                return self.lin(x).argmax(dim=-1)
+        @benchbench.hookimpl
+        def benchbench_register_models(register):
+            register('argmax', ArgMax, input_shape=(4,))
+    """)
+    run = benchbench.run_suite({"defaults": {"device": "cpu", "mode": "train"}, "benchmarks": [{"model": "argmax", "metrics": ["params"]}]},
+                               plugins_dir=plugins.path, quiet=True)
+    [record] = run.records
+    assert record["status"] == "failed"
+    assert "train mode needs a floating-point output to backpropagate from, got Tensor" in record["error"]
+
+
 def test_a_remote_executor_resolves_auto_where_the_job_runs_and_skips_cuda_graphs_there(plugins: PluginFiles) -> None:
     """``device: auto`` reaches a remote executor as given; where the job runs (here, standing for
     a CPU-only node) the same rules as inline decide the device and skip a CUDA graph without a GPU
