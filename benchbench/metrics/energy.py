@@ -294,5 +294,6 @@ def benchbench_register_metrics(register: Any) -> None:
                                     "the CPU: the whole package); idle power in the run file (energy_idle_w)."),
             "power_w": "power_w: mean watts drawn while the steps ran, idle included.",
         },
+        bars={"energy_j_per_sample": "energy per sample (J)"},
         side_by_side=["energy_j_per_sample"],
     )
