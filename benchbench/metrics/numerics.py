@@ -194,7 +194,6 @@ def measure(ctx: MeasureContext) -> dict[str, Any]:
     if found["nonfinite"]:
         ctx.warn(f"numerics: the step's output has {found['nonfinite']} non-finite value(s) where the float64 "
                  "reference is finite (overflow in a low precision?)")
-    del reference, reference_input
     return fields
 
 
