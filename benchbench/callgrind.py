@@ -18,6 +18,7 @@ what ``callgrind_annotate`` prints, without needing Perl.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -170,10 +171,8 @@ class CallgrindProcess:
         self.requests.close()
         self.replies.close()
         if self.alive and wait_s > 0:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=wait_s)  # type: ignore[union-attr]
-            except subprocess.TimeoutExpired:
-                pass
         if self.alive:
             assert self.process is not None
             try:

@@ -60,7 +60,7 @@ DUMP_STATS, TOGGLE_COLLECT, START_INSTRUMENTATION, STOP_INSTRUMENTATION = (
 _REQUEST_X86_64 = bytes.fromhex(
     "4889f8"  # mov rax, rdi: the request block (code and five arguments), where valgrind reads it
     "31d2"  # xor edx, edx: the answer when not running on valgrind (0)
-    "48c1c703" "48c1c70d" "48c1c73d" "48c1c733"  # rol rdi by 3, 13, 61, 51 (128 in all: rdi unchanged): the marker
+    "48c1c703" "48c1c70d" "48c1c73d" "48c1c733"  # noqa: ISC001 - one string per instruction: rol rdi by 3, 13, 61, 51 (128 in all: rdi unchanged): the marker
     "4887db"  # xchg rbx, rbx: "client request"; valgrind puts its answer in rdx
     "4889d0"  # mov rax, rdx: return it
     "c3"  # ret
@@ -217,7 +217,7 @@ def main(argv: list[str]) -> int:
 
         torch.set_num_threads(1)
         counter = Counter(job_runner_for(plugins), dumps, valgrind)
-    except Exception as exc:  # noqa: BLE001 - the parent reports it
+    except Exception as exc:  # deliberately broad: the parent reports it
         traceback.print_exc()
         replies.send({"error": f"{type(exc).__name__}: {exc}"})
         return 1

@@ -163,8 +163,8 @@ def test_instructions_on_a_gpu_and_cuda_kernels_on_the_cpu_are_rejected(tmp_path
     assert any("counts CPU instructions and this benchmark runs on 'cuda'" in p for p in error.value.problems)
     with pytest.raises(SuiteError) as error:
         benchbench.run_suite({**data, "defaults": {**data["defaults"], "metrics": ["cuda_kernels"]}})
-    assert error.value.problems == ["metric 'cuda_kernels' cannot run for benchmark 'c8': it counts CUDA kernels and this "
-                                    "benchmark runs on the CPU; count CPU instructions with 'instructions'"]
+    assert error.value.problems == [("metric 'cuda_kernels' cannot run for benchmark 'c8': it counts CUDA kernels and this "
+                                     "benchmark runs on the CPU; count CPU instructions with 'instructions'")]
 
 
 @pytest.mark.parametrize("how", ["--isolate", "--executor subprocess", "executor: subprocess"])
