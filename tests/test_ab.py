@@ -159,6 +159,7 @@ def ab(repo: ToyRepo, *args: str, **env: str) -> subprocess.CompletedProcess[str
                            *args, **env)
 
 
+@pytest.mark.slow
 def test_ab_flags_a_changed_count_passes_an_unchanged_commit_and_cleans_up(repo: ToyRepo) -> None:
     repo.set("HIDDEN", 16)
     repo.commit("wider")
@@ -177,6 +178,7 @@ def test_ab_flags_a_changed_count_passes_an_unchanged_commit_and_cleans_up(repo:
     assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
 
 
+@pytest.mark.slow
 def test_the_working_tree_is_the_new_side_by_default(repo: ToyRepo) -> None:
     repo.set("HIDDEN", 4)  # not committed
     summary = repo.path.parent / "summary.md"
@@ -228,6 +230,7 @@ def test_plugins_dir_and_suite_come_from_each_side(repo: ToyRepo) -> None:
     assert "toy_again" in done.stdout and "new" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_latency_change_is_caught_pair_by_pair(repo: ToyRepo) -> None:
     repo.set("SLEEP_S", 0.002)  # 2 ms a step against a few microseconds: no load on the machine hides it
     done = ab(repo, "--base", "HEAD", "--metrics", "params,latency", "--rounds", "5", "--alpha", "0.05")

@@ -73,6 +73,7 @@ def line(tmp_path: Path) -> ToyRepo:
     return repo
 
 
+@pytest.mark.slow
 def test_bisect_names_the_commit_that_changed_the_count(line: ToyRepo) -> None:
     done = line.benchbench("bisect", "suite.yaml", "--good", "HEAD~8", "--bad", "main", "--metric", "params", "-p", "toyblocks")
     assert done.returncode == 0, done.stderr
@@ -84,6 +85,7 @@ def test_bisect_names_the_commit_that_changed_the_count(line: ToyRepo) -> None:
     assert line.worktrees() == [f"worktree {line.path}"] and line.leftovers() == []
 
 
+@pytest.mark.slow
 def test_a_commit_whose_benchmark_fails_is_skipped_and_named_as_a_candidate(tmp_path: Path) -> None:
     repo = ToyRepo(tmp_path / "plugin")
     for i in range(1, 4):
@@ -136,6 +138,7 @@ def test_a_bad_commit_no_worse_than_the_good_one_is_exit_1(line: ToyRepo) -> Non
     assert "toy params +0 (+0%): unchanged" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_timing_is_bisected_through_the_pairing(tmp_path: Path) -> None:
     repo = ToyRepo(tmp_path / "plugin")
     repo.set("SLEEP_S", 0.002)

@@ -130,6 +130,7 @@ def digits_suite(**benchmark: object) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_a_short_training_learns_and_keeps_its_curves(capsys: pytest.CaptureFixture[str]) -> None:
     [record] = benchbench.run_suite(digits_suite()).records
     assert record["status"] == "ok", record["error"]

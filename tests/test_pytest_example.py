@@ -51,6 +51,7 @@ def test_the_readme_documents_its_commands() -> None:
     assert saving_commands()
 
 
+@pytest.mark.slow
 def test_the_documented_commands_leave_nothing_untracked(tmp_path: Path) -> None:
     if shutil.which("git") is None:
         pytest.skip("needs git")

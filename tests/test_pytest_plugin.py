@@ -320,6 +320,7 @@ def test_a_missing_baseline_or_bad_option_is_a_usage_error_before_any_test_runs(
                               "test_costs.py::test_block:params=5%").ret == 0
 
 
+@pytest.mark.slow
 def test_xdist_workers_results_land_in_one_run_file(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     pytester.makepyfile(test_costs=source(BLOCK, COSTS, """

@@ -132,6 +132,7 @@ def _write_extra(folder: Path, name: str = "extra") -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_node_removed_while_its_benchmark_runs_is_retried_on_another(tmp_path: Path, make_cluster) -> None:
     cluster, nodes = make_cluster({"num_cpus": 1}, {"num_cpus": 1})
     plugins = tmp_path / "plugins"
@@ -177,6 +178,7 @@ def test_a_node_removed_while_its_benchmark_runs_is_retried_on_another(tmp_path:
     assert (markers / "retry").read_text() not in ("", removed["node"])  # the retry ran on the other node
 
 
+@pytest.mark.slow
 def test_a_node_lacking_a_plugin_fails_only_what_needs_it_there_naming_node_and_plugin(tmp_path: Path, make_cluster) -> None:
     # Node A has the plugin; node B (2 CPUs: the only node a 2-thread timed benchmark fits on) lacks it.
     cluster, (node_a, node_b) = make_cluster({"num_cpus": 1}, {"num_cpus": 2, "env_vars": {BROKEN_ENV: "1"}})
@@ -210,6 +212,7 @@ def test_a_node_lacking_a_plugin_fails_only_what_needs_it_there_naming_node_and_
     assert node_a.node_id not in " ".join(r["error"] or "" for r in run.records)
 
 
+@pytest.mark.slow
 def test_without_an_address_a_local_instance_runs_even_beside_a_cluster_and_sigterm_stays_benchbenchs(
     tmp_path: Path, make_cluster
 ) -> None:
@@ -254,6 +257,7 @@ def _run_cli(tmp_path: Path, address: str, env: dict[str, str] | None = None) ->
     return done.returncode, done.stderr, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_an_address_where_nothing_listens_is_exit_2_naming_it_within_seconds(tmp_path: Path) -> None:
     address = f"127.0.0.1:{_closed_port()}"
     code, err, seconds = _run_cli(tmp_path, address)
@@ -264,6 +268,7 @@ def test_an_address_where_nothing_listens_is_exit_2_naming_it_within_seconds(tmp
     assert len([line for line in err.splitlines() if line.startswith("benchbench: error:")]) == 1
 
 
+@pytest.mark.slow
 def test_an_address_that_accepts_but_is_no_ray_head_is_exit_2_within_the_connect_timeout(tmp_path: Path) -> None:
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -64,7 +64,7 @@ def test_inline_timeout_fails_that_benchmark_keeps_its_fields_and_the_others_run
     ("how", "expected"),
     [
         ("segfault", "its process died from a segmentation fault"),
-        ("stuck", "timed out after 1 s: its process was killed"),
+        pytest.param("stuck", "timed out after 1 s: its process was killed", marks=pytest.mark.slow),
     ],
 )
 def test_isolation_turns_crashes_and_hangs_into_failed_records(
@@ -78,6 +78,7 @@ def test_isolation_turns_crashes_and_hangs_into_failed_records(
     assert good["status"] == "ok" and good["latency_ms"] > 0 and good["params"] == 20
 
 
+@pytest.mark.slow
 def test_suite_level_executor_key(plugin_dir: Path) -> None:
     data = suite({"name": "bad", "args": {"how": "segfault"}}, {"name": "good"})
     data["executor"] = "subprocess"
@@ -131,6 +132,7 @@ def test_interrupted_run_leaves_a_valid_file_and_resume_finishes_it(plugin_dir: 
     assert main(["run", str(other), "--resume", str(out), "--plugins-dir", str(plugin_dir), "-q"]) == 2  # other suite
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_what_finished(plugin_dir: Path, tmp_path: Path) -> None:
     path = write(tmp_path, suite({"name": "first"}, {"name": "killer", "args": {"how": "crash_if_env"}}, {"name": "third"}))
     out = tmp_path / "run.json"
@@ -197,6 +199,7 @@ def test_a_model_calling_sys_exit_fails_only_itself(plugin_dir: Path, tmp_path: 
     assert "raised SystemExit" in records[1]["error"]
 
 
+@pytest.mark.slow
 def test_terminating_the_parent_kills_the_isolated_worker(plugin_dir: Path, tmp_path: Path) -> None:
     import time
 
