@@ -299,6 +299,7 @@ def records(run: RunResult) -> dict[str, dict[str, Any]]:
     return {r["benchmark"]: r for r in run.records}
 
 
+@pytest.mark.slow
 def test_one_callgrind_process_counts_every_benchmark_of_a_run(counted: tuple[RunResult, RunResult]) -> None:
     first = records(counted[0])
     assert first["w4"]["instructions_startup_s"] > 0  # started by the first benchmark...
@@ -306,6 +307,7 @@ def test_one_callgrind_process_counts_every_benchmark_of_a_run(counted: tuple[Ru
     assert instructions._SharedCallgrind.process is None  # and stopped at the end of the run
 
 
+@pytest.mark.slow
 def test_counts_are_deterministic_and_grow_with_the_work(counted: tuple[RunResult, RunResult]) -> None:
     first, second = records(counted[0]), records(counted[1])
     assert first["w4"]["instructions"] == second["w4"]["instructions"]  # another process: the same count
@@ -322,6 +324,7 @@ def test_counts_are_deterministic_and_grow_with_the_work(counted: tuple[RunResul
     assert "valgrind-" in record["instructions_software"] and "ONEDNN_MAX_CPU_ISA=AVX" in record["instructions_cpu"]
 
 
+@pytest.mark.slow
 def test_fma_kernels_are_counted_in_a_process_of_their_own(counted: tuple[RunResult, RunResult]) -> None:
     second = records(counted[1])
     capped, fma = second["w4"], second["w4_fma"]
@@ -330,6 +333,7 @@ def test_fma_kernels_are_counted_in_a_process_of_their_own(counted: tuple[RunRes
     assert fma["status"] == "ok" and fma["instructions"] > 0
 
 
+@pytest.mark.slow
 def test_compare_of_two_runs_of_the_same_code_finds_nothing(counted: tuple[RunResult, RunResult]) -> None:
     comparison = compare_runs(counted[0], counted[1], only_fields=["instructions"])
     judged = {r.benchmark: r.verdict.verdict for r in comparison.rows}
@@ -338,6 +342,7 @@ def test_compare_of_two_runs_of_the_same_code_finds_nothing(counted: tuple[RunRe
     assert comparison.exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_model_failing_or_dying_under_valgrind_fails_only_its_benchmark(counted: tuple[RunResult, RunResult]) -> None:
     first = records(counted[0])
     assert first["raises"]["status"] == "failed" and first["raises"]["params"] > 0
