@@ -66,11 +66,13 @@ class CallgrindProcess:
     """One ``python -m benchbench.callgrind_worker`` under callgrind, for the benchmarks of a run."""
 
     def __init__(self, plugin_arguments: dict[str, Any], environment: dict[str, str] | None = None,
-                 valgrind: str = "valgrind") -> None:
+                 valgrind: str = "valgrind", options: tuple[str, ...] = ()) -> None:
         self.plugin_arguments = plugin_arguments
         """The plugin manager's arguments: the process loads the same plugins, to build the same models."""
         self.environment = dict(environment or {})
         """Variables set for the process beyond :data:`WORKER_ENVIRONMENT` (which kernels libraries may use)."""
+        self.options = tuple(options)
+        """callgrind options beyond :data:`VALGRIND_OPTIONS` (the cache simulation of ``estimated_cycles``)."""
         self._scratch = Scratch(FOLDER_PREFIX)  # and the folders of killed runs removed
         self.folder = self._scratch.path
         self.log = self.folder / "output.log"
@@ -79,7 +81,7 @@ class CallgrindProcess:
         reply_read, reply_write = os.pipe()
         self.requests = Connection(request_write, readable=False)
         self.replies = Connection(reply_read, writable=False)
-        command = [valgrind, *VALGRIND_OPTIONS, f"--callgrind-out-file={dumps}.%p", sys.executable, "-m",
+        command = [valgrind, *VALGRIND_OPTIONS, *self.options, f"--callgrind-out-file={dumps}.%p", sys.executable, "-m",
                    "benchbench.callgrind_worker", str(request_read), str(reply_write), json.dumps(plugin_arguments), dumps]
         started = time.perf_counter()
         self.process: subprocess.Popen[bytes] | None = None
@@ -208,10 +210,16 @@ class Profile:
     total: int
     exclusive: dict[str, int] = field(default_factory=dict)
     inclusive: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    """The totals of every event the dump holds, by name (``Ir``; with ``--cache-sim=yes`` also
+    ``Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw``)."""
+    description: list[str] = field(default_factory=list)
+    """Its ``desc:`` lines (with the cache simulation: the caches it simulated)."""
 
 
 def read_dump(path: Path) -> Profile:
-    """Parse a callgrind dump holding the ``Ir`` event (the default, without cache simulation).
+    """Parse a callgrind dump whose first event is ``Ir`` (the default; other events, such as
+    the cache simulation's, only in :attr:`Profile.events`).
 
     Names may be compressed: ``fn=(12) name`` defines id 12, a later ``fn=(12)`` reuses it
     (one table for ``fn``/``cfn``, one for ``ob``/``cob``). A cost line (positions, then
@@ -222,6 +230,9 @@ def read_dump(path: Path) -> Profile:
     names: dict[str, dict[str, str]] = {"fn": {}, "ob": {}}
     positions = 1
     total: int | None = None
+    events: list[str] = []
+    totals: dict[str, int] = {}
+    description: list[str] = []
     exclusive: defaultdict[str, int] = defaultdict(int)
     inclusive: defaultdict[str, int] = defaultdict(int)
     current, obj, after_call = "?", "???", False
@@ -248,13 +259,19 @@ def read_dump(path: Path) -> Profile:
                 after_call = True
             elif line.startswith("positions:"):
                 positions = len(line.split(":", 1)[1].split())
-            elif line.startswith("events:") and line.split(":", 1)[1].split()[:1] != ["Ir"]:
-                raise ValueError(f"{path}: the first event is not Ir: {line.strip()}")
+            elif line.startswith("events:"):
+                events = line.split(":", 1)[1].split()
+                if events[:1] != ["Ir"]:
+                    raise ValueError(f"{path}: the first event is not Ir: {line.strip()}")
+            elif line.startswith("desc:"):
+                description.append(line.split(":", 1)[1].strip())
             elif line.startswith("totals:") or (line.startswith("summary:") and total is None):
-                total = int(line.split(":", 1)[1].split()[0])
+                values = [int(v) for v in line.split(":", 1)[1].split()]
+                total = values[0]
+                totals = {name: values[i] if i < len(values) else 0 for i, name in enumerate(events)}  # zeros may be left off
     if total is None:
         raise ValueError(f"{path}: no totals: line; not a complete callgrind dump")
-    return Profile(total, dict(exclusive), dict(inclusive))
+    return Profile(total, dict(exclusive), dict(inclusive), totals, description)
 
 
 def _name(table: dict[str, str], value: str) -> str:

@@ -19,7 +19,10 @@ of x86-64 machine code, the sequence ``valgrind.h`` compiles to (:class:`ClientR
 
 For each request: build the model and input (:func:`benchbench.build.build_context`,
 seeded as in the benchmarking process), run ``warmup`` steps uninstrumented (oneDNN
-generates its kernels on the first call), switch instrumentation on, collect an *empty*
+generates its kernels on the first call; with ``instrumented_warmup`` the last one runs
+instrumented but not collected, so that a cache simulation, which starts empty when
+instrumentation is switched on, holds what a step before would have left: the same program
+runs either way, so the instruction count does not change), switch instrumentation on, collect an *empty*
 measurement and one of ``steps`` steps, each dumped to its own file, and switch it off.
 The parent reads the two dumps; their difference divided by ``steps`` is the count of
 one step without the fixed cost of the measurement itself (see
@@ -105,12 +108,19 @@ class Counter:
         dataset = self.job_runner._dataset(spec)
         ctx = build_context(spec, self.job_runner.registry.get(ModelEntry, spec.model), torch.device("cpu"),
                             request["batch_size"], dataset)
-        for _ in range(request["warmup"]):
+        for _ in range(request["warmup"] - 1):
             ctx.step()
         gc.collect()
         gc.disable()
-        self.valgrind(START_INSTRUMENTATION)
+        instrumented = request.get("instrumented_warmup", False)
         try:
+            # The last warm-up step, after the collection in either case: the same program runs
+            # whether it is instrumented or not, so the instruction counts are the same.
+            if instrumented:  # instrumented, not collected: fills the simulated caches as a step before would
+                self.valgrind(START_INSTRUMENTATION)  # which empties them
+            ctx.step()
+            if not instrumented:
+                self.valgrind(START_INSTRUMENTATION)
             dumps = [self._measure(ctx.step, 0), self._measure(ctx.step, request["steps"])]
         finally:
             self.valgrind(STOP_INSTRUMENTATION)

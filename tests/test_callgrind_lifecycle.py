@@ -57,10 +57,10 @@ class SlowToStart:
 
     started = 0
 
-    def __init__(self, plugin_arguments: dict[str, Any], environment: dict[str, str]) -> None:
+    def __init__(self, plugin_arguments: dict[str, Any], environment: dict[str, str], options: tuple[str, ...] = ()) -> None:
         time.sleep(1.5)
         SlowToStart.started += 1
-        self.plugin_arguments, self.environment = plugin_arguments, environment
+        self.plugin_arguments, self.environment, self.options = plugin_arguments, environment, options
         self.startup_s, self.facts, self.alive = 1.5, {}, True
 
     def count(self, request: dict[str, Any]) -> tuple[Profile, Profile]:

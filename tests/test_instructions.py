@@ -111,7 +111,7 @@ def test_a_process_that_cannot_count_says_why(tmp_path: Path, monkeypatch: pytes
 
 # --------------------------------------------------------------------------- availability (no valgrind needed)
 
-SUITE = {
+SUITE: dict[str, Any] = {
     "name": "counted",
     "defaults": {"device": "cpu", "batch_size": 2, "metrics": ["params", "instructions"]},
     "benchmarks": [
@@ -231,7 +231,7 @@ def test_counts_from_another_cpu_or_software_are_not_comparable() -> None:
                    {"instructions_software": SOFTWARE.replace("2.14.1", "2.15.0")}, {"batch_size": 4}):
         comparison = compare_runs(base, counted_run(2_000_000, **change))
         [row] = comparison.rows
-        assert row.verdict.verdict == "not comparable" and next(iter(change)) in row.verdict.note
+        assert row.verdict.verdict == "not comparable" and next(iter(change)) in (row.verdict.note or "")
         assert comparison.exit_code == 1  # nothing judged: a gate must not pass by comparing nothing
 
 
