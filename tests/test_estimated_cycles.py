@@ -1,7 +1,7 @@
 """``estimated_cycles``: callgrind's cache simulation, the caches it simulates, and how compare judges it.
 
-The tests that run valgrind share one run of one small suite (module fixture ``cycled``),
-which starts two valgrind processes (one without the cache simulation, one with it):
+The tests that run valgrind share one run of one small suite (module fixture ``cycled``,
+marked slow together), which starts two valgrind processes (one without the cache simulation, one with it):
 starting python under valgrind and importing torch there is the slow part (20-40 s each).
 """
 
@@ -288,6 +288,7 @@ def cycled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     return {r["benchmark"]: r for r in run.records}
 
 
+@pytest.mark.slow
 def test_the_fields_follow_the_formula_from_the_simulated_events(cycled: dict[str, dict[str, Any]]) -> None:
     record = cycled["cycle"]
     assert record["status"] == "ok", record["error"]
@@ -305,6 +306,7 @@ def test_the_fields_follow_the_formula_from_the_simulated_events(cycled: dict[st
     assert "valgrind-" in record["cycles_software"] and record["cycles_cpu"] == record["instructions_cpu"]
 
 
+@pytest.mark.slow
 def test_one_count_serves_both_metrics_and_moves_the_instruction_count_by_far_less_than_its_threshold(
         cycled: dict[str, dict[str, Any]]) -> None:
     plain, cycle = cycled["plain"], cycled["cycle"]
@@ -318,6 +320,7 @@ def test_one_count_serves_both_metrics_and_moves_the_instruction_count_by_far_le
     assert abs(cycle["instructions"] / plain["instructions"] - 1) < instructions.THRESHOLD / 2
 
 
+@pytest.mark.slow
 def test_copies_of_an_activation_show_in_estimated_cycles_far_more_than_in_instructions(
         cycled: dict[str, dict[str, Any]]) -> None:
     base, copied = cycled["cycle"], cycled["copy4"]
