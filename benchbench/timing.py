@@ -182,8 +182,8 @@ def _short_note(runs: int, min_runs: int, max_run_time_s: float) -> list[str]:
     if runs >= min_runs:
         return []
     return [
-        f"latency: only {runs} samples (min_runs {min_runs}) within max_run_time_s {max_run_time_s:g}; "
-        "raise it for steadier numbers"
+        (f"latency: only {runs} samples (min_runs {min_runs}) within max_run_time_s {max_run_time_s:g}; "
+        "raise it for steadier numbers")
     ]
 
 
