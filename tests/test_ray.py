@@ -17,7 +17,7 @@ from tests.tools import require_tool
 require_tool("ray", module=True)  # skips without Ray, fails where BENCHBENCH_REQUIRE_TOOLS requires it
 import ray  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # slow: one local Ray instance for the module, 15 s to over a minute
 
 SWEEP = {
     "name": "sweep",
