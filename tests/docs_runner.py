@@ -29,7 +29,7 @@ what runs:
 * Any other language (``text``: output shown to the reader) is not run.
 
 Before a block, ``<!-- docs: slow -->`` runs it only in the full tier (the
-``docs_slow`` marker: ``.ci/run`` selects it), for blocks that take more than a few
+``docs_slow`` marker: ``.ci/run --docs-slow`` selects it), for blocks that take more than a few
 seconds (a whole suite, valgrind); ``<!-- docs: skip REASON -->`` never runs it (a server,
 a command that takes many minutes, the test suite itself), though its commands are still
 checked statically in every tier: a ``benchbench`` command's options are parsed by

@@ -2,7 +2,7 @@
 
 Each page is one test that runs its blocks in order in a sandbox of its own. Blocks
 marked ``<!-- docs: slow -->`` (a whole suite, valgrind) run only under the
-``docs_slow`` marker, which ``.ci/run`` selects (``python -m pytest -m docs_slow
+``docs_slow`` marker, which ``.ci/run --docs-slow`` selects (``python -m pytest -m docs_slow
 tests/test_docs.py``); a plain ``python -m pytest`` runs the rest. The tests at the end
 break a page on purpose and check that the runner notices, so a runner that silently
 stopped running blocks would fail too.
@@ -37,7 +37,7 @@ def test_page_runs(page: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("page", SLOW_PAGES)
 def test_page_runs_in_full(page: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if not _selected(request):
-        pytest.skip("slow blocks of the docs: run with -m docs_slow (as .ci/run does)")
+        pytest.skip("slow blocks of the docs: run with -m docs_slow (as .ci/run --docs-slow does)")
     Sandbox(tmp_path / "sandbox", page, tier="full").run()
 
 
