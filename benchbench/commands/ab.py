@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbench import checks
-from benchbench.commands.common import add_plugin_arguments, check_format, step_summary
+from benchbench.commands.common import add_plugin_arguments, check_format
 from benchbench.commands.compare import _alpha as alpha_level
+from benchbench.commands.compare import report
 from benchbench.errors import ExitCode
 from benchbench.outputs import DEFAULT_FOLDER
 
 if TYPE_CHECKING:
-    from benchbench.compare import Comparison
     from benchbench.results import RunResult
     from benchbench.sides import RunOptions
 
@@ -147,25 +147,6 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
                               alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,
                               allow_other_suite=True)  # two versions of one suite file: a renamed suite is still it
     return report(comparison, args.format, [f"benchbench: run files: base {paths[0]}, new {paths[1]}"])
-
-
-def report(comparison: Comparison, fmt: str, lines: list[str]) -> ExitCode:
-    """The comparison as ``benchbench compare`` shows it: the job summary first, the table on
-    stdout, each regression and ``lines`` on stderr; the comparison's exit code."""
-    from benchbench.compare import describe_change, render, render_data
-    from benchbench.outputs import emit
-    from benchbench.reporters import TABLE_ALIASES
-
-    step_summary(render(comparison, "github"))
-    emit(render_data(comparison, fmt) if fmt in ("csv", "json") else render(comparison, TABLE_ALIASES.get(fmt, fmt)))
-    for line in lines:
-        print(line, file=sys.stderr)
-    for row in comparison.regressions:
-        print(f"benchbench: regression: {describe_change(row)}", file=sys.stderr)
-    if comparison.judged_nothing:
-        print("benchbench: nothing could be judged (every benchmark not comparable, failed or missing): failing",
-              file=sys.stderr)
-    return comparison.exit_code
 
 
 def _check_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from benchbench.commands.common import check_format, reject_extra, step_summary
 from benchbench.errors import ExitCode, UsageError
 from benchbench.outputs import default_history
+
+if TYPE_CHECKING:
+    from benchbench.compare import Comparison
 
 
 def _alpha(text: str) -> float:
@@ -51,8 +55,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
 
 def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     from benchbench import stats
-    from benchbench.compare import Thresholds, compare_runs, describe_change, render, render_data
-    from benchbench.reporters import TABLE_ALIASES
+    from benchbench.compare import Thresholds, compare_runs
 
     reject_extra(extra, "compare")
     check_format(args.format, "compare", data=True)
@@ -63,13 +66,21 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         base, new, thresholds=thresholds, alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,
         only_fields=fields, allow_other_suite=args.allow_other_suite, strict=args.strict,
     )
-    from benchbench.outputs import emit
+    return report(comparison, args.format)
 
-    step_summary(render(comparison, "github"))  # saved first: the table may go to a reader that leaves
-    if args.format in ("csv", "json"):
-        emit(render_data(comparison, args.format))
-    else:
-        emit(render(comparison, TABLE_ALIASES.get(args.format, args.format)))
+
+def report(comparison: Comparison, fmt: str, lines: Sequence[str] = ()) -> ExitCode:
+    """A comparison shown as ``compare`` and ``ab`` show it: the job summary first (saved before
+    the table, which may go to a reader that leaves), the table on stdout, ``lines``, then each
+    regression on stderr; the comparison's exit code."""
+    from benchbench.compare import describe_change, render, render_data
+    from benchbench.outputs import emit
+    from benchbench.reporters import TABLE_ALIASES
+
+    step_summary(render(comparison, "github"))
+    emit(render_data(comparison, fmt) if fmt in ("csv", "json") else render(comparison, TABLE_ALIASES.get(fmt, fmt)))
+    for line in lines:
+        print(line, file=sys.stderr)
     for row in comparison.regressions:
         print(f"benchbench: regression: {describe_change(row)}", file=sys.stderr)
     if comparison.judged_nothing:
