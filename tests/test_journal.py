@@ -114,3 +114,30 @@ def test_a_journal_line_is_whole_json_per_record(tmp_path: Path) -> None:
     assert len(lines) == 2 and json.loads(lines[1])["record"]["note"] == "line\nbreak"
     journal.finish('{"suite": "s", "records": [], "complete": true}\n')
     assert not journal_path(path).exists() and json.loads(path.read_text())["complete"] is True
+
+
+def test_an_interrupted_run_says_how_to_resume_it_with_its_plugins_and_resumes_into_its_own_history(
+        tmp_path: Path, plugins: PluginFiles, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    stopper = plugins.write("stopper", """
+        import os, benchbench
+        @benchbench.hookimpl
+        def benchbench_benchmark_start(benchmark, index, total, round, rounds):
+            if index == 2 and os.environ.get('BB_STOP') == '1':
+                raise KeyboardInterrupt
+    """)
+    suite = tmp_path / "sweep.yaml"
+    suite.write_text(yaml.safe_dump(params_suite(4)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BB_STOP", "1")
+    assert main(["run", str(suite), "-p", str(stopper), "--out", "o"]) == 130
+    err = capsys.readouterr().err
+    [run_file] = (tmp_path / "o").glob("tiny-*.json")
+    assert f"`benchbench run --resume o/{run_file.name} -p {stopper}` runs the rest" in err  # the plugin it needs
+    from benchbench.history import History
+
+    assert [r["complete"] for r in History(tmp_path / "o" / "history.sqlite").runs()] == [0]
+    monkeypatch.delenv("BB_STOP")
+    assert main(["run", "--resume", f"o/{run_file.name}", "-p", str(stopper), "-q"]) == 0
+    # the finished run replaces the interrupted one in the history beside it, not in ./results/
+    assert [r["complete"] for r in History(tmp_path / "o" / "history.sqlite").runs()] == [1]
+    assert not (tmp_path / "results").exists()

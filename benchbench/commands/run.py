@@ -136,7 +136,24 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         else:
             table = reporter.render(run, report_options)
             summary = render_table(run, {**report_options, "tablefmt": "github"})
-    return _report(run, path, history, table, summary, quiet=args.quiet)
+    return _report(run, path, history, table, summary, quiet=args.quiet, resume_with=_resume_command(args, path))
+
+
+def _resume_command(args: argparse.Namespace, path: Path) -> str:
+    """The command that finishes this run if it is interrupted: the run file, and what it needs
+    that the file does not keep (the plugins given on the command line, a history of its own)."""
+    import shlex
+
+    words = ["benchbench", "run", "--resume", str(path)]
+    for plugin in args.plugins:
+        words += ["-p", plugin]
+    if args.plugins_dir:
+        words += ["--plugins-dir", args.plugins_dir]
+    if args.no_history:
+        words.append("--no-history")
+    elif args.history:
+        words += ["--history", args.history]
+    return shlex.join(words)
 
 
 def _read_inputs(args: argparse.Namespace) -> tuple[SuiteDocument, str, RunResult | None]:
@@ -169,9 +186,9 @@ def _check_outputs(args: argparse.Namespace, suite_name: str, resume: RunResult 
     ``--resume`` continues is its own: whether it holds a run of this suite is checked where
     the run starts (:func:`benchbench.suiterunner.check_resumable`)."""
     from benchbench.history import History
-    from benchbench.outputs import check_distinct, check_folder, check_output, default_history
+    from benchbench.outputs import check_distinct, check_folder, check_output
 
-    history = None if args.no_history else History(args.history or default_history(args.out))
+    history = None if args.no_history else History(args.history or _default_history(args))
     given = args.json if args.json is not None else args.resume
     option = "--json" if args.json is not None else "--resume"
     if args.json is not None and Path(args.json).name == HISTORY_NAME:
@@ -204,6 +221,19 @@ def _check_outputs(args: argparse.Namespace, suite_name: str, resume: RunResult 
     return history, path
 
 
+def _default_history(args: argparse.Namespace) -> Path:
+    """The history without --history: ``<--out>/history.sqlite``; for --resume without --out, the
+    one beside the resumed run file when there is one (where the interrupted part went: the
+    finished run replaces it there, not in ./results/)."""
+    from benchbench.outputs import DEFAULT_FOLDER, default_history
+
+    if args.resume and args.out == DEFAULT_FOLDER:
+        beside = default_history(Path(args.resume).parent)
+        if beside.is_file():
+            return beside
+    return default_history(args.out)
+
+
 def _run_held_in(path: Path) -> RunResult | None:
     """The benchbench run an existing file holds (which a new run might replace), or None."""
     from benchbench.results import RunResult
@@ -231,7 +261,8 @@ def _config(args: argparse.Namespace, manager: PluginManager, resume: RunResult 
     return Config(manager, **given, profile=args.profile, quiet=args.quiet, verbose=args.verbose, plugin_options=options)
 
 
-def _report(run: RunResult, path: Path, history: Any, table: str, summary: str, *, quiet: bool) -> ExitCode:
+def _report(run: RunResult, path: Path, history: Any, table: str, summary: str, *, quiet: bool,
+            resume_with: str) -> ExitCode:
     """Save first, print last: the history and the job summary, then the table on stdout and
     where things went on stderr. The exit code is the run's, whether or not anyone still
     reads stdout (``| head``); a history that cannot be written after all is exit 2, with
@@ -241,13 +272,14 @@ def _report(run: RunResult, path: Path, history: Any, table: str, summary: str, 
         print("benchbench: interrupted before any benchmark finished; no run file was written", file=sys.stderr)
         return ExitCode.INTERRUPTED
     try:
-        return _report_saved(run, path, history, table, summary, quiet=quiet)
+        return _report_saved(run, path, history, table, summary, quiet=quiet, resume_with=resume_with)
     except KeyboardInterrupt:
         print(f"benchbench: interrupted while reporting; the run file {path} is written and kept", file=sys.stderr)
         return ExitCode.INTERRUPTED
 
 
-def _report_saved(run: RunResult, path: Path, history: Any, table: str, summary: str, *, quiet: bool) -> ExitCode:
+def _report_saved(run: RunResult, path: Path, history: Any, table: str, summary: str, *, quiet: bool,
+                  resume_with: str) -> ExitCode:
     from benchbench.outputs import emit
 
     problem = None
@@ -266,7 +298,7 @@ def _report_saved(run: RunResult, path: Path, history: Any, table: str, summary:
     if history is not None:
         say(f"benchbench: appended to the history {history.path}")
     if not run.complete:
-        print(f"benchbench: interrupted; `benchbench run --resume {path}` runs the rest", file=sys.stderr)
+        print(f"benchbench: interrupted; `{resume_with}` runs the rest", file=sys.stderr)
         return ExitCode.INTERRUPTED
     return ExitCode.FAILED if run.failed else ExitCode.OK
 
