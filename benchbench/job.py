@@ -210,6 +210,7 @@ class JobRunner:
                 else:  # a full collection costs ~0.1 s with torch loaded: the young generations suffice
                     gc.collect(1)
         record["wall_time_s"] = time.perf_counter() - started
+        record["warnings"] += unchecked_budgets(self.registry, spec, record.get("thresholds") or {})
         if errors:
             record.update(status=STATUS_FAILED, error="; ".join(errors))
         return record
@@ -301,6 +302,19 @@ class JobRunner:
             return [f"metric {metric!r} returned field(s) the runner owns: {', '.join(reserved)}; rename them"]
         record.update(fields)
         return over_budget(entry, fields, record.get("thresholds") or {})
+
+
+def unchecked_budgets(registry: Registry, spec: BenchmarkSpec, thresholds: dict[str, float]) -> list[str]:
+    """A budget in ``thresholds:`` whose metric this benchmark does not measure (left out of its
+    metrics, or of ``--metrics``) is not checked: say so, rather than pass silently."""
+    measured = set(spec.metrics)
+    warnings = []
+    for entry in registry.entries(MetricEntry):
+        bounded = [f for f in entry.budgets if f in thresholds]
+        if bounded and entry.name not in measured:
+            warnings.append(f"the budget on {', '.join(bounded)} (thresholds:) is not checked: the benchmark does not "
+                            f"measure {entry.name!r}; add it to its metrics")
+    return warnings
 
 
 def over_budget(entry: MetricEntry, fields: dict[str, Any], thresholds: dict[str, float]) -> list[str]:

@@ -217,3 +217,14 @@ def test_a_budget_must_bound_a_single_value_that_is_better_lower() -> None:
     with pytest.raises(PluginError, match="a budget bounds a single value that is better lower"):
         MetricEntry(name="score", plugin="p", measure=lambda ctx: {}, fields=("score",),
                     compare={"score": {"budget": True, "higher_is_better": True}})
+
+
+def test_a_budget_whose_metric_does_not_run_is_not_checked_and_says_so() -> None:
+    run = benchbench.run_suite(suite({"name": "x", **CONV}, metrics=["params"], thresholds={"numerics_rel_error": 1e-9}),
+                               quiet=True)
+    [record] = run.records
+    assert record["status"] == "ok"
+    assert ("the budget on numerics_rel_error (thresholds:) is not checked: the benchmark does not measure 'numerics'; "
+            "add it to its metrics") in record["warnings"]
+    measured = benchbench.run_suite(suite({"name": "x", **CONV}, thresholds={"numerics_rel_error": 1e-2}), quiet=True)
+    assert not measured.records[0]["warnings"]
