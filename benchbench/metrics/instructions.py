@@ -276,14 +276,17 @@ def measure_cycles(ctx: MeasureContext) -> dict[str, Any]:
     steps = opts["steps"]
     cache = cachesim.CacheModel.from_options(opts)
     process, empty, measured, seconds, startup_s = _SharedCallgrind.count(ctx, "estimated_cycles", cache)
-    per_step = {name: (measured.events.get(name, 0) - empty.events.get(name, 0)) / steps for name in cachesim.EVENTS}
+    # A difference of counts; a tiny step can miss fewer times than the empty measurement it is
+    # taken against (its cache state differs), and a count below zero means nothing: 0.
+    per_step = {name: max(0.0, (measured.events.get(name, 0) - empty.events.get(name, 0)) / steps)
+                for name in cachesim.EVENTS}
     cpu, software = _machine(process, _caps(opts))
     fields: dict[str, Any] = {k: round(v) for k, v in cachesim.estimate(per_step).items()}
     fields.update({
         "cycles_events": {name: round(value) for name, value in per_step.items()},
         "cycles_cache": cachesim.simulated(measured.description),
         "cycles_method": (f"callgrind --cache-sim=yes {cache}, per step: (count of {steps} step(s) - count of an empty "
-                          f"measurement) / {steps}, after {opts['warmup_steps']} warm-up step(s), the last one "
+                          f"measurement) / {steps} (at least 0), after {opts['warmup_steps']} warm-up step(s), the last one "
                           f"instrumented to fill the simulated caches; L1 hits + {cachesim.LL_HIT_CYCLES} x last-level "
                           f"hits + {cachesim.MEMORY_CYCLES} x memory accesses"),
         "cycles_cpu": cpu,
