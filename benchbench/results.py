@@ -60,6 +60,10 @@ RUN_SETTINGS = ("device", "batch_size", "dtype", "mode", "channels_last", "threa
 """How the model was run: a measurement (latency, memory) depends on these too. A ratio
 column between rows that differ here compares more than the models (a warning says so),
 and ``benchbench compare`` judges a measured field only when both runs agree on them."""
+EXECUTION_MODES = ("dtype", "channels_last", "compile", "autocast", "tf32", "cudnn_benchmark", "cuda_graphs")
+"""The run settings a suite varies on purpose to compare ways of running one model
+(``suites/modes.yaml``, ``suites/numerics.yaml``): a ratio across them is the point, so the
+baseline warning leaves them out (``compare`` still requires them equal)."""
 
 
 @dataclass
@@ -311,7 +315,8 @@ def add_ratios(records: Iterable[Record], ratio_fields: Iterable[str]) -> None:
             if is_number(value) and is_number(reference) and reference != 0:
                 record[f"{name}_ratio"] = value / reference
                 computed = True
-        differ = [f"{k} {base.get(k)} vs {record.get(k)}" for k in RUN_SETTINGS if base.get(k) != record.get(k)]
+        differ = [f"{k} {base.get(k)} vs {record.get(k)}" for k in RUN_SETTINGS
+                  if k not in EXECUTION_MODES and base.get(k) != record.get(k)]
         warning = (
             f"its baseline {base['benchmark']!r} ran with other settings ({'; '.join(differ)}): "
             "the ratios compare more than the model"

@@ -150,10 +150,11 @@ def test_result_repr_is_short_and_quiet_api_prints_nothing(capsys: pytest.Captur
 
 def test_ratios_against_a_baseline_with_other_settings_carry_a_warning() -> None:
     data = tiny_suite(metrics=["params"])
-    data["benchmarks"][1]["mode"] = "train"
+    data["benchmarks"][1].update(mode="train", autocast="bfloat16")
     std, sep = benchbench.run_suite(data, quiet=True).records
     assert "params_ratio" in sep
     assert any("ran with other settings (mode eval vs train)" in w for w in sep["warnings"])
+    assert not any("autocast" in w for w in sep["warnings"])  # an execution mode is compared on purpose
     assert not std["warnings"]
 
 
