@@ -289,6 +289,8 @@ def draw_gradient_flow(runs: Sequence[Any], names: list[str]) -> Any:
     the input side, log scale (a vanishing gradient falls towards the input); None without one."""
     import matplotlib.pyplot as plt
 
+    from benchbench.plots import log_scale
+
     series = [(r["benchmark"], r["grad_norms"]) for run in runs for r in run.records
               if r.get("status") == "ok" and isinstance(r.get("grad_norms"), list)]
     if not series:
@@ -297,7 +299,7 @@ def draw_gradient_flow(runs: Sequence[Any], names: list[str]) -> Any:
     for name, norms in series:
         found = [(i + 1, n) for i, n in enumerate(norms) if isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) and n > 0]
         ax.plot([p[0] for p in found], [p[1] for p in found], marker=".", label=name)
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("block (1 = nearest the input)")
     ax.set_ylabel("gradient norm at the block's output")
     ax.grid(alpha=0.3, which="both")

@@ -58,6 +58,17 @@ def test_gradient_flow_vanishes_without_residuals() -> None:
     assert len(plain["grad_norms"]) == 30 and plain["grad_norms"][-1] == plain["grad_norm_last"]
 
 
+def test_the_gradient_flow_plot_labels_its_log_axis_in_plain_text() -> None:
+    pytest.importorskip("matplotlib")
+    from benchbench.results import RunResult
+
+    run = RunResult(suite="s", records=[{"benchmark": "b", "status": "ok", "grad_norms": [1e-6, 1e-3, 1.0]}])
+    figure = run.plot("gradient_flow")  # as the report draws it: mathtext off, names drawn literally
+    figure.canvas.draw()  # tick labels get their text when drawn
+    ticks = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert ticks and not any("$" in t for t in ticks), ticks
+
+
 @pytest.mark.parametrize(
     ("bench", "equivariant"),
     [

@@ -80,8 +80,7 @@ def errors(output: list[torch.Tensor], reference: list[torch.Tensor]) -> dict[st
     if [tuple(t.shape) for t in output] != [tuple(t.shape) for t in reference]:
         raise ValueError(f"the step's output shapes {[tuple(t.shape) for t in output]} differ from the "
                          f"float64 reference's {[tuple(t.shape) for t in reference]}")
-    y = torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in output]) if output else torch.zeros(0, dtype=torch.float64)
-    r = torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in reference]) if reference else torch.zeros(0, dtype=torch.float64)
+    y, r = _flat64(output), _flat64(reference)
     nonfinite = int((~torch.isfinite(y) & torch.isfinite(r)).sum())
     if nonfinite:
         return {"rel_error": math.inf, "max_abs_error": math.inf, "cosine": None, "nonfinite": nonfinite}
@@ -95,6 +94,12 @@ def errors(output: list[torch.Tensor], reference: list[torch.Tensor]) -> dict[st
     cosine = float(torch.dot(y, r)) / (out_norm * ref_norm) if out_norm > 0 and ref_norm > 0 else None
     return {"rel_error": rel, "max_abs_error": float(diff.abs().max()) if diff.numel() else 0.0,
             "cosine": cosine, "nonfinite": 0}
+
+
+def _flat64(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Every element of ``tensors``, in order, as one float64 vector on the CPU."""
+    return torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in tensors]) if tensors \
+        else torch.zeros(0, dtype=torch.float64)
 
 
 def reference_device(device: torch.device, option: str) -> torch.device:
