@@ -3,8 +3,9 @@
 ``benchbench ab`` (and ``bisect`` for timings) measure a base and a new side in one job:
 round i of each side makes pair i, and the pairs alternate which side goes first (A B, B A,
 A B, ...), so that a machine that speeds up or slows down steadily through the job favours
-neither side (the ABBA design of crossover trials). Each round is a process of its own
-(:mod:`benchbench.sides`).
+neither side (the ABBA design of crossover trials). Each round is a process of its own: a
+fork of its side's round server (:mod:`benchbench.roundserver`), or with
+``--fresh-processes`` a fresh ``python -m benchbench run`` (:mod:`benchbench.sides`).
 
 The first pair runs everything the suite (or ``--metrics``) asks for, deterministic counts
 too (params, FLOPs, instruction counts: once per side, in the same job). Later pairs run
@@ -22,6 +23,7 @@ environment carries the pairing (:data:`benchbench.compare.PAIRING_KEY`), by whi
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -58,27 +60,33 @@ class Measured:
 
 
 def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs: int, folder: Path,
-                  say: Callable[[str], None] = lambda text: None) -> Measured:
+                  say: Callable[[str], None] = lambda text: None, *, fresh_processes: bool = False) -> Measured:
     """Measure up to ``pairs`` pairs of rounds of ``suite`` (see the module docstring); the
-    rounds' files go to ``folder``; ``say`` gets a line of progress per round."""
-    sides = {BASE: base, NEW: new}
+    rounds' files go to ``folder``; ``say`` gets a line of progress per round. Each round is a
+    fork of its side's round server, or with ``fresh_processes`` a fresh process
+    (:meth:`benchbench.sides.Side.rounds`)."""
     rounds: dict[str, list[RunResult]] = {BASE: [], NEW: []}
     started = time.monotonic()
-    for pair in range(pairs):
-        later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
-        if pair and later is None:
-            break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
-        for name in order(pair):
-            side = sides[name]
-            arguments = options.arguments(side, metrics=later[0], only=later[1]) if later else options.arguments(side)
-            say(f"round {len(rounds[BASE]) + len(rounds[NEW]) + 1} of at most {2 * pairs}: {name} (pair {pair + 1}); "
-                f"{time.monotonic() - started:.0f} s so far")
-            stem = folder / f"{name}-{pair + 1}"
-            rounds[name].append(side.run_round(suite, arguments, stem.with_suffix(".json"), stem.with_suffix(".log")))
+    with contextlib.ExitStack() as stack:
+        say("starting each side's python and torch" + ("" if fresh_processes else " (once: each round is a fork of it)"))
+        runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes))
+                   for name, side in ((BASE, base), (NEW, new))}
+        for pair in range(pairs):
+            later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
+            if pair and later is None:
+                break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
+            for name in order(pair):
+                runner = runners[name]
+                arguments = (options.arguments(runner.side, metrics=later[0], only=later[1]) if later
+                             else options.arguments(runner.side))
+                say(f"round {len(rounds[BASE]) + len(rounds[NEW]) + 1} of at most {2 * pairs}: {name} (pair {pair + 1}); "
+                    f"{time.monotonic() - started:.0f} s so far")
+                stem = folder / f"{name}-{pair + 1}"
+                rounds[name].append(runner.run_round(suite, arguments, stem.with_suffix(".json"), stem.with_suffix(".log")))
     measured = len(rounds[BASE])
     pairing = {"id": uuid.uuid4().hex, "pairs": measured, "order": schedule(measured)}
-    return Measured(pool(rounds[BASE], base, {**pairing, "side": BASE}, new),
-                    pool(rounds[NEW], new, {**pairing, "side": NEW}, base), measured)
+    return Measured(pool(rounds[BASE], base, {**pairing, "side": BASE}, new, fresh_processes),
+                    pool(rounds[NEW], new, {**pairing, "side": NEW}, base, fresh_processes), measured)
 
 
 def _later_rounds(base_runs: list[RunResult], new_runs: list[RunResult]) -> tuple[str | None, list[str]] | None:
@@ -100,7 +108,7 @@ def _record(run: RunResult, name: str) -> Record | None:
     return next((r for r in run.records if r.get("benchmark") == name), None)
 
 
-def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side) -> RunResult:
+def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side, fresh_processes: bool = False) -> RunResult:
     """One run file from a side's rounds (see the module docstring); ``runs[0]`` measured everything."""
     first = runs[0]
     specs = first.compare
@@ -126,7 +134,8 @@ def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side
     environment[PAIRING_KEY] = {**pairing, "ref": side.ref or "the working tree", "commit": side.commit,
                                 "dirty": side.dirty, "other": {"ref": other.ref or "the working tree", "commit": other.commit}}
     notes = [*first.notes, (
-        f"benchbench ab, {pairing['side']} side: {len(runs)} round(s), each in a process of its own, in turns with the "
+        f"benchbench ab, {pairing['side']} side: {len(runs)} round(s), each in "
+        f"{'a fresh process' if fresh_processes else 'a fork of its round server'}, in turns with the "
         f"{'new' if pairing['side'] == BASE else 'base'} side's ({' '.join(pairing['order'])}); "
         + (f"the timed fields ({', '.join(timed)}) pool every round's samples; other fields are the first round's"
            if timed and len(runs) > 1 else "one round: counts are measured once")

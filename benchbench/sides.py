@@ -35,6 +35,7 @@ failed (exit 1) has written its run file, and the failure is a record like any o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -44,7 +45,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from benchbench.errors import BenchbenchError, ExitCode, UsageError
 
@@ -170,25 +171,31 @@ class Side:
             entries.append(project)
         return [str(e) for e in dict.fromkeys(entries)]
 
+    def environment(self, links: Path) -> dict[str, str]:
+        """The environment of this side's processes: ours, with the side's import path first
+        on ``PYTHONPATH`` (package-dir symlinks made in ``links``)."""
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join([*self.import_path(links), *filter(None, [os.environ.get("PYTHONPATH")])])
+        return environment
+
+    def round_argv(self, suite: str, arguments: list[str], out: Path) -> list[str]:
+        """``benchbench``'s arguments for one round of ``suite`` whose run file goes to ``out``."""
+        return ["run", self.locate(suite), "--json", str(out), "--rounds", "1", "-q", "--no-history", *arguments]
+
     def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
-        """One round of ``suite`` in a process of this side; its run file, written to ``out``.
+        """One round of ``suite`` in a fresh process of this side; its run file, written to ``out``.
 
         The process starts a session of its own: Ctrl-C in a terminal reaches this process
         only, which stops the side's process (SIGTERM: it saves what finished and exits) and
         waits for it, so nothing is left running in a worktree about to be removed.
         """
-        from benchbench.results import RunResult
-
         self.check_workdir()
-        links = log.parent / f"{self.name}-imports"
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join([*self.import_path(links), *filter(None, [os.environ.get("PYTHONPATH")])])
-        command = [sys.executable, "-m", "benchbench", "run", self.locate(suite), "--json", str(out), "--rounds", "1",
-                   "-q", "--no-history", *arguments]
+        command = [sys.executable, "-m", "benchbench", *self.round_argv(suite, arguments, out)]
         with open(log, "w", encoding="utf-8") as errors:
             with _signals_deferred() as caught:  # a process started as Ctrl-C came would be left running, unknown
-                process = subprocess.Popen(command, cwd=self.workdir, env=environment, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
+                process = subprocess.Popen(command, cwd=self.workdir, env=self.environment(log.parent / f"{self.name}-imports"),
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                                           start_new_session=True)
             try:
                 if caught:
                     raise KeyboardInterrupt
@@ -196,6 +203,12 @@ class Side:
             except BaseException:
                 stop(process)
                 raise
+        return self.round_result(code, out, log, " ".join(command))
+
+    def round_result(self, code: int, out: Path, log: Path, command: str) -> RunResult:
+        """The run file a round wrote, or the error its exit ``code`` and last words in ``log`` call for."""
+        from benchbench.results import RunResult
+
         if code in (ExitCode.OK, ExitCode.FAILED) and out.is_file():
             return RunResult.read_json(out)
         said = _tail(log)
@@ -204,10 +217,120 @@ class Side:
             raise UsageError(f"{where} refused the run: {said}")
         if code == ExitCode.INTERRUPTED:
             raise SideFailed(f"{where} was interrupted from outside (exit 130): {said}")
-        raise SideFailed(f"{where}: `benchbench run` {_ended(code)}: {said} (its command: {' '.join(command)})")
+        raise SideFailed(f"{where}: `benchbench run` {_ended(code)}: {said} (its command: {command})")
+
+    @contextlib.contextmanager
+    def rounds(self, folder: Path, *, fresh_processes: bool = False) -> Iterator[Rounds]:
+        """Run this side's rounds for the length of the block: each a fork of a round server
+        (:mod:`benchbench.roundserver`) started once here, or with ``fresh_processes`` (or where
+        there is no ``fork``) each a fresh ``python -m benchbench`` as :meth:`run_round`."""
+        if fresh_processes or not hasattr(os, "fork"):
+            yield FreshProcesses(self)
+            return
+        server = RoundServer(self, folder)
+        try:
+            yield server
+        finally:
+            server.close()
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+class Rounds:
+    """Runs one side's rounds: :meth:`run_round` as :meth:`Side.run_round`."""
+
+    side: Side
+
+    def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
+        raise NotImplementedError
+
+
+class FreshProcesses(Rounds):
+    """Each round a fresh process of the side (``benchbench ab --fresh-processes``)."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+
+    def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
+        return self.side.run_round(suite, arguments, out, log)
+
+
+class RoundServer(Rounds):
+    """A side's round server (:mod:`benchbench.roundserver`): started here, each round a fork of it.
+
+    Started in a session of its own, as a fresh round's process is: Ctrl-C reaches benchbench
+    only, which stops the server's process group (the round in progress saves and exits, the
+    server waits for it) and waits, so nothing is left running in a worktree about to go.
+    """
+
+    def __init__(self, side: Side, folder: Path) -> None:
+        from benchbench import roundserver
+
+        self.side = side
+        side.check_workdir()
+        self.log = folder / f"{side.name}-server.log"
+        with open(self.log, "w", encoding="utf-8") as errors, _signals_deferred() as caught:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", Path(roundserver.__file__).read_text(encoding="utf-8")],
+                cwd=side.workdir, env=side.environment(folder / f"{side.name}-imports"),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True,
+            )
+        self.ready = False
+        """The server said it is ready (torch and the side's benchbench imported); it is waited
+        for at the first round, so that both sides' servers start at once."""
+        if caught:
+            stop(self.process)
+            raise KeyboardInterrupt
+
+    def _reply(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise self._died()
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def _died(self) -> SideFailed:
+        """The error for a server that is gone (killed, or its imports crashed python); a round it
+        had forked, left without it, is killed with it."""
+        code = self.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return SideFailed(f"the {self.side.name} side ({self.side.describe()}): its round server {_ended(code)}: {_tail(self.log)}")
+
+    def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
+        """One round of ``suite``, a fork of the server; its run file, written to ``out``."""
+        argv = self.side.round_argv(suite, arguments, out)
+        assert self.process.stdin is not None
+        try:
+            if not self.ready:
+                self._reply()  # {"ready": true}
+                self.ready = True
+            self.process.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+            self.process.stdin.flush()
+            code = int(self._reply()["code"])
+        except BrokenPipeError:
+            raise self._died() from None
+        except BaseException:
+            stop(self.process)
+            raise
+        return self.side.round_result(code, out, log, "a fork of the round server running benchbench " + " ".join(argv))
+
+    def close(self) -> None:
+        """End the server: end of its input, then SIGTERM if it does not go."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                stop(self.process)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
     """Stop a side's process and everything it started (its session): SIGTERM, which a run
     turns into saving and exiting, then SIGKILL after :data:`STOP_GRACE_S`."""
     if process.poll() is not None:

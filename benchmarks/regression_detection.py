@@ -13,11 +13,13 @@ comparable, as after a real change. Two modes (``--mode``, both by default):
 * ``ab``: ``benchbench ab`` itself, as a user runs it, in a git repository made for the
   purpose in a temporary folder: a base commit whose ``work_level.py`` sets the work to
   20, and a commit per condition that sets it to 21, 22, 18, or to 20 again (A/A: a
-  commit that changes nothing the layer does). ``--pairs`` pairs of rounds, each round a
-  fresh process of its side (``benchbench ab --rounds``).
+  commit that changes nothing the layer does). ``--pairs`` pairs of rounds (``benchbench ab
+  --rounds``), each round a fork of its side's round server, or with ``--fresh-processes``
+  a fresh process.
 
     python benchmarks/regression_detection.py [--mode two-run|ab|both] [--repeats 20]
-                                              [--rounds 5] [--pairs 10] [--threads N]
+                                              [--rounds 5] [--pairs 20] [--threads N]
+                                              [--fresh-processes]
                                               [--load none|steady|bursty] [--hogs N]
                                               [--conditions aa,slow10,...] [--threshold 0.05]
 
@@ -53,6 +55,7 @@ from pathlib import Path
 import yaml
 
 import benchbench
+from benchbench.commands.ab import DEFAULT_PAIRS
 from benchbench.compare import Thresholds, compare_runs
 from benchbench.manager import PluginManager
 
@@ -170,7 +173,8 @@ class ABJob:
         return [sys.executable, "-m", "benchbench", "ab", "suite.yaml", "--base", "base", "--new", short,
                 "-p", str(HERE / "scaled_work.py"), "-p", "work_level", "--rounds", str(self.args.pairs),
                 "--threshold", f"latency={self.args.threshold}", "--format", "json", "-q",
-                "--base-json", "base.json", "--new-json", "new.json"]
+                "--base-json", "base.json", "--new-json", "new.json",
+                *(["--fresh-processes"] if self.args.fresh_processes else [])]
 
     def compare(self, condition: str) -> tuple[str, float | None]:
         short = next(k for k, v in SHORT.items() if v == condition)
@@ -240,7 +244,8 @@ def goals(mode: str, seen: dict[str, dict[str, int]], n: int, load: str) -> dict
 def table(mode: str, result: dict, args: argparse.Namespace) -> list[str]:
     n = args.repeats
     how = (f"{args.rounds} rounds per run, two runs per compare" if mode == "two-run"
-           else f"benchbench ab, {args.pairs} pairs of rounds, each round a process")
+           else f"benchbench ab, {args.pairs} pairs of rounds, each round "
+           + ("a fresh process" if args.fresh_processes else "a fork of its side's round server"))
     lines = [f"{mode}: {n} compares per condition; {how}; threads {args.threads or 'default'}; load {args.load}"
              + (f" ({args.hogs} CPU-bound processes)" if args.load != "none" else "")
              + f"; alpha 0.01, threshold {args.threshold:.0%}; {result['seconds']:.0f} s",
@@ -260,7 +265,10 @@ def main() -> int:
     parser.add_argument("--mode", choices=("two-run", "ab", "both"), default="both")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5, help="two-run mode: rounds per run (suites/ci.yaml: 5)")
-    parser.add_argument("--pairs", type=int, default=10, help="ab mode: pairs of rounds per compare (benchbench ab's default)")
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
+                        help=f"ab mode: pairs of rounds per compare (default {DEFAULT_PAIRS}, benchbench ab's)")
+    parser.add_argument("--fresh-processes", action="store_true",
+                        help="ab mode: each round a fresh python process (benchbench ab --fresh-processes)")
     parser.add_argument("--threshold", type=float, default=0.05, help="allowed slowdown for latency (default 0.05)")
     parser.add_argument("--threads", type=int, default=None, help="threads: of the benchmark (default: torch's)")
     parser.add_argument("--load", choices=("none", "steady", "bursty"), default="none")

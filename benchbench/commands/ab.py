@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from benchbench.results import RunResult
     from benchbench.sides import RunOptions
 
-DEFAULT_PAIRS = 10
+DEFAULT_PAIRS = 20
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -57,9 +57,8 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
     ab.add_argument("suite", metavar="SUITE.yaml", help="suite file; one inside the repository is read from each side's checkout")
     ab.add_argument("--base", required=True, metavar="REF", help="the base commit: a branch, tag, hash or HEAD~N")
     ab.add_argument("--new", metavar="REF", help="the new commit (default: the working tree, uncommitted changes included)")
-    ab.add_argument("--rounds", type=checks.argparse_type(checks.rounds, int), default=DEFAULT_PAIRS, metavar="N",
-                    help=f"pairs of rounds (default {DEFAULT_PAIRS}; alpha 0.01 needs at least 7); a suite of counts "
-                    "only is measured once per side")
+    add_pairs_arguments(ab, f"pairs of rounds (default {DEFAULT_PAIRS}; alpha 0.01 needs at least 7); a suite of "
+                        "counts only is measured once per side")
     add_comparison_arguments(ab)
     output = ab.add_argument_group("output")
     output.add_argument("--out", default=DEFAULT_FOLDER, metavar="DIR",
@@ -72,6 +71,15 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
     output.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     add_run_arguments(ab)
     return ab
+
+
+def add_pairs_arguments(parser: argparse.ArgumentParser, rounds_help: str) -> None:
+    """``--rounds`` (pairs) and ``--fresh-processes``, how the two sides are measured in turns (``ab`` and ``bisect``)."""
+    parser.add_argument("--rounds", type=checks.argparse_type(checks.rounds, int), default=DEFAULT_PAIRS, metavar="N",
+                        help=rounds_help)
+    parser.add_argument("--fresh-processes", action="store_true",
+                        help="start each round as a fresh python process (about 3 s each) instead of a fork of its "
+                        "side's round server, which imports python and torch once")
 
 
 def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +149,8 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
             side.check_exists(args.suite, "the suite")
         say(f"ab: base {base.describe()}; new {new.describe()}; up to {args.rounds} pair(s) of rounds, each round a "
             "process of its side")
-        measured = measure_pairs(base, new, args.suite, options, args.rounds, folder, say)
+        measured = measure_pairs(base, new, args.suite, options, args.rounds, folder, say,
+                                 fresh_processes=args.fresh_processes)
     paths = _write(measured.base, measured.new, outputs, args.out)
     comparison = compare_runs(measured.base, measured.new, thresholds=thresholds, strict=args.strict,
                               alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,

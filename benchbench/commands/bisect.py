@@ -35,8 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from benchbench import checks
-from benchbench.commands.ab import DEFAULT_PAIRS, add_comparison_arguments, add_run_arguments, progress, run_options
+from benchbench.commands.ab import DEFAULT_PAIRS, add_comparison_arguments, add_pairs_arguments, add_run_arguments, progress, run_options
 from benchbench.commands.common import check_format
 from benchbench.errors import ExitCode, UsageError, did_you_mean
 
@@ -62,8 +61,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
     bisect.add_argument("--bad", required=True, metavar="REF", help="a commit with the change (newer; its first-parent line is searched)")
     bisect.add_argument("--metric", required=True, metavar="FIELD",
                         help="what crossed its threshold: a compared field (instructions, flops, latency_ms) or a metric's name")
-    bisect.add_argument("--rounds", type=checks.argparse_type(checks.rounds, int), default=DEFAULT_PAIRS, metavar="N",
-                        help=f"for timings: pairs of rounds per commit (default {DEFAULT_PAIRS})")
+    add_pairs_arguments(bisect, f"for timings: pairs of rounds per commit (default {DEFAULT_PAIRS})")
     bisect.add_argument("--format", default="simple", metavar="FMT", help="the table's format: simple (default), github, grid...")
     bisect.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (the steps are still in the table)")
     add_comparison_arguments(bisect)
@@ -153,7 +151,8 @@ class _Judge:
 
             folder = self.folder / f"step-{self.count}"
             folder.mkdir()
-            measured = measure_pairs(self.good, side, self.args.suite, self.options, self.args.rounds, folder, self.say)
+            measured = measure_pairs(self.good, side, self.args.suite, self.options, self.args.rounds, folder, self.say,
+                                     fresh_processes=self.args.fresh_processes)
             base, new = measured.base, measured.new
         else:
             base = self.good_run
