@@ -25,7 +25,10 @@ run one round of a suite in it: ``python -m benchbench run SUITE --json FILE --r
   in some fresh processes and 2.5 ms in others, each steady to 1-2% within its process.
   Timed in one process per side, that lottery would be drawn once and read as a change of
   the code; drawn anew for every round, it is noise that the paired statistic sees and
-  averages out. Starting python and torch costs seconds a round; that is the price.
+  averages out. Starting python and torch costs 3.2 s a round there, so by default each
+  round is a fork of a :class:`RoundServer` that imported them once per side
+  (:mod:`benchbench.roundserver`, which says what a fork draws anew); with
+  ``--fresh-processes`` each round is a fresh process (:meth:`Side.run_round`).
 
 A side's process that exits 2 (bad input: the base's suite lacks a key the new side's
 options use) or crashes stops the whole comparison with its own words; one whose benchmark
@@ -281,12 +284,19 @@ class RoundServer(Rounds):
             raise KeyboardInterrupt
 
     def _reply(self) -> dict[str, Any]:
+        """The server's next message. Lines that are not one (printed before the server took its
+        output for itself: a ``sitecustomize`` of the side, say) go to the server's log."""
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            raise self._died()
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise self._died()
+            with contextlib.suppress(ValueError):
+                reply = json.loads(line)
+                if isinstance(reply, dict) and ({"ready", "code"} & set(reply)):
+                    return reply
+            with open(self.log, "a", encoding="utf-8") as log:
+                log.write(line)
 
     def _died(self) -> SideFailed:
         """The error for a server that is gone (killed, or its imports crashed python); a round it

@@ -246,6 +246,62 @@ def test_a_latency_change_is_caught_pair_by_pair(repo: ToyRepo) -> None:
     assert "round 9 of at most 10: base (pair 5)" in done.stderr
 
 
+# --------------------------------------------------------------------------- rounds: forks of a round server
+
+PIDS_PLUGIN = (
+    "import os\n\nimport benchbench\n\n\n@benchbench.hookimpl\ndef benchbench_run_start(suite, benchmarks, rounds):\n"
+    "    with open(os.environ['PIDS_FILE'], 'a') as f:\n"
+    "        f.write(f'{os.getpid()} {os.getppid()} {open(\"suite.yaml\").read().count(\"toy\")}\\n')\n"
+)
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["forks", "fresh-processes"])
+def test_each_round_is_a_process_of_its_own_forked_from_one_server_per_side(repo: ToyRepo, fresh: bool) -> None:
+    repo.write("pids.py", PIDS_PLUGIN)
+    repo.commit("a plugin that notes each round's process")
+    pids = repo.path.parent / "pids.txt"
+    done = ab(repo, "--base", "HEAD", "-p", "pids.py", "--metrics", "params,latency", "--rounds", "3", "--alpha", "0.2",
+              *(["--fresh-processes"] if fresh else []), PIDS_FILE=str(pids))
+    assert done.returncode == 0, done.stderr
+    rounds = [line.split() for line in pids.read_text().splitlines()]
+    assert len(rounds) == 6 and len({pid for pid, _, _ in rounds}) == 6  # every round a process of its own
+    parents = [parent for _, parent, _ in rounds]
+    if fresh:
+        assert len(set(parents)) == 1  # all started by the ab process itself
+    else:
+        # base new, new base, base new: the first two rounds are the two servers' forks, and every later round a
+        # fork of its side's server
+        servers = {"base": parents[0], "new": parents[1]}
+        assert servers["base"] != servers["new"]
+        assert parents == [servers[side] for side in schedule(3)]
+    base, new = run_files(repo)
+    note = "a fresh process" if fresh else "a fork of its round server"
+    assert any(note in line for line in base["notes"]) and any(note in line for line in new["notes"])
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
+def test_what_a_side_prints_at_start_up_does_not_upset_its_round_server(repo: ToyRepo) -> None:
+    # The side's folder is on its import path, so python imports its sitecustomize.py at start-up, before the
+    # server takes its output for its replies.
+    repo.write("sitecustomize.py", "print('hello from the side', flush=True)\n")
+    repo.commit("a sitecustomize that prints")
+    repo.set("HIDDEN", 16)
+    done = ab(repo, "--base", "HEAD")
+    assert done.returncode == 1, done.stderr
+    assert [r["records"][0]["params"] for r in run_files(repo)] == [76, 148]
+
+
+def test_a_round_server_that_cannot_start_is_exit_3_with_its_words(repo: ToyRepo) -> None:
+    repo.write("benchbench.py", "raise ImportError('a benchbench.py of the side shadows benchbench')\n")
+    repo.commit("a module that shadows benchbench")
+    (repo.path / "benchbench.py").unlink()  # gone from the working tree, where the ab command itself starts
+    done = ab(repo, "--base", "HEAD")
+    assert done.returncode == 3, done.stderr
+    assert "round server exited 1" in done.stderr and "shadows benchbench" in done.stderr
+    assert "Traceback" not in done.stderr.split("round server")[0]
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
 def test_a_side_that_crashes_is_exit_3_with_its_words(repo: ToyRepo) -> None:
     repo.write("crash.py", "import benchbench\n\n\n@benchbench.hookimpl\ndef benchbench_run_start(suite, benchmarks, rounds):\n"
                            "    raise RuntimeError('a hook that breaks')\n")
