@@ -21,7 +21,7 @@ comparable, as after a real change. Two modes (``--mode``, both by default):
                                               [--rounds 5] [--pairs 20] [--threads N]
                                               [--fresh-processes]
                                               [--load none|steady|bursty] [--hogs N]
-                                              [--conditions aa,slow10,...] [--threshold 0.05]
+                                              [--conditions aa,slow10,...] [--threshold 0.05[,0.02]]
 
 ``--load steady`` keeps ``--hogs`` CPU-bound processes (default: one per core) running
 for the whole benchmark; ``--load bursty`` starts and stops them at random every 5-30 s,
@@ -58,6 +58,7 @@ import benchbench
 from benchbench.commands.ab import DEFAULT_PAIRS
 from benchbench.compare import Thresholds, compare_runs
 from benchbench.manager import PluginManager
+from benchbench.results import RunResult
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -114,16 +115,14 @@ class TwoRuns:
         self.manager = PluginManager([str(HERE / "scaled_work.py")], autoload=False)
         self.manager.pm.unregister(name="benchbench.progress")
         self.data = suite(args.rounds, args.threads)
-        self.thresholds = Thresholds.parse([f"latency={args.threshold}"])
+        self.thresholds = args.thresholds
 
-    def run(self, work: int) -> benchbench.results.RunResult:
+    def run(self, work: int) -> RunResult:
         os.environ[WORK_ENV] = str(work)
         return benchbench.run_suite(self.data, manager=self.manager)
 
-    def compare(self, condition: str) -> tuple[str, float | None]:
-        base, new = self.run(20), self.run(CONDITIONS[condition])
-        row = next(r for r in compare_runs(base, new, thresholds=self.thresholds).rows if r.field == "latency_ms")
-        return row.verdict.verdict, row.verdict.ratio
+    def compare(self, condition: str) -> dict[float, tuple[str, float | None]]:
+        return judge(self.run(20), self.run(CONDITIONS[condition]), self.thresholds)
 
     def close(self) -> None:
         os.environ.pop(WORK_ENV, None)
@@ -172,11 +171,12 @@ class ABJob:
         """The ``benchbench ab`` command line of one compare (run in the repository's folder)."""
         return [sys.executable, "-m", "benchbench", "ab", "suite.yaml", "--base", "base", "--new", short,
                 "-p", str(HERE / "scaled_work.py"), "-p", "work_level", "--rounds", str(self.args.pairs),
-                "--threshold", f"latency={self.args.threshold}", "--format", "json", "-q",
+                "--threshold", f"latency={self.args.thresholds[0]}", "--format", "json", "-q",
                 "--base-json", "base.json", "--new-json", "new.json",
                 *(["--fresh-processes"] if self.args.fresh_processes else [])]
 
-    def compare(self, condition: str) -> tuple[str, float | None]:
+    def compare(self, condition: str) -> dict[float, tuple[str, float | None]]:
+        """``benchbench ab`` at the first threshold; its two run files judged again at the others."""
         short = next(k for k, v in SHORT.items() if v == condition)
         env = {**os.environ, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
         env.pop(WORK_ENV, None)
@@ -184,7 +184,10 @@ class ABJob:
         if done.returncode not in (0, 1):
             raise SystemExit(f"benchbench ab exited {done.returncode}: {done.stderr.strip()}")
         row = next(r for r in json.loads(done.stdout)["rows"] if r["field"] == "latency_ms")
-        return row["verdict"], row["ratio"]
+        judged = judge(RunResult.read_json(self.folder / "base.json"), RunResult.read_json(self.folder / "new.json"),
+                       self.args.thresholds)
+        assert judged[self.args.thresholds[0]][0] == row["verdict"], (judged, row)  # as ab itself judged
+        return judged
 
     def close(self) -> None:
         import shutil
@@ -195,23 +198,38 @@ class ABJob:
 MODES = {"two-run": TwoRuns, "ab": ABJob}
 
 
+def judge(base: RunResult, new: RunResult, thresholds: list[float]) -> dict[float, tuple[str, float | None]]:
+    """The latency verdict and ratio of ``new`` against ``base`` at each threshold (the
+    statistic does not depend on it: only whether the estimate is beyond it)."""
+    judged = {}
+    for threshold in thresholds:
+        rows = compare_runs(base, new, thresholds=Thresholds.parse([f"latency={threshold}"]), allow_other_suite=True).rows
+        row = next(r for r in rows if r.field == "latency_ms")
+        judged[threshold] = (row.verdict.verdict, row.verdict.ratio)
+    return judged
+
+
 def measure(args: argparse.Namespace, mode: str) -> dict:
     """Every condition ``--repeats`` times in one mode: the verdicts, median ratios and time taken."""
-    judge = MODES[mode](args)
-    verdicts: dict[str, collections.Counter[str]] = {c: collections.Counter() for c in args.conditions}
+    judging = MODES[mode](args)
+    verdicts = {t: {c: collections.Counter[str]() for c in args.conditions} for t in args.thresholds}
     ratios: dict[str, list[float]] = {c: [] for c in args.conditions}
     started = time.perf_counter()
     try:
         for i in range(args.repeats):
             for condition in args.conditions:
-                verdict, ratio = judge.compare(condition)
-                verdicts[condition][verdict] += 1
+                judged = judging.compare(condition)
+                for threshold, (verdict, _) in judged.items():
+                    verdicts[threshold][condition][verdict] += 1
+                ratio = judged[args.thresholds[0]][1]
                 if ratio is not None:
                     ratios[condition].append(ratio)
             print(f"{mode}: iteration {i + 1}/{args.repeats} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     finally:
-        judge.close()
-    return {"verdicts": {c: dict(v) for c, v in verdicts.items()},
+        judging.close()
+    return {"thresholds": {t: {"verdicts": {c: dict(v) for c, v in by.items()},
+                               "goals": goals(mode, {c: dict(v) for c, v in by.items()}, args.repeats, args.load)}
+                           for t, by in verdicts.items()},
             "median_ratio": {c: sorted(r)[len(r) // 2] if r else None for c, r in ratios.items()},
             "seconds": time.perf_counter() - started}
 
@@ -241,21 +259,22 @@ def goals(mode: str, seen: dict[str, dict[str, int]], n: int, load: str) -> dict
     return met
 
 
-def table(mode: str, result: dict, args: argparse.Namespace) -> list[str]:
+def table(mode: str, result: dict, threshold: float, args: argparse.Namespace) -> list[str]:
     n = args.repeats
     how = (f"{args.rounds} rounds per run, two runs per compare" if mode == "two-run"
            else f"benchbench ab, {args.pairs} pairs of rounds, each round "
            + ("a fresh process" if args.fresh_processes else "a fork of its side's round server"))
     lines = [f"{mode}: {n} compares per condition; {how}; threads {args.threads or 'default'}; load {args.load}"
              + (f" ({args.hogs} CPU-bound processes)" if args.load != "none" else "")
-             + f"; alpha 0.01, threshold {args.threshold:.0%}; {result['seconds']:.0f} s",
+             + f"; alpha 0.01, threshold {threshold:.0%}; {result['seconds']:.0f} s",
              f"{'condition':18} {'regressed':>9} {'median ratio':>13}  verdicts"]
+    judged = result["thresholds"][threshold]
     for condition in args.conditions:
-        seen = result["verdicts"][condition]
+        seen = judged["verdicts"][condition]
         median = result["median_ratio"][condition]
         text = ", ".join(f"{v} {c}" for v, c in sorted(seen.items(), key=lambda kv: -kv[1]))
         lines.append(f"{condition:18} {seen.get('regressed', 0):>4} of {n:<3} {median or float('nan'):>12.3f}x  {text}")
-    met = result["goals"]
+    met = judged["goals"]
     lines.append("goals: " + ("; ".join(f"{goal}: {'met' if ok else 'MISSED'}" for goal, ok in met.items()) or "none measured"))
     return lines
 
@@ -269,7 +288,9 @@ def main() -> int:
                         help=f"ab mode: pairs of rounds per compare (default {DEFAULT_PAIRS}, benchbench ab's)")
     parser.add_argument("--fresh-processes", action="store_true",
                         help="ab mode: each round a fresh python process (benchbench ab --fresh-processes)")
-    parser.add_argument("--threshold", type=float, default=0.05, help="allowed slowdown for latency (default 0.05)")
+    parser.add_argument("--threshold", default="0.05", metavar="X[,Y...]",
+                        help="allowed slowdown for latency (default 0.05); with several, each compare is judged at each "
+                        "(ab runs with the first)")
     parser.add_argument("--threads", type=int, default=None, help="threads: of the benchmark (default: torch's)")
     parser.add_argument("--load", choices=("none", "steady", "bursty"), default="none")
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 1, help="CPU-bound processes for --load")
@@ -280,20 +301,25 @@ def main() -> int:
     if unknown:
         parser.error(f"--conditions: unknown {unknown[0]!r}; choose from {', '.join(SHORT)}")
     args.conditions = [SHORT[c] for c in args.conditions.split(",")]
+    try:
+        args.thresholds = [float(t) for t in args.threshold.split(",")]
+    except ValueError:
+        parser.error(f"--threshold: expected numbers such as 0.05 or 0.05,0.02, got {args.threshold!r}")
     modes = ["two-run", "ab"] if args.mode == "both" else [args.mode]
     results = {}
     load = Load(args.load, args.hogs)
     try:
         for mode in modes:  # one after the other, under the same load
             results[mode] = measure(args, mode)
-            results[mode]["goals"] = goals(mode, results[mode]["verdicts"], args.repeats, args.load)
     finally:
         load.close()
     for mode in modes:
-        print("\n".join(table(mode, results[mode], args)))
+        for threshold in args.thresholds:
+            print("\n".join(table(mode, results[mode], threshold, args)))
     if args.json:
         Path(args.json).write_text(json.dumps({"modes": results, "args": vars(args)}, indent=1))
-    return 0 if all(ok for result in results.values() for ok in result["goals"].values()) else 1
+    met = [ok for result in results.values() for judged in result["thresholds"].values() for ok in judged["goals"].values()]
+    return 0 if all(met) else 1
 
 
 if __name__ == "__main__":
