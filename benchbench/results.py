@@ -187,6 +187,9 @@ class RunResult:
 
         try:
             text = Path(path).read_text(encoding="utf-8")
+            if not text.strip():
+                raise UsageError(f"run file {str(path)!r} is empty: a run that was killed before it wrote anything, "
+                                 "or a file made for it that it never got to write")
             data = json.loads(text)
         except FileNotFoundError:
             raise UsageError(f"run file {str(path)!r} not found") from None

@@ -126,7 +126,11 @@ def _top_level(document: SuiteDocument, manager: PluginManager, problems: list[s
     data = document.data
     for key in data:
         if key not in SUITE_KEYS:
-            problems.append(f"unknown top-level key {shown(key)}{did_you_mean(str(key), SUITE_KEYS)}")
+            hint = did_you_mean(str(key), SUITE_KEYS) or (
+                f" (a suite's keys are {', '.join(SUITE_KEYS)}"
+                + ("; settings every benchmark shares go under 'defaults', and a benchmark's variants merge "
+                   "it with an anchor: <<: *name" if isinstance(data[key], dict) else "") + ")")
+            problems.append(f"unknown top-level key {shown(key)}{hint}")
     values = []
     for key, check, default in (("name", checks.nonempty_str, document.stem),
                                 ("description", checks.optional(checks.nonempty_str), None),

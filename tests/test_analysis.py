@@ -42,6 +42,37 @@ def test_receptive_field_warns_when_the_input_is_too_small() -> None:
     assert any("reaches the input's border" in w for w in record["warnings"])
 
 
+class _IgnoresInput(torch.nn.Module):
+    """A map made of its own parameter: the output does not depend on the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.map = torch.nn.Parameter(torch.zeros(1, 1, 4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map.expand(x.shape[0], 1, 4, 4) * 1.0
+
+
+class _Flat(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    (_IgnoresInput(), "receptive_field: the model's output does not depend on its input"),
+    (_Flat(), r"receptive_field needs an output map \(N, C, H, W\), got shape \[3, 48\]"),
+])
+def test_receptive_field_of_a_model_it_cannot_measure_says_why(model: torch.nn.Module, message: str) -> None:
+    from types import SimpleNamespace
+
+    from benchbench_plugins.analysis_metrics import receptive_field
+
+    ctx = SimpleNamespace(model=model, benchmark=SimpleNamespace(input_shape=[3, 4, 4]), options={"trials": 3},
+                          warn=lambda text: None)
+    with pytest.raises(ValueError, match=message):
+        receptive_field(ctx)
+
+
 def test_no_analytic_value_for_networks_that_are_not_a_chain() -> None:
     [record] = run({"model": "bottleneck", "args": {"in_channels": 8, "out_channels": 8}, "input_shape": [8, 16, 16],
                     "metrics": ["receptive_field"]})

@@ -204,6 +204,9 @@ BAD_SUITES = [
     ("yaml syntax", "benchmarks: [\n", "YAML syntax error at line 2"),
     ("duplicate key", "benchmarks:\n  - model: conv\n    model: conv\n", "key 'model' appears twice"),
     ("top-level typo", "benchmark: []\n", "unknown top-level key 'benchmark' (did you mean 'benchmarks'?)"),
+    ("top-level anchor", "common: &c {batch_size: 2}\nbenchmarks:\n  - {<<: *c, model: conv}\n",
+     ("unknown top-level key 'common' (a suite's keys are name, description, executor, rounds, defaults, benchmarks; "
+     "settings every benchmark shares go under 'defaults'")),
     ("key typo", "benchmarks:\n  - model: conv\n    batchsize: 4\n", "unknown key 'batchsize' (did you mean 'batch_size'?)"),
     ("wrong type", "benchmarks:\n  - model: conv\n    batch_size: big\n", "key 'batch_size' must be a positive whole number, got 'big'"),
     ("negative size", "benchmarks:\n  - model: conv\n    input_shape: [3, -1, 8]\n", "key 'input_shape' must be a list of positive whole numbers"),
@@ -234,6 +237,8 @@ def test_bad_suites_exit_2_with_the_file_and_a_message(tmp_path: Path, capsys: p
 
 def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = write_suite(tmp_path, tiny_suite(metrics=["params"]))
+    empty = tmp_path / "empty.json"
+    empty.write_text("\n")
     cases = [
         (["run"], "needs a SUITE.yaml"),
         (["run", str(suite), "--batch-size", "0"], "argument --batch-size: must be a positive whole number, got 0"),
@@ -246,6 +251,8 @@ def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["run", str(suite), "--device", "cuda:7"], "cuda:7"),
         (["run", "--resume", str(tmp_path / "none.json")], "not found"),
         (["run", "--resume", str(suite)], "not a readable JSON run file"),
+        (["compare", str(empty), str(empty)], f"run file {str(empty)!r} is empty: a run that was killed before it wrote"),
+        (["report", str(empty)], "is empty"),
         (["run", str(suite), "--metrics", ""], "--metrics names no metric; e.g. --metrics params,flops"),
         (["report"], "benchbench report needs at least one run file"),
         (["report", "--html", str(tmp_path / "run.json")], "the report's file name must end in .html (did the shell"),

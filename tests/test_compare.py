@@ -219,11 +219,14 @@ def test_compare_command_exit_codes_and_job_summary(tmp_path: Path, monkeypatch:
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     assert main(["compare", str(base), str(same)]) == 0
-    assert "no regressions" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "no regressions" in captured.out and "with itself" not in captured.err
+    assert main(["compare", str(base), str(tmp_path / "." / "base.json")]) == 0  # a slip: the same file twice
+    assert f"comparing {str(base)!r} with itself, which cannot show a change" in capsys.readouterr().err
     assert main(["compare", str(base), str(slower), "--format", "markdown"]) == 1
     captured = capsys.readouterr()
     assert "| a " in captured.out and "regression: a latency_ms" in captured.err
-    assert summary.read_text().count("| benchmark") == 2  # both compares, as markdown
+    assert summary.read_text().count("| benchmark") == 3  # the three compares, as markdown
     assert main(["compare", str(base)]) == 2
     assert main(["compare", str(base), str(tmp_path / "missing.json")]) == 2
     assert main(["compare", str(base), str(same), "--alpha", "2"]) == 2

@@ -102,5 +102,15 @@ def test_a_baseline_that_names_no_git_ref_says_so_whatever_the_history_holds(tmp
     for history in (empty, other):
         assert main(["compare", str(new), "--baseline", "nosuchbranch", "--history", str(history)]) == 2
         err = capsys.readouterr().err
-        assert "--baseline 'nosuchbranch' is neither 'latest', an existing run file, nor a git ref of this repository" in err
+        assert "--baseline 'nosuchbranch' is neither 'latest' nor an existing run file, and " in err  # outside a repository
+        assert "is not in a git repository, where it could name a commit" in err
         assert "no complete earlier run" not in err and "not found" not in err
+
+
+def test_a_git_ref_outside_a_git_repository_says_so(tmp_path: Path) -> None:
+    from benchbench.errors import UsageError
+    from benchbench.history import resolve_git_ref
+
+    with pytest.raises(UsageError, match=r"--baseline 'main' is neither 'latest' nor an existing run file, and .* is not "
+                                         r"in a git repository, where it could name a commit"):
+        resolve_git_ref("main", here=tmp_path)

@@ -236,7 +236,11 @@ def tiny_suite_file(tmp_path: Path) -> Path:
      "file or directory); give another --history FILE, or pass --no-history")),
     (["--out", "/sys/benchbench-results", "--no-history"],
      "cannot write run files into --out '/sys/benchbench-results': creating the folder '/sys/benchbench-results' failed"),
-    (["--out", "/sys/benchbench-results"], "cannot write the history '/sys/benchbench-results/history.sqlite'"),
+    (["--out", "/sys/benchbench-results"],
+     ("cannot write run files into --out '/sys/benchbench-results': creating the folder '/sys/benchbench-results' "
+      "failed (Operation not permitted); give another --out DIR, or --history FILE or --no-history")),
+    (["--json", "r.json", "--out", "/sys/benchbench-results"],
+     "cannot write the history into --out '/sys/benchbench-results': creating the folder"),
     (["--json", "r.json", "--no-history", "--profile", "/proc/benchbench-traces"],
      "cannot write into --profile '/proc/benchbench-traces': creating the folder '/proc/benchbench-traces' failed"),
 ])
@@ -322,7 +326,7 @@ def test_report_skips_an_empty_run_file_among_others(two_runs: list[Path], tmp_p
     assert f"benchbench: warning: skipping {empty}: the file is empty" in err and "delete it" in err
     assert out.startswith("run,") and "Traceback" not in err
     assert main(["report", str(empty)]) == ExitCode.USAGE_ERROR  # alone: reading it says what is wrong
-    assert f"run file {str(empty)!r} is not a readable JSON run file" in capsys.readouterr().err
+    assert f"run file {str(empty)!r} is empty: a run that was killed before it wrote anything" in capsys.readouterr().err
 
 
 def test_a_stale_lock_is_no_obstacle(tmp_path: Path) -> None:

@@ -107,3 +107,17 @@ def test_the_bar_counts_runs(capsys: pytest.CaptureFixture[str]) -> None:
     finally:
         progress.set_style("auto")
     assert "5/5 |" in capsys.readouterr().err  # 2 x 2 rounds + 1
+
+
+def test_the_last_line_counts_the_whole_command_and_says_when_the_run_was_interrupted(
+        clock: Clock, capsys: pytest.CaptureFixture[str]) -> None:
+    # Ctrl-C 0.6 s after the run started, which was 12 s after the command (checking the suite, starting valgrind).
+    progress.benchbench_configure(config=SimpleNamespace(quiet=False, verbose=False))
+    clock.now = 12.0
+    progress.benchbench_run_start(suite=SimpleNamespace(name="ci", rounds=1), benchmarks=["a", "b"], rounds={"a": 1, "b": 1})
+    clock.now = 12.6
+    progress.benchbench_run_end(run=SimpleNamespace(records=[], failed=[], complete=False))
+    assert capsys.readouterr().err.splitlines()[-1] == "benchbench: interrupted: 0 of 2 benchmark(s) finished in 12.6 s"
+    clock.now = 20.0
+    progress.benchbench_run_end(run=SimpleNamespace(records=[{}, {}], failed=[{}], complete=True))
+    assert capsys.readouterr().err.splitlines()[-1] == "benchbench: 2 benchmark(s) in 20.0 s, 1 failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -94,6 +95,9 @@ def _runs(args: argparse.Namespace) -> tuple[Any, Any]:
     from benchbench.results import RunResult
 
     if len(args.runs) == 2 and args.baseline is None:
+        if os.path.realpath(args.runs[0]) == os.path.realpath(args.runs[1]):
+            print(f"benchbench: warning: comparing {args.runs[0]!r} with itself, which cannot show a change. "
+                  "Did you mean another file, or `--baseline REF` (from the history)?", file=sys.stderr)
         return RunResult.read_json(args.runs[0]), RunResult.read_json(args.runs[1])
     if len(args.runs) == 1 and args.baseline is not None:
         from benchbench.history import load_baseline

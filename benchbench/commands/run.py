@@ -196,6 +196,10 @@ def _check_outputs(args: argparse.Namespace, suite_name: str, resume: RunResult 
                          "history look for the history there); give the run file a name of its own, e.g. run.json")
     check_distinct({option: given, "--history" if args.history else f"the history (--out {args.out!r})":
                     None if history is None else history.path, "--profile": args.profile})
+    if given is None or (history is not None and args.history is None and history.path.parent == Path(args.out)):
+        # --out is where the run file or the history goes: a folder that cannot be written is --out's fault
+        check_folder(args.out, f"{'run files' if given is None else 'the history'} into --out {args.out!r}",
+                     fix="give another --out DIR" + ("" if history is None else ", or --history FILE or --no-history"))
     if history is not None:
         history.check_writable()
     if args.profile is not None:
@@ -203,7 +207,6 @@ def _check_outputs(args: argparse.Namespace, suite_name: str, resume: RunResult 
             raise UsageError(f"--profile {args.profile!r} is a file; give a folder")
         check_folder(args.profile, f"into --profile {args.profile!r}")
     if given is None:
-        check_folder(args.out, f"run files into --out {args.out!r}")
         return history, None
     target = Path(given)
     resumed_here = resume is not None and target.is_file() and target.samefile(args.resume)

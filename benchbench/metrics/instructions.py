@@ -127,14 +127,16 @@ INLINE_ONLY = ("it counts every benchmark of a run in one valgrind process that 
 
 
 def available(device: str) -> str | None:
-    """Why ``instructions`` cannot run for a benchmark on ``device`` on this machine, or None."""
+    """Why ``instructions`` cannot run for a benchmark on ``device`` on this machine, or None.
+    The benchmark's device is asked about first: installing valgrind would not help a
+    benchmark on a GPU."""
+    if device.startswith("cuda") or (device == "auto" and _cuda()):
+        return (f"it counts CPU instructions and this benchmark runs on {device!r}"
+                f"{' (a GPU is visible)' if device == 'auto' else ''}: set device: cpu for it, or use cuda_kernels on a GPU")
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return f"counting instructions needs valgrind on x86-64 Linux, and this is {sys.platform} on {platform.machine()}"
     if shutil.which("valgrind") is None:
         return f"it needs valgrind, which is not installed: {INSTALL}; or leave 'instructions' out of the metrics"
-    if device.startswith("cuda") or (device == "auto" and _cuda()):
-        return (f"it counts CPU instructions and this benchmark runs on {device!r}"
-                f"{' (a GPU is visible)' if device == 'auto' else ''}: set device: cpu for it, or use cuda_kernels on a GPU")
     return None
 
 
