@@ -292,7 +292,8 @@ def test_a_missing_baseline_or_bad_option_is_a_usage_error_before_any_test_runs(
         (["--benchbench-fail", "latency_ms:5%"], "*--benchbench-fail sets what --benchbench-compare allows*"),
         (["--benchbench-rounds", "0"], "*--benchbench-rounds must be at least 1, got 0*"),
         (["--benchbench-compare", "nosuchbranch"],  # the ref is resolved first: not "history not found"
-         "*--benchbench-compare 'nosuchbranch' is neither 'latest', an existing run file, nor a git ref*"),
+         ("*--benchbench-compare 'nosuchbranch' is neither 'latest' nor an existing run file, and * is not in a git "
+         "repository*")),
         (["--benchbench-save", "out", "--benchbench-history", "out"],
          "--benchbench-save and --benchbench-history both name *out*; give each output its own path"),
     ):
