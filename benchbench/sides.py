@@ -283,9 +283,10 @@ class RoundServer(Rounds):
             stop(self.process)
             raise KeyboardInterrupt
 
-    def _reply(self) -> dict[str, Any]:
-        """The server's next message. Lines that are not one (printed before the server took its
-        output for itself: a ``sitecustomize`` of the side, say) go to the server's log."""
+    def _reply(self, key: str) -> dict[str, Any]:
+        """The server's next message, the one with ``key`` (``ready`` once, then ``code``). Lines
+        that are not it (printed before the server took its output for itself: a
+        ``sitecustomize`` of the side, say, even one that prints JSON) go to the server's log."""
         assert self.process.stdout is not None
         while True:
             line = self.process.stdout.readline()
@@ -293,7 +294,7 @@ class RoundServer(Rounds):
                 raise self._died()
             with contextlib.suppress(ValueError):
                 reply = json.loads(line)
-                if isinstance(reply, dict) and ({"ready", "code"} & set(reply)):
+                if isinstance(reply, dict) and key in reply:
                     return reply
             with open(self.log, "a", encoding="utf-8") as log:
                 log.write(line)
@@ -312,11 +313,11 @@ class RoundServer(Rounds):
         assert self.process.stdin is not None
         try:
             if not self.ready:
-                self._reply()  # {"ready": true}
+                self._reply("ready")
                 self.ready = True
             self.process.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
             self.process.stdin.flush()
-            code = int(self._reply()["code"])
+            code = int(self._reply("code")["code"])
         except BrokenPipeError:
             raise self._died() from None
         except BaseException:

@@ -283,7 +283,7 @@ def test_each_round_is_a_process_of_its_own_forked_from_one_server_per_side(repo
 def test_what_a_side_prints_at_start_up_does_not_upset_its_round_server(repo: ToyRepo) -> None:
     # The side's folder is on its import path, so python imports its sitecustomize.py at start-up, before the
     # server takes its output for its replies.
-    repo.write("sitecustomize.py", "print('hello from the side', flush=True)\n")
+    repo.write("sitecustomize.py", "print('hello from the side', flush=True)\nprint('{\"code\": 0}', flush=True)\n")
     repo.commit("a sitecustomize that prints")
     repo.set("HIDDEN", 16)
     done = ab(repo, "--base", "HEAD")
