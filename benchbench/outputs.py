@@ -344,10 +344,16 @@ def exclusive(path: str | os.PathLike[str], what: str) -> Iterator[None]:
 
 def emit(text: str) -> None:
     """Print ``text`` on stdout for whoever reads it; one who left (``| head``, ``| true``)
-    is no error: the rest is dropped and the command's exit code stays its own."""
+    is no error: the rest is dropped and the command's exit code stays its own. Nor is a
+    stdout that cannot take it (a full disk, ``> /dev/full``): that is said on stderr, and
+    the exit code stays the command's (a regression still exits 1; files are saved first)."""
     try:
         print(text, flush=True)
     except BrokenPipeError:
+        drop_stdout()
+    except OSError as exc:
+        print(f"benchbench: warning: cannot write the output to stdout ({exc.strerror or exc}); files the command "
+              "saves are saved", file=sys.stderr)
         drop_stdout()
 
 

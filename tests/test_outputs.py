@@ -413,3 +413,18 @@ def test_ctrl_c_while_the_table_is_printed_keeps_the_run_file_and_says_so(tmp_pa
     err = capsys.readouterr().err
     assert f"interrupted while reporting; the run file {out} is written and kept" in err
     assert "nothing was written" not in err and json.loads(out.read_text())["complete"] is True
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_stdout_that_cannot_be_written_keeps_the_exit_code_and_says_so(
+        two_runs: list[Path], capfd: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    base, new = two_runs
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "benchbench", "compare", str(base), str(new)], stdout=full,
+                              stderr=subprocess.PIPE, text=True, check=False, timeout=120)
+    assert done.returncode in (ExitCode.OK, ExitCode.FAILED), done.stderr  # the comparison's own verdict
+    assert "cannot write the output to stdout (No space left on device)" in done.stderr
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
