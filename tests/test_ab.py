@@ -255,7 +255,7 @@ PIDS_PLUGIN = (
 )
 
 
-@pytest.mark.parametrize("fresh", [False, True], ids=["forks", "fresh-processes"])
+@pytest.mark.parametrize("fresh", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["forks", "fresh-processes"])
 def test_each_round_is_a_process_of_its_own_forked_from_one_server_per_side(repo: ToyRepo, fresh: bool) -> None:
     repo.write("pids.py", PIDS_PLUGIN)
     repo.commit("a plugin that notes each round's process")
