@@ -253,9 +253,14 @@ def resolve_git_ref(ref: str, *, option: str = "--baseline", here: Path | None =
     except (OSError, subprocess.SubprocessError) as exc:
         raise UsageError(f"{option} {ref!r}: git is not available to resolve it ({exc})") from None
     if done.returncode != 0 or not done.stdout.strip():
+        from benchbench.gitrepo import Repository
+
         where = (Path.cwd() if here is None else here).resolve()
-        inside = subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True, text=True, timeout=10, cwd=where,
-                                check=False).returncode == 0
+        try:
+            Repository.find(where)
+            inside = True
+        except UsageError:
+            inside = False
         raise UsageError(
             f"{option} {ref!r} is neither 'latest', an existing run file, nor a git ref of this repository "
             "(git rev-parse knows no such branch, tag or commit here)" if inside else

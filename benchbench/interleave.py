@@ -68,7 +68,8 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
     rounds: dict[str, list[RunResult]] = {BASE: [], NEW: []}
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        say("starting each side's python and torch" + ("" if fresh_processes else " (once: each round is a fork of it)"))
+        if not fresh_processes:
+            say("starting each side's python and torch (once: each round is a fork of it)")
         runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes))
                    for name, side in ((BASE, base), (NEW, new))}
         for pair in range(pairs):

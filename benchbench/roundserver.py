@@ -113,12 +113,10 @@ def _round(argv: list[str], log: str) -> int:
     pid = os.fork()
     if pid == 0:  # the child: never returns
         _child(argv, log)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except ChildProcessError:
-            return -int(signal.SIGKILL)
+    try:
+        _, status = os.waitpid(pid, 0)  # retried by python when a signal interrupts it (PEP 475)
+    except ChildProcessError:
+        return -int(signal.SIGKILL)
     return os.waitstatus_to_exitcode(status)
 
 
