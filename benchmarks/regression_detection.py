@@ -22,6 +22,7 @@ comparable, as after a real change. Two modes (``--mode``, both by default):
                                               [--fresh-processes]
                                               [--load none|steady|bursty] [--hogs N]
                                               [--conditions aa,slow10,...] [--threshold 0.05[,0.02]]
+                                              [--log FILE] [--tabulate LOG] [--json FILE]
 
 ``--load steady`` keeps ``--hogs`` CPU-bound processes (default: one per core) running
 for the whole benchmark; ``--load bursty`` starts and stops them at random every 5-30 s,
@@ -34,6 +35,8 @@ never a regression. Goals of the A/B mode (issue 21), on the 2-core machine: A/A
 at most 1 of 20 in every condition; a 10% slowdown caught at least 19 of 20 quiet and at
 least 15 of 20 under bursty load; a 5% slowdown caught at least 15 of 20 quiet. Prints a
 table of verdict counts per mode and whether each goal was met (exit 0 when all were).
+``--log FILE`` writes each compare as it finishes, and Ctrl-C or a kill tables the compares
+made so far; ``--tabulate FILE`` tables a log again (for example of a killed measurement).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
@@ -181,6 +185,8 @@ class ABJob:
         env = {**os.environ, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
         env.pop(WORK_ENV, None)
         done = subprocess.run(self.command(short), cwd=self.folder, env=env, capture_output=True, text=True, check=False)
+        if done.returncode == 130:  # the Ctrl-C that stops this script reached benchbench ab too
+            raise KeyboardInterrupt
         if done.returncode not in (0, 1):
             raise SystemExit(f"benchbench ab exited {done.returncode}: {done.stderr.strip()}")
         row = next(r for r in json.loads(done.stdout)["rows"] if r["field"] == "latency_ms")
@@ -195,7 +201,7 @@ class ABJob:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-MODES = {"two-run": TwoRuns, "ab": ABJob}
+MODES: dict[str, type[TwoRuns] | type[ABJob]] = {"two-run": TwoRuns, "ab": ABJob}
 
 
 def judge(base: RunResult, new: RunResult, thresholds: list[float]) -> dict[float, tuple[str, float | None]]:
@@ -209,58 +215,82 @@ def judge(base: RunResult, new: RunResult, thresholds: list[float]) -> dict[floa
     return judged
 
 
-def measure(args: argparse.Namespace, mode: str) -> dict:
-    """Every condition ``--repeats`` times in one mode: the verdicts, median ratios and time taken."""
+def measure(args: argparse.Namespace, mode: str, log: TextIO | None) -> list[dict]:
+    """Every condition ``--repeats`` times in one mode: one record per compare, each written to
+    ``log`` as it finishes (a killed measurement keeps what it did). Ctrl-C or SIGTERM stops
+    it; the records so far are returned, and tabled as they are."""
     judging = MODES[mode](args)
-    verdicts = {t: {c: collections.Counter[str]() for c in args.conditions} for t in args.thresholds}
-    ratios: dict[str, list[float]] = {c: [] for c in args.conditions}
+    records: list[dict] = []
     started = time.perf_counter()
     try:
         for i in range(args.repeats):
             for condition in args.conditions:
                 judged = judging.compare(condition)
-                for threshold, (verdict, _) in judged.items():
-                    verdicts[threshold][condition][verdict] += 1
-                ratio = judged[args.thresholds[0]][1]
-                if ratio is not None:
-                    ratios[condition].append(ratio)
+                record = {"mode": mode, "iteration": i + 1, "condition": condition,
+                          "judged": {str(t): list(v) for t, v in judged.items()},
+                          "seconds": round(time.perf_counter() - started, 1)}
+                records.append(record)
+                if log:
+                    print(json.dumps(record), file=log, flush=True)
             print(f"{mode}: iteration {i + 1}/{args.repeats} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{mode}: interrupted; tabling the {len(records)} compare(s) that finished", file=sys.stderr)
     finally:
         judging.close()
+    return records
+
+
+def summarize(records: list[dict], mode: str, args: argparse.Namespace) -> dict:
+    """The verdict counts, goals and median ratios of one mode's records (see ``measure``)."""
+    mine = [r for r in records if r["mode"] == mode]
+    verdicts = {t: {c: collections.Counter[str]() for c in args.conditions} for t in args.thresholds}
+    ratios: dict[str, list[float]] = {c: [] for c in args.conditions}
+    for record in mine:
+        for threshold in args.thresholds:
+            verdicts[threshold][record["condition"]][record["judged"][str(threshold)][0]] += 1
+        ratio = record["judged"][str(args.thresholds[0])][1]
+        if ratio is not None:
+            ratios[record["condition"]].append(ratio)
+    counts = {c: sum(1 for r in mine if r["condition"] == c) for c in args.conditions}
     return {"thresholds": {t: {"verdicts": {c: dict(v) for c, v in by.items()},
-                               "goals": goals(mode, {c: dict(v) for c, v in by.items()}, args.repeats, args.load)}
+                               "goals": goals(mode, {c: dict(v) for c, v in by.items()}, counts, args.load)}
                            for t, by in verdicts.items()},
+            "compares": counts,
             "median_ratio": {c: sorted(r)[len(r) // 2] if r else None for c, r in ratios.items()},
-            "seconds": time.perf_counter() - started}
+            "seconds": max((r["seconds"] for r in mine), default=0.0)}
 
 
-def goals(mode: str, seen: dict[str, dict[str, int]], n: int, load: str) -> dict[str, bool]:
-    """Which goals this mode met (see the module docstring); only those the conditions measured."""
-    def flagged(condition: str) -> int:
-        return seen[condition].get("regressed", 0)
+def goals(mode: str, seen: dict[str, dict[str, int]], counts: dict[str, int], load: str) -> dict[str, bool]:
+    """Which goals this mode met (see the module docstring); only those the conditions measured,
+    as shares of the compares made (``counts``: 20 each unless interrupted)."""
+    def flagged(condition: str) -> float:
+        return seen[condition].get("regressed", 0) / max(counts[condition], 1)
+
 
     met: dict[str, bool] = {}
+    seen = {c: v for c, v in seen.items() if counts[c]}  # an interrupted measurement: no goal from no compare
     if "A/A (unchanged)" in seen:
-        met["A/A false alarms <= 1 in 20"] = flagged("A/A (unchanged)") <= n / 20
+        met["A/A false alarms <= 1 in 20"] = flagged("A/A (unchanged)") <= 1 / 20
     if "10% faster" in seen:
         met["10% speedup never a regression"] = flagged("10% faster") == 0
     if mode == "two-run":
         if "10% slower" in seen and load == "none":
-            met["10% slowdown caught >= 19 in 20"] = flagged("10% slower") >= 0.95 * n
+            met["10% slowdown caught >= 19 in 20"] = flagged("10% slower") >= 0.95
         elif "10% slower" in seen:
             met["10% slowdown never 'unchanged'"] = seen["10% slower"].get("unchanged", 0) == 0
         return met
     if "10% slower" in seen and load == "none":
-        met["10% slowdown caught >= 19 in 20"] = flagged("10% slower") >= 0.95 * n
+        met["10% slowdown caught >= 19 in 20"] = flagged("10% slower") >= 0.95
     elif "10% slower" in seen and load == "bursty":
-        met["10% slowdown caught >= 15 in 20"] = flagged("10% slower") >= 0.75 * n
+        met["10% slowdown caught >= 15 in 20"] = flagged("10% slower") >= 0.75
     if "5% slower" in seen and load == "none":
-        met["5% slowdown caught >= 15 in 20"] = flagged("5% slower") >= 0.75 * n
+        met["5% slowdown caught >= 15 in 20"] = flagged("5% slower") >= 0.75
     return met
 
 
 def table(mode: str, result: dict, threshold: float, args: argparse.Namespace) -> list[str]:
-    n = args.repeats
+    counts = result["compares"]
+    n = max(counts.values(), default=0)
     how = (f"{args.rounds} rounds per run, two runs per compare" if mode == "two-run"
            else f"benchbench ab, {args.pairs} pairs of rounds, each round "
            + ("a fresh process" if args.fresh_processes else "a fork of its side's round server"))
@@ -273,7 +303,7 @@ def table(mode: str, result: dict, threshold: float, args: argparse.Namespace) -
         seen = judged["verdicts"][condition]
         median = result["median_ratio"][condition]
         text = ", ".join(f"{v} {c}" for v, c in sorted(seen.items(), key=lambda kv: -kv[1]))
-        lines.append(f"{condition:18} {seen.get('regressed', 0):>4} of {n:<3} {median or float('nan'):>12.3f}x  {text}")
+        lines.append(f"{condition:18} {seen.get('regressed', 0):>4} of {counts[condition]:<3} {median or float('nan'):>12.3f}x  {text}")
     met = judged["goals"]
     lines.append("goals: " + ("; ".join(f"{goal}: {'met' if ok else 'MISSED'}" for goal, ok in met.items()) or "none measured"))
     return lines
@@ -295,6 +325,9 @@ def main() -> int:
     parser.add_argument("--load", choices=("none", "steady", "bursty"), default="none")
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 1, help="CPU-bound processes for --load")
     parser.add_argument("--json", metavar="FILE", help="also write the counts here")
+    parser.add_argument("--log", metavar="FILE", help="append each compare's verdicts here as a JSON line as it finishes")
+    parser.add_argument("--tabulate", metavar="LOG", help="measure nothing: table the compares of a --log file "
+                        "(give the --conditions and --threshold it was measured with)")
     parser.add_argument("--conditions", default=",".join(SHORT), help=f"which conditions, of {','.join(SHORT)}")
     args = parser.parse_args()
     unknown = [c for c in args.conditions.split(",") if c not in SHORT]
@@ -306,21 +339,42 @@ def main() -> int:
     except ValueError:
         parser.error(f"--threshold: expected numbers such as 0.05 or 0.05,0.02, got {args.threshold!r}")
     modes = ["two-run", "ab"] if args.mode == "both" else [args.mode]
-    results = {}
-    load = Load(args.load, args.hogs)
-    try:
-        for mode in modes:  # one after the other, under the same load
-            results[mode] = measure(args, mode)
-    finally:
-        load.close()
+    if args.tabulate:
+        records = [json.loads(line) for line in Path(args.tabulate).read_text().splitlines() if line.strip()]
+        modes = [m for m in modes if any(r["mode"] == m for r in records)]
+    else:
+        records = run_modes(args, modes)
+    interrupted = len(records) < len(modes) * args.repeats * len(args.conditions)
+    modes = [m for m in modes if any(r["mode"] == m for r in records)]
+    results = {mode: summarize(records, mode, args) for mode in modes}
     for mode in modes:
         for threshold in args.thresholds:
             print("\n".join(table(mode, results[mode], threshold, args)))
     if args.json:
         Path(args.json).write_text(json.dumps({"modes": results, "args": vars(args)}, indent=1))
     met = [ok for result in results.values() for judged in result["thresholds"].values() for ok in judged["goals"].values()]
+    if interrupted and not args.tabulate:
+        return 130
     return 0 if all(met) else 1
 
+
+def run_modes(args: argparse.Namespace, modes: list[str]) -> list[dict]:
+    """Each mode's records, one mode after the other under the same load (``--log``: as they come)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill tables what finished, as Ctrl-C does
+    log = open(args.log, "a", encoding="utf-8") if args.log else None  # noqa: SIM115 - open for the whole run
+    records: list[dict] = []
+    load = Load(args.load, args.hogs)
+    try:
+        for mode in modes:
+            done = measure(args, mode, log)
+            records += done
+            if len(done) < args.repeats * len(args.conditions):
+                break  # interrupted
+    finally:
+        load.close()
+        if log:
+            log.close()
+    return records
 
 if __name__ == "__main__":
     sys.exit(main())
