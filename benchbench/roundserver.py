@@ -23,8 +23,9 @@ A fork is still a fresh process in what matters for timing:
 What the fork does not redraw is what the server imported; that is the same code in every
 round, as it should be.
 
-This file is run as ``python -c <its source>`` by :class:`benchbench.sides.RoundServer`, with
-the side's import path, so it imports nothing of benchbench at its top: the benchbench it
+This file is run by path (``python -c "import runpy; runpy.run_path(...)"``: ``ps`` names it)
+by :class:`benchbench.sides.RoundServer`, with the side's import path and not as part of
+our package, so it imports nothing of benchbench at its top: the benchbench it
 serves is the side's, imported inside :func:`serve`. The protocol is one JSON object per
 line: on stdin ``{"argv": [...], "log": PATH}`` for a round, on stdout ``{"ready": true}``
 once started and ``{"code": N}`` after each round (N negative: killed by signal -N). End of
@@ -42,8 +43,6 @@ import sys
 import threading
 from typing import Any
 
-READY = {"ready": True}
-
 
 class _State:
     busy = False
@@ -57,8 +56,8 @@ def serve() -> None:
     signal.signal(signal.SIGINT, _stop)
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # what a module prints goes to the server's log, not into the replies
-    _preload()
-    _reply(replies, READY)
+    warning = _preload()
+    _reply(replies, {"ready": True, **({"warning": warning} if warning else {})})
     while not _State.stopping:
         line = sys.stdin.readline()
         if not line:
@@ -80,18 +79,22 @@ def _stop(signum: int, frame: Any) -> None:
     _State.stopping = True
 
 
-def _preload() -> None:
+def _preload() -> str | None:
     """Import what rounds import, so that each fork starts with it: torch and the parts of it
     that it loads on first use, every module of the side's benchbench and the plugins it
     autoloads. A module that fails to import here is left to the round, which
-    reports it in its own words."""
+    reports it in its own words. Returns a warning when the imports started threads beyond
+    torch's own (see :func:`_threads_started`)."""
     import importlib
     import pkgutil
 
+    import torch  # noqa: F401 - first, to count the threads importing torch starts by itself
+
+    threads = _native_threads()
     import benchbench
 
     # torch's first checks import symbolic_shapes, and with it sympy (0.3 s of each round, else)
-    names = ["torch", "torch.fx.experimental.symbolic_shapes"]
+    names = ["torch.fx.experimental.symbolic_shapes"]
     names += [info.name for info in pkgutil.walk_packages(benchbench.__path__, "benchbench.")
              if not info.name.endswith("__main__")]  # which would run the command line
     if os.environ.get("BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0"):
@@ -101,9 +104,33 @@ def _preload() -> None:
     for name in names:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
-    if threading.active_count() > 1:  # a fork copies one thread: say so, for whoever reads the server's log
-        print(f"benchbench round server: warning: {threading.active_count()} threads after the imports; each round "
-              "is a fork of this process", file=sys.stderr)
+    return _threads_started(threads, _native_threads())
+
+
+def _native_threads() -> int | None:
+    """The threads of this process, python's and native ones (Linux: /proc), or None where unknown."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def _threads_started(before: int | None, after: int | None) -> str | None:
+    """A warning when the imports after torch's started threads: a plugin that runs torch code at
+    import (``torch.set_num_threads``, a first operation) starts its thread pool, and a fork
+    copies only the thread that forked, leaving the pool's state behind. In one experiment on
+    the 2-core machine, forks of a parent that had called ``torch.set_num_threads`` ran the
+    same layer 15-50% slower than fresh processes."""
+    if before is None or after is None:
+        if threading.active_count() > 1:
+            after, before = threading.active_count(), 1
+        else:
+            return None
+    if after <= before:
+        return None
+    return (f"{after - before} thread(s) started while importing the side's benchbench and plugins (a plugin that "
+            "runs torch code at import starts torch's thread pool); each round is a fork, which copies one thread, "
+            "and such forks can run slower than fresh processes: if timings look off, use --fresh-processes")
 
 
 def _round(argv: list[str], log: str) -> int:
