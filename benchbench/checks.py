@@ -101,6 +101,12 @@ def positive_int(value: Any) -> tuple[Any, str | None]:
     return value, None
 
 
+def non_negative_int(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return value, f"must be a whole number, 0 or more, got {shown(value)}"
+    return value, None
+
+
 MAX_ROUNDS = 1000
 """The most ``rounds`` a run may have. A round reruns every timed benchmark: with the latency
 metric's defaults (0.2 s warm-up, 1 s of timing) 1000 rounds are over 20 minutes per
@@ -114,6 +120,15 @@ def rounds(value: Any) -> tuple[Any, str | None]:
         return value, (f"must be a whole number from 1 to {MAX_ROUNDS}, got {shown(value)} (each round reruns every "
                        f"timed benchmark: {MAX_ROUNDS} rounds already take over 20 minutes a benchmark with the "
                        "latency defaults; suites/ci.yaml uses 5)")
+    return value, None
+
+
+def pairs(value: Any) -> tuple[Any, str | None]:
+    """``--rounds`` of ``benchbench ab`` and ``bisect``: pairs of rounds, one of each side."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROUNDS:
+        return value, (f"must be a whole number of pairs from 1 to {MAX_ROUNDS}, got {shown(value)} (each pair runs "
+                       "every timed benchmark once on each side; the default, 40, takes about 30 s for a one-layer "
+                       "suite on a 2-core machine; a timing verdict needs 7 or more at alpha 0.01)")
     return value, None
 
 

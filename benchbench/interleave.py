@@ -57,37 +57,53 @@ class Measured:
     base: RunResult
     new: RunResult
     pairs: int
+    interrupted: bool = False
+    """Ctrl-C (or SIGTERM) ended the measurement early; ``pairs`` pairs had finished."""
 
 
 def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs: int, folder: Path,
-                  say: Callable[[str], None] = lambda text: None, *, fresh_processes: bool = False) -> Measured:
+                  say: Callable[[str], None] = lambda text: None, *, fresh_processes: bool = False,
+                  pairs_per_server: int = 0, keep_on_interrupt: bool = False) -> Measured:
     """Measure up to ``pairs`` pairs of rounds of ``suite`` (see the module docstring); the
     rounds' files go to ``folder``; ``say`` gets a line of progress per round. Each round is a
     fork of its side's round server, or with ``fresh_processes`` a fresh process
-    (:meth:`benchbench.sides.Side.rounds`)."""
+    (:meth:`benchbench.sides.Side.rounds`). With ``keep_on_interrupt``, Ctrl-C (SIGTERM) after
+    the first pair ends the measurement with the pairs that finished (``ab``, as ``run``
+    saves what finished); a pair cut in half is dropped."""
     rounds: dict[str, list[RunResult]] = {BASE: [], NEW: []}
     started = time.monotonic()
+    interrupted = False
     with contextlib.ExitStack() as stack:
-        if not fresh_processes:
-            say("starting each side's python and torch (once: each round is a fork of it)")
-        runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes))
-                   for name, side in ((BASE, base), (NEW, new))}
-        for pair in range(pairs):
-            later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
-            if pair and later is None:
-                break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
-            for name in order(pair):
-                runner = runners[name]
-                arguments = (options.arguments(runner.side, metrics=later[0], only=later[1]) if later
-                             else options.arguments(runner.side))
-                say(f"round {len(rounds[BASE]) + len(rounds[NEW]) + 1} of at most {2 * pairs}: {name} (pair {pair + 1}); "
-                    f"{time.monotonic() - started:.0f} s so far")
-                stem = folder / f"{name}-{pair + 1}"
-                rounds[name].append(runner.run_round(suite, arguments, stem.with_suffix(".json"), stem.with_suffix(".log")))
-    measured = len(rounds[BASE])
-    pairing = {"id": uuid.uuid4().hex, "pairs": measured, "order": schedule(measured)}
-    return Measured(pool(rounds[BASE], base, {**pairing, "side": BASE}, new, fresh_processes),
-                    pool(rounds[NEW], new, {**pairing, "side": NEW}, base, fresh_processes), measured)
+        try:
+            if not fresh_processes:
+                say("starting each side's python and torch (once: each round is a fork of it)")
+            runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes,
+                                                             rounds_per_server=pairs_per_server))
+                       for name, side in ((BASE, base), (NEW, new))}
+            for pair in range(pairs):
+                later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
+                if pair and later is None:
+                    break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
+                for name in order(pair):
+                    runner = runners[name]
+                    arguments = (options.arguments(runner.side, metrics=later[0], only=later[1]) if later
+                                 else options.arguments(runner.side))
+                    say(f"round {len(rounds[BASE]) + len(rounds[NEW]) + 1} of at most {2 * pairs}: {name} "
+                        f"(pair {pair + 1}); {time.monotonic() - started:.0f} s so far")
+                    stem = folder / f"{name}-{pair + 1}"
+                    rounds[name].append(runner.run_round(suite, arguments, stem.with_suffix(".json"),
+                                                         stem.with_suffix(".log")))
+        except KeyboardInterrupt:
+            if not keep_on_interrupt or not (rounds[BASE] and rounds[NEW]):
+                raise
+            interrupted = True
+    measured = min(len(rounds[BASE]), len(rounds[NEW]))  # a pair cut in half is dropped
+    pairing: dict[str, Any] = {"id": uuid.uuid4().hex, "pairs": measured, "order": schedule(measured)}
+    if interrupted:
+        pairing["interrupted"] = {"planned": pairs}
+    return Measured(pool(rounds[BASE][:measured], base, {**pairing, "side": BASE}, new, fresh_processes),
+                    pool(rounds[NEW][:measured], new, {**pairing, "side": NEW}, base, fresh_processes), measured,
+                    interrupted)
 
 
 def _later_rounds(base_runs: list[RunResult], new_runs: list[RunResult]) -> tuple[str | None, list[str]] | None:
@@ -140,6 +156,8 @@ def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side
         f"{'new' if pairing['side'] == BASE else 'base'} side's ({' '.join(pairing['order'])}); "
         + (f"the timed fields ({', '.join(timed)}) pool every round's samples; other fields are the first round's"
            if timed and len(runs) > 1 else "one round: counts are measured once")
+        + (f"; interrupted (Ctrl-C) after {len(runs)} of {pairing['interrupted']['planned']} pair(s)"
+           if pairing.get("interrupted") else "")
     )]
     return replace(first, records=records, environment=environment, notes=notes, complete=all(run.complete for run in runs),
                    options={**first.options, "rounds": len(runs)})

@@ -181,6 +181,13 @@ class Side:
         environment["PYTHONPATH"] = os.pathsep.join([*self.import_path(links), *filter(None, [os.environ.get("PYTHONPATH")])])
         return environment
 
+    def repository_paths(self, text: str) -> str:
+        """``text`` (a side's last words) with paths in a temporary worktree, removed by the time
+        anyone reads them, written relative to the repository's top (the side is named beside them)."""
+        if self.checkout == self.repository.root:
+            return text
+        return text.replace(f"{self.checkout}{os.sep}", "").replace(str(self.checkout), ".")
+
     def round_argv(self, suite: str, arguments: list[str], out: Path) -> list[str]:
         """``benchbench``'s arguments for one round of ``suite`` whose run file goes to ``out``."""
         return ["run", self.locate(suite), "--json", str(out), "--rounds", "1", "-q", "--no-history", *arguments]
@@ -214,7 +221,8 @@ class Side:
 
         if code in (ExitCode.OK, ExitCode.FAILED) and out.is_file():
             return RunResult.read_json(out)
-        said = _tail(log)
+        said = self.repository_paths(_tail(log))
+        command = self.repository_paths(command)
         where = f"the {self.name} side ({self.describe()})"
         if code == ExitCode.USAGE_ERROR:
             raise UsageError(f"{where} refused the run: {said}")
@@ -223,14 +231,15 @@ class Side:
         raise SideFailed(f"{where}: `benchbench run` {_ended(code)}: {said} (its command: {command})")
 
     @contextlib.contextmanager
-    def rounds(self, folder: Path, *, fresh_processes: bool = False) -> Iterator[Rounds]:
+    def rounds(self, folder: Path, *, fresh_processes: bool = False, rounds_per_server: int = 0) -> Iterator[Rounds]:
         """Run this side's rounds for the length of the block: each a fork of a round server
-        (:mod:`benchbench.roundserver`) started once here, or with ``fresh_processes`` (or where
-        there is no ``fork``) each a fresh ``python -m benchbench`` as :meth:`run_round`."""
+        (:mod:`benchbench.roundserver`) started here and again every ``rounds_per_server``
+        rounds (0: once), or with ``fresh_processes`` (or where there is no ``fork``) each a
+        fresh ``python -m benchbench`` as :meth:`run_round`."""
         if fresh_processes or not hasattr(os, "fork"):
             yield FreshProcesses(self)
             return
-        server = RoundServer(self, folder)
+        server = RoundServer(self, folder, rounds_per_server)
         try:
             yield server
         finally:
@@ -264,21 +273,34 @@ class RoundServer(Rounds):
     server waits for it) and waits, so nothing is left running in a worktree about to go.
     """
 
-    def __init__(self, side: Side, folder: Path) -> None:
+    def __init__(self, side: Side, folder: Path, rounds_per_server: int = 0) -> None:
+        side.check_workdir()
+        self.side = side
+        self.folder = folder
+        self.rounds_per_server = rounds_per_server
+        """After this many rounds the next round starts a new server (0: one for the whole job)."""
+        self.served = 0
+        self.servers = 0
+        self.log = folder / f"{side.name}-server.log"
+        self._start()
+
+    def _start(self) -> None:
+        """Start a server (the round that needs it waits until it is ready)."""
         from benchbench import roundserver
 
-        self.side = side
-        side.check_workdir()
-        self.log = folder / f"{side.name}-server.log"
-        with open(self.log, "w", encoding="utf-8") as errors, _signals_deferred() as caught:
+        self.servers += 1
+        self.served = 0
+        with open(self.log, "a", encoding="utf-8") as errors, _signals_deferred() as caught:
+            errors.write(f"--- server {self.servers}\n")
+            errors.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-c", Path(roundserver.__file__).read_text(encoding="utf-8")],
-                cwd=side.workdir, env=side.environment(folder / f"{side.name}-imports"),
+                [sys.executable, "-c", _run_file(roundserver.__file__)],
+                cwd=self.side.workdir, env=self.side.environment(self.folder / f"{self.side.name}-imports"),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True,
             )
         self.ready = False
         """The server said it is ready (torch and the side's benchbench imported); it is waited
-        for at the first round, so that both sides' servers start at once."""
+        for at the first round, so that both sides' first servers start at once."""
         if caught:
             stop(self.process)
             raise KeyboardInterrupt
@@ -305,19 +327,26 @@ class RoundServer(Rounds):
         code = self.process.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        return SideFailed(f"the {self.side.name} side ({self.side.describe()}): its round server {_ended(code)}: {_tail(self.log)}")
+        return SideFailed(f"the {self.side.name} side ({self.side.describe()}): its round server {_ended(code)}: "
+                          f"{self.side.repository_paths(_tail(self.log))}")
 
     def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
         """One round of ``suite``, a fork of the server; its run file, written to ``out``."""
         argv = self.side.round_argv(suite, arguments, out)
+        if self.rounds_per_server and self.served == self.rounds_per_server:
+            self.close()  # a new draw of what a fork inherits (see benchbench.roundserver)
+            self._start()
         assert self.process.stdin is not None
         try:
             if not self.ready:
-                self._reply("ready")
+                warning = self._reply("ready").get("warning")
+                if warning and self.servers == 1:
+                    print(f"benchbench: warning: the {self.side.name} side's round server: {warning}", file=sys.stderr)
                 self.ready = True
             self.process.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
             self.process.stdin.flush()
             code = int(self._reply("code")["code"])
+            self.served += 1
         except BrokenPipeError:
             raise self._died() from None
         except BaseException:
@@ -339,6 +368,14 @@ class RoundServer(Rounds):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+
+
+def _run_file(path: str) -> str:
+    """Code for ``python -c`` that runs the file at ``path`` as ``__main__`` without importing its
+    package (the round server serves the side's benchbench, not ours), short enough for ``ps``
+    to show which file it is; the current folder stays first on the import path, as for
+    ``python -m``."""
+    return f"import runpy; runpy.run_path({path!r}, run_name='__main__')  # benchbench round server"
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

@@ -252,6 +252,8 @@ PIDS_PLUGIN = (
     "import os\n\nimport benchbench\n\n\n@benchbench.hookimpl\ndef benchbench_run_start(suite, benchmarks, rounds):\n"
     "    with open(os.environ['PIDS_FILE'], 'a') as f:\n"
     "        f.write(f'{os.getpid()} {os.getppid()} {open(\"suite.yaml\").read().count(\"toy\")}\\n')\n"
+    "    with open(os.environ['PIDS_FILE'] + '.parent', 'ab') as f:\n"
+    "        f.write(open(f'/proc/{os.getppid()}/cmdline', 'rb').read() + b'\\n')\n"
 )
 
 
@@ -274,6 +276,8 @@ def test_each_round_is_a_process_of_its_own_forked_from_one_server_per_side(repo
         servers = {"base": parents[0], "new": parents[1]}
         assert servers["base"] != servers["new"]
         assert parents == [servers[side] for side in schedule(3)]
+        for line in Path(f"{pids}.parent").read_bytes().splitlines():  # what ps shows: which file, not its source
+            assert b"roundserver.py" in line and b"benchbench round server" in line and len(line) < 300, line
     base, new = run_files(repo)
     note = "a fresh process" if fresh else "a fork of its round server"
     assert any(note in line for line in base["notes"]) and any(note in line for line in new["notes"])
@@ -289,6 +293,15 @@ def test_what_a_side_prints_at_start_up_does_not_upset_its_round_server(repo: To
     done = ab(repo, "--base", "HEAD")
     assert done.returncode == 1, done.stderr
     assert [r["records"][0]["params"] for r in run_files(repo)] == [76, 148]
+
+
+def test_threads_started_by_the_preload_are_a_warning() -> None:
+    from benchbench import roundserver
+
+    assert roundserver._threads_started(2, 2) is None  # torch's own thread: nothing to say
+    warning = roundserver._threads_started(2, 4)
+    assert warning is not None and warning.startswith("2 thread(s) started") and "--fresh-processes" in warning
+    assert roundserver._native_threads() == len(os.listdir("/proc/self/task"))
 
 
 def test_a_round_server_that_cannot_start_is_exit_3_with_its_words(repo: ToyRepo) -> None:
@@ -310,6 +323,16 @@ def test_a_side_that_crashes_is_exit_3_with_its_words(repo: ToyRepo) -> None:
     assert done.returncode == 3, done.stderr
     assert "the base side (HEAD = " in done.stderr and "a hook that breaks" in done.stderr and "exited 3" in done.stderr
     assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
+def test_a_plugin_that_fails_in_the_base_only_is_named_by_its_path_in_the_repository(repo: ToyRepo) -> None:
+    repo.write("plug.py", "raise ImportError('broken in this commit')\n")
+    repo.commit("a plugin that cannot be imported")
+    repo.write("plug.py", "")  # mended in the working tree
+    done = ab(repo, "--base", "HEAD", "-p", "plug.py")
+    assert done.returncode == 2, done.stderr
+    assert "the base side (HEAD = " in done.stderr and "plugin 'plug.py' given with -p failed to import" in done.stderr
+    assert "benchbench-worktree-" not in done.stderr  # the side's worktree, removed by the time anyone reads it
 
 
 def test_bad_input_is_exit_2_with_the_reason(repo: ToyRepo, tmp_path: Path) -> None:
@@ -366,6 +389,37 @@ def test_sigterm_stops_the_sides_and_removes_the_worktree(repo: ToyRepo) -> None
     assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
     left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in _processes_in(repo.path.parent)}
     assert not left  # no side's process left running
+
+
+def test_an_interrupted_ab_keeps_the_pairs_that_finished(repo: ToyRepo) -> None:
+    repo.set("SLEEP_S", 0.002)
+    process = repo.popen("ab", "suite.yaml", "--base", "HEAD", "-p", "toyblocks", "--metrics", "latency", "--rounds", "50",
+                         "--base-json", "base.json", "--new-json", "new.json")
+    assert process.stderr is not None
+    said = []
+    for line in process.stderr:  # progress: a line per round
+        said.append(line)
+        if "round 7 of at most 100" in line:  # three pairs finished
+            process.send_signal(signal.SIGTERM)
+            break
+    out, err = process.communicate(timeout=120)
+    err = "".join(said) + err
+    assert process.returncode == 130, err
+    assert "interrupted after 3 of 50 pair(s)" in err and "latency_ms" in out  # the verdict of what finished
+    for run in run_files(repo):
+        assert run["environment"][PAIRING_KEY]["pairs"] == 3 and run["environment"][PAIRING_KEY]["interrupted"] == {"planned": 50}
+        assert run["records"][0]["rounds"] == 3 and "interrupted (Ctrl-C) after 3 of 50 pair(s)" in run["notes"][-1]
+    assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
+
+
+def test_too_few_pairs_for_a_timing_verdict_is_said_before_any_work(repo: ToyRepo) -> None:
+    done = ab(repo, "--base", "mian", "--rounds", "3")
+    assert "warning: --rounds 3: fewer than 7 pairs cannot show a timing change at alpha 0.01" in done.stderr
+    assert done.returncode == 2  # and the bad --base is still refused
+    done = ab(repo, "--base", "HEAD", "--rounds", "0")
+    assert done.returncode == 2 and "must be a whole number of pairs from 1 to 1000, got 0" in done.stderr
+    assert "suites/ci.yaml" not in done.stderr  # run's words about rounds, not ab's about pairs
+    assert "warning" not in ab(repo, "--base", "mian", "--rounds", "5", "--alpha", "0.05").stderr  # 5 pairs can reach 0.05
 
 
 def _processes_in(folder: Path) -> list[int]:

@@ -80,11 +80,13 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
 
 def add_pairs_arguments(parser: argparse.ArgumentParser, rounds_help: str) -> None:
     """``--rounds`` (pairs) and ``--fresh-processes``, how the two sides are measured in turns (``ab`` and ``bisect``)."""
-    parser.add_argument("--rounds", type=checks.argparse_type(checks.rounds, int), default=DEFAULT_PAIRS, metavar="N",
+    parser.add_argument("--rounds", type=checks.argparse_type(checks.pairs, int), default=DEFAULT_PAIRS, metavar="N",
                         help=rounds_help)
     parser.add_argument("--fresh-processes", action="store_true",
                         help="start each round as a fresh python process (about 3 s each) instead of a fork of its "
                         "side's round server, which imports python and torch once")
+    parser.add_argument("--pairs-per-server", type=checks.argparse_type(checks.non_negative_int, int), default=0,
+                        metavar="N", help="start each side's round server anew every N pairs (default 0: once per job)")
 
 
 def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +141,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     thresholds = Thresholds.parse(args.threshold)
     options = run_options(args, extra)
     outputs = _check_outputs(args)
+    warn_few_pairs(args.rounds, args.alpha)
     say = progress(args.quiet)
     repository = Repository.find()
     base_commit = repository.resolve(args.base, "--base")
@@ -155,12 +158,31 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
         say(f"ab: base {base.describe()}; new {new.describe()}; up to {args.rounds} pair(s) of rounds, each round a "
             "process of its side")
         measured = measure_pairs(base, new, args.suite, options, args.rounds, folder, say,
-                                 fresh_processes=args.fresh_processes)
+                                 fresh_processes=args.fresh_processes, pairs_per_server=args.pairs_per_server,
+                                 keep_on_interrupt=True)
     paths = _write(measured.base, measured.new, outputs, args.out)
     comparison = compare_runs(measured.base, measured.new, thresholds=thresholds, strict=args.strict,
                               alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,
                               allow_other_suite=True)  # two versions of one suite file: a renamed suite is still it
-    return report(comparison, args.format, [f"benchbench: run files: base {paths[0]}, new {paths[1]}"])
+    said = [f"benchbench: run files: base {paths[0]}, new {paths[1]}"]
+    if measured.interrupted:
+        said.append(f"benchbench: interrupted after {measured.pairs} of {args.rounds} pair(s): the verdicts above "
+                    "rest on them, and the run files hold them")
+    code = report(comparison, args.format, said)
+    return ExitCode.INTERRUPTED if measured.interrupted else code
+
+
+def warn_few_pairs(pairs: int, alpha: float | None) -> None:
+    """Say before any work that ``pairs`` pairs cannot show a timing change at ``alpha``
+    (a suite of counts only needs one pair, so this is a warning, not an error)."""
+    from benchbench import stats
+
+    needed = stats.min_pairs(stats.DEFAULT_ALPHA if alpha is None else alpha)
+    if pairs < needed:
+        print(f"benchbench: warning: --rounds {pairs}: fewer than {needed} pairs cannot show a timing change at alpha "
+              f"{stats.DEFAULT_ALPHA if alpha is None else alpha:g}; timings will be judged 'too few samples' "
+              f"(counts are measured as usual); use --rounds {needed} or more (default {DEFAULT_PAIRS})",
+              file=sys.stderr)
 
 
 def _check_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:

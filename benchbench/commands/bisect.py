@@ -152,7 +152,8 @@ class _Judge:
             folder = self.folder / f"step-{self.count}"
             folder.mkdir()
             measured = measure_pairs(self.good, side, self.args.suite, self.options, self.args.rounds, folder, self.say,
-                                     fresh_processes=self.args.fresh_processes)
+                                     fresh_processes=self.args.fresh_processes,
+                                     pairs_per_server=self.args.pairs_per_server)
             base, new = measured.base, measured.new
         else:
             base = self.good_run
