@@ -77,13 +77,20 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
         try:
             if not fresh_processes:
                 say("starting each side's python and torch (once: each round is a fork of it)")
-            runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes,
-                                                             rounds_per_server=pairs_per_server))
+            runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes))
                        for name, side in ((BASE, base), (NEW, new))}
+            for runner in runners.values():  # both imported before any round is timed
+                runner.wait_ready()
             for pair in range(pairs):
                 later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
                 if pair and later is None:
                     break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
+                if pair and pairs_per_server and pair % pairs_per_server == 0 and not fresh_processes:
+                    say(f"starting each side's round server anew (every {pairs_per_server} pairs)")
+                    for runner in runners.values():  # both at once, both ready before the next round
+                        runner.restart()
+                    for runner in runners.values():
+                        runner.wait_ready()
                 for name in order(pair):
                     runner = runners[name]
                     arguments = (options.arguments(runner.side, metrics=later[0], only=later[1]) if later
@@ -101,8 +108,10 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
     pairing: dict[str, Any] = {"id": uuid.uuid4().hex, "pairs": measured, "order": schedule(measured)}
     if interrupted:
         pairing["interrupted"] = {"planned": pairs}
-    return Measured(pool(rounds[BASE][:measured], base, {**pairing, "side": BASE}, new, fresh_processes),
-                    pool(rounds[NEW][:measured], new, {**pairing, "side": NEW}, base, fresh_processes), measured,
+    how = ("a fresh process" if fresh_processes else "a fork of its round server"
+           + (f" (a new server every {pairs_per_server} pairs)" if pairs_per_server and measured > pairs_per_server else ""))
+    return Measured(pool(rounds[BASE][:measured], base, {**pairing, "side": BASE}, new, how),
+                    pool(rounds[NEW][:measured], new, {**pairing, "side": NEW}, base, how), measured,
                     interrupted)
 
 
@@ -125,8 +134,10 @@ def _record(run: RunResult, name: str) -> Record | None:
     return next((r for r in run.records if r.get("benchmark") == name), None)
 
 
-def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side, fresh_processes: bool = False) -> RunResult:
-    """One run file from a side's rounds (see the module docstring); ``runs[0]`` measured everything."""
+def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side,
+         how: str = "a fork of its round server") -> RunResult:
+    """One run file from a side's rounds (see the module docstring); ``runs[0]`` measured
+    everything; ``how`` says what process each round ran in, for the file's note."""
     first = runs[0]
     specs = first.compare
     timed = {f: s for f, s in specs.items() if s.get("samples")}
@@ -152,7 +163,7 @@ def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side
                                 "dirty": side.dirty, "other": {"ref": other.ref or "the working tree", "commit": other.commit}}
     notes = [*first.notes, (
         f"benchbench ab, {pairing['side']} side: {len(runs)} round(s), each in "
-        f"{'a fresh process' if fresh_processes else 'a fork of its round server'}, in turns with the "
+        f"{how}, in turns with the "
         f"{'new' if pairing['side'] == BASE else 'base'} side's ({' '.join(pairing['order'])}); "
         + (f"the timed fields ({', '.join(timed)}) pool every round's samples; other fields are the first round's"
            if timed and len(runs) > 1 else "one round: counts are measured once")

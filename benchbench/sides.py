@@ -231,15 +231,15 @@ class Side:
         raise SideFailed(f"{where}: `benchbench run` {_ended(code)}: {said} (its command: {command})")
 
     @contextlib.contextmanager
-    def rounds(self, folder: Path, *, fresh_processes: bool = False, rounds_per_server: int = 0) -> Iterator[Rounds]:
+    def rounds(self, folder: Path, *, fresh_processes: bool = False) -> Iterator[Rounds]:
         """Run this side's rounds for the length of the block: each a fork of a round server
-        (:mod:`benchbench.roundserver`) started here and again every ``rounds_per_server``
-        rounds (0: once), or with ``fresh_processes`` (or where there is no ``fork``) each a
-        fresh ``python -m benchbench`` as :meth:`run_round`."""
+        (:mod:`benchbench.roundserver`) started here (and again at :meth:`Rounds.restart`), or
+        with ``fresh_processes`` (or where there is no ``fork``) each a fresh ``python -m
+        benchbench`` as :meth:`run_round`."""
         if fresh_processes or not hasattr(os, "fork"):
             yield FreshProcesses(self)
             return
-        server = RoundServer(self, folder, rounds_per_server)
+        server = RoundServer(self, folder)
         try:
             yield server
         finally:
@@ -253,6 +253,12 @@ class Rounds:
 
     def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
         raise NotImplementedError
+
+    def restart(self) -> None:
+        """Draw anew what the rounds share (a round server's); nothing where every round is fresh."""
+
+    def wait_ready(self) -> None:
+        """Return once the side can run a round at once (a round server has imported torch)."""
 
 
 class FreshProcesses(Rounds):
@@ -273,23 +279,25 @@ class RoundServer(Rounds):
     server waits for it) and waits, so nothing is left running in a worktree about to go.
     """
 
-    def __init__(self, side: Side, folder: Path, rounds_per_server: int = 0) -> None:
+    def __init__(self, side: Side, folder: Path) -> None:
         side.check_workdir()
         self.side = side
         self.folder = folder
-        self.rounds_per_server = rounds_per_server
-        """After this many rounds the next round starts a new server (0: one for the whole job)."""
-        self.served = 0
         self.servers = 0
         self.log = folder / f"{side.name}-server.log"
         self._start()
 
+    def restart(self) -> None:
+        """End this server and start another: a new draw of what each fork inherits from it
+        (its heap's layout, its hash seed: see :mod:`benchbench.roundserver`)."""
+        self.close()
+        self._start()
+
     def _start(self) -> None:
-        """Start a server (the round that needs it waits until it is ready)."""
+        """Start a server; :meth:`wait_ready` waits for it (so that both sides' servers start at once)."""
         from benchbench import roundserver
 
         self.servers += 1
-        self.served = 0
         with open(self.log, "a", encoding="utf-8") as errors, _signals_deferred() as caught:
             errors.write(f"--- server {self.servers}\n")
             errors.flush()
@@ -299,8 +307,7 @@ class RoundServer(Rounds):
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True,
             )
         self.ready = False
-        """The server said it is ready (torch and the side's benchbench imported); it is waited
-        for at the first round, so that both sides' first servers start at once."""
+        """The server said it is ready (torch and the side's benchbench imported)."""
         if caught:
             stop(self.process)
             raise KeyboardInterrupt
@@ -330,23 +337,29 @@ class RoundServer(Rounds):
         return SideFailed(f"the {self.side.name} side ({self.side.describe()}): its round server {_ended(code)}: "
                           f"{self.side.repository_paths(_tail(self.log))}")
 
+    def wait_ready(self) -> None:
+        """Wait until the server has imported what rounds import (the first round does), so that
+        no round is timed while the other side's server is still importing."""
+        if self.ready:
+            return
+        try:
+            warning = self._reply("ready").get("warning")
+        except BaseException:
+            stop(self.process)
+            raise
+        if warning and self.servers == 1:
+            print(f"benchbench: warning: the {self.side.name} side's round server: {warning}", file=sys.stderr)
+        self.ready = True
+
     def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
         """One round of ``suite``, a fork of the server; its run file, written to ``out``."""
         argv = self.side.round_argv(suite, arguments, out)
-        if self.rounds_per_server and self.served == self.rounds_per_server:
-            self.close()  # a new draw of what a fork inherits (see benchbench.roundserver)
-            self._start()
+        self.wait_ready()
         assert self.process.stdin is not None
         try:
-            if not self.ready:
-                warning = self._reply("ready").get("warning")
-                if warning and self.servers == 1:
-                    print(f"benchbench: warning: the {self.side.name} side's round server: {warning}", file=sys.stderr)
-                self.ready = True
             self.process.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
             self.process.stdin.flush()
             code = int(self._reply("code")["code"])
-            self.served += 1
         except BrokenPipeError:
             raise self._died() from None
         except BaseException:

@@ -284,6 +284,23 @@ def test_each_round_is_a_process_of_its_own_forked_from_one_server_per_side(repo
     assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
 
 
+def test_each_side_starts_a_new_round_server_every_n_pairs(repo: ToyRepo) -> None:
+    repo.write("pids.py", PIDS_PLUGIN)
+    repo.commit("a plugin that notes each round's process")
+    pids = repo.path.parent / "pids.txt"
+    done = ab(repo, "--base", "HEAD", "-p", "pids.py", "--metrics", "params,latency", "--rounds", "4", "--alpha", "0.2",
+              "--pairs-per-server", "2", PIDS_FILE=str(pids))
+    assert done.returncode == 0, done.stderr
+    parents = [line.split()[1] for line in pids.read_text().splitlines()]
+    sides = schedule(4)  # base new, new base, base new, new base
+    first = {side: {p for p, s in zip(parents[:4], sides[:4], strict=True) if s == side} for side in ("base", "new")}
+    later = {side: {p for p, s in zip(parents[4:], sides[4:], strict=True) if s == side} for side in ("base", "new")}
+    assert all(len(found) == 1 for found in (*first.values(), *later.values()))  # one server per side per 2 pairs
+    assert len(set(parents)) == 4  # two servers for each side
+    assert done.stderr.count("starting each side's round server anew (every 2 pairs)") == 1
+    assert any("a new server every 2 pairs" in line for line in run_files(repo)[0]["notes"])
+
+
 def test_what_a_side_prints_at_start_up_does_not_upset_its_round_server(repo: ToyRepo) -> None:
     # The side's folder is on its import path, so python imports its sitecustomize.py at start-up, before the
     # server takes its output for its replies.

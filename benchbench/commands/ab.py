@@ -50,6 +50,15 @@ if TYPE_CHECKING:
 
 DEFAULT_PAIRS = 40
 
+DEFAULT_PAIRS_PER_SERVER = 5
+"""Each side's round server is started anew every this many pairs. A fork inherits its
+server's heap and hash seed, and a step that is mostly Python runs a percent or two faster or
+slower in all the forks of one server than of another: on the 2-core machine, A/A compares
+of a 10 us ``Linear(16, 16)`` with one server per side for the whole job varied by 1.2%
+(standard deviation of the ratio over 8 compares), 2 of 8 with p < 0.01; with a new server
+every 5 pairs by 0.5%, none below 0.01, for about a third more time
+(``benchmarks/ab_server_bias.py``)."""
+
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     ab = commands.add_parser(
@@ -85,8 +94,10 @@ def add_pairs_arguments(parser: argparse.ArgumentParser, rounds_help: str) -> No
     parser.add_argument("--fresh-processes", action="store_true",
                         help="start each round as a fresh python process (about 3 s each) instead of a fork of its "
                         "side's round server, which imports python and torch once")
-    parser.add_argument("--pairs-per-server", type=checks.argparse_type(checks.non_negative_int, int), default=0,
-                        metavar="N", help="start each side's round server anew every N pairs (default 0: once per job)")
+    parser.add_argument("--pairs-per-server", type=checks.argparse_type(checks.non_negative_int, int),
+                        default=DEFAULT_PAIRS_PER_SERVER, metavar="N",
+                        help=f"start each side's round server anew every N pairs (default {DEFAULT_PAIRS_PER_SERVER}; "
+                        "0: once), so that what a fork inherits from it is drawn again")
 
 
 def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
