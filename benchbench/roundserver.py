@@ -20,8 +20,12 @@ A fork is still a fresh process in what matters for timing:
   bytes, so the virtual addresses its tensors get differ from round to round, as
   address-space randomisation makes them differ between fresh processes.
 
-What the fork does not redraw is what the server imported; that is the same code in every
-round, as it should be.
+What the fork does not redraw is what the server drew when it started: the addresses of the
+Python objects it imported and its hash seed (which sets how dictionaries and CPython's type
+attribute cache collide). For a step that is mostly Python, that makes the forks of one
+server a percent or two faster or slower than those of another, the same for all of them,
+so ``benchbench ab`` starts each side's server anew every few pairs
+(:data:`benchbench.commands.ab.DEFAULT_PAIRS_PER_SERVER`).
 
 This file is run by path (``python -c "import runpy; runpy.run_path(...)"``: ``ps`` names it)
 by :class:`benchbench.sides.RoundServer`, with the side's import path and not as part of

@@ -19,7 +19,7 @@ comparable, as after a real change. Two modes (``--mode``, both by default):
 
     python benchmarks/regression_detection.py [--mode two-run|ab|both] [--repeats 20]
                                               [--rounds 5] [--pairs 20] [--threads N]
-                                              [--fresh-processes]
+                                              [--fresh-processes] [--pairs-per-server N]
                                               [--load none|steady|bursty] [--hogs N]
                                               [--conditions aa,slow10,...] [--threshold 0.05[,0.02]]
                                               [--log FILE] [--tabulate LOG] [--json FILE]
@@ -59,7 +59,7 @@ from typing import TextIO
 import yaml
 
 import benchbench
-from benchbench.commands.ab import DEFAULT_PAIRS
+from benchbench.commands.ab import DEFAULT_PAIRS, DEFAULT_PAIRS_PER_SERVER
 from benchbench.compare import Thresholds, compare_runs
 from benchbench.manager import PluginManager
 from benchbench.results import RunResult
@@ -177,6 +177,7 @@ class ABJob:
                 "-p", str(HERE / "scaled_work.py"), "-p", "work_level", "--rounds", str(self.args.pairs),
                 "--threshold", f"latency={self.args.thresholds[0]}", "--format", "json", "-q",
                 "--base-json", "base.json", "--new-json", "new.json",
+                "--pairs-per-server", str(self.args.pairs_per_server),
                 *(["--fresh-processes"] if self.args.fresh_processes else [])]
 
     def compare(self, condition: str) -> dict[float, tuple[str, float | None]]:
@@ -293,7 +294,8 @@ def table(mode: str, result: dict, threshold: float, args: argparse.Namespace) -
     n = max(counts.values(), default=0)
     how = (f"{args.rounds} rounds per run, two runs per compare" if mode == "two-run"
            else f"benchbench ab, {args.pairs} pairs of rounds, each round "
-           + ("a fresh process" if args.fresh_processes else "a fork of its side's round server"))
+           + ("a fresh process" if args.fresh_processes else "a fork of its side's round server"
+              + (f" (a new one every {args.pairs_per_server} pairs)" if args.pairs_per_server else " (one per compare)")))
     lines = [f"{mode}: {n} compares per condition; {how}; threads {args.threads or 'default'}; load {args.load}"
              + (f" ({args.hogs} CPU-bound processes)" if args.load != "none" else "")
              + f"; alpha 0.01, threshold {threshold:.0%}; {result['seconds']:.0f} s",
@@ -318,6 +320,9 @@ def main() -> int:
                         help=f"ab mode: pairs of rounds per compare (default {DEFAULT_PAIRS}, benchbench ab's)")
     parser.add_argument("--fresh-processes", action="store_true",
                         help="ab mode: each round a fresh python process (benchbench ab --fresh-processes)")
+    parser.add_argument("--pairs-per-server", type=int, default=DEFAULT_PAIRS_PER_SERVER,
+                        help=f"ab mode: a new round server every N pairs (default {DEFAULT_PAIRS_PER_SERVER}, "
+                        "benchbench ab's; 0: one per compare, as before commit 1d60437)")
     parser.add_argument("--threshold", default="0.05", metavar="X[,Y...]",
                         help="allowed slowdown for latency (default 0.05); with several, each compare is judged at each "
                         "(ab runs with the first)")

@@ -26,7 +26,9 @@ all (2^-7 < 0.01). A round's median moves by several percent from round to round
 host, where memory landed), so the pairs need numbers: on the quiet 2-core machine
 (``benchmarks/regression_detection.py``, 20 compares each) a 10% slowdown of a small layer
 was ``regressed`` 16 times in 20 with 20 pairs, and 20 in 20 with 40, while an unchanged
-layer stayed ``unchanged`` 20 in 20. Forty pairs of a one-layer suite take about 32 s there.
+layer stayed ``unchanged`` 20 in 20. Forty pairs of a one-layer suite take about 34 s there,
+and 55 s with the round servers started anew every 5 pairs (the default, see
+:data:`DEFAULT_PAIRS_PER_SERVER`).
 """
 
 from __future__ import annotations
@@ -54,10 +56,10 @@ DEFAULT_PAIRS_PER_SERVER = 5
 """Each side's round server is started anew every this many pairs. A fork inherits its
 server's heap and hash seed, and a step that is mostly Python runs a percent or two faster or
 slower in all the forks of one server than of another: on the 2-core machine, A/A compares
-of a 10 us ``Linear(16, 16)`` with one server per side for the whole job varied by 1.2%
-(standard deviation of the ratio over 8 compares), 2 of 8 with p < 0.01; with a new server
-every 5 pairs by 0.5%, none below 0.01, for about a third more time
-(``benchmarks/ab_server_bias.py``)."""
+of a 10 us ``Linear(16, 16)`` with one server per side for the whole job varied by 1.6%
+(standard deviation of the ratio over 8 compares of 40 pairs), 4 of 8 with p < 0.01 (one
+at 1.042x); with a new server every 5 pairs by 0.7%, none below 0.01, for a quarter more
+time (98 s against 121 s a compare; ``benchmarks/ab_server_bias.py``)."""
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
