@@ -127,8 +127,7 @@ def pairs(value: Any) -> tuple[Any, str | None]:
     """``--rounds`` of ``benchbench ab`` and ``bisect``: pairs of rounds, one of each side."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROUNDS:
         return value, (f"must be a whole number of pairs from 1 to {MAX_ROUNDS}, got {shown(value)} (each pair runs "
-                       "every timed benchmark once on each side; the default, 40, takes about 30 s for a one-layer "
-                       "suite on a 2-core machine; a timing verdict needs 7 or more at alpha 0.01)")
+                       "every timed benchmark once on each side)")
     return value, None
 
 

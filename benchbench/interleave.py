@@ -40,14 +40,18 @@ from benchbench.sides import RunOptions, Side
 BASE, NEW = "base", "new"
 
 
-def order(pair: int) -> tuple[str, str]:
-    """Which side goes first in pair ``pair`` (0-based): the base in even pairs, the new side in odd ones."""
-    return (BASE, NEW) if pair % 2 == 0 else (NEW, BASE)
+def order(pair: int, pairs_per_server: int = 0) -> tuple[str, str]:
+    """Which side goes first in pair ``pair`` (0-based): the base in even pairs, the new side in
+    odd ones. Where the round servers start anew every ``pairs_per_server`` pairs, an even
+    number, every other block of pairs swaps them, so that the first round after a restart is
+    not always the base's (with an odd number it alternates by itself)."""
+    swap = (pair // pairs_per_server) % 2 if pairs_per_server and pairs_per_server % 2 == 0 else 0
+    return (BASE, NEW) if (pair + swap) % 2 == 0 else (NEW, BASE)
 
 
-def schedule(pairs: int) -> list[str]:
-    """The sides in the order their rounds run: base new, new base, base new, ..."""
-    return [name for pair in range(pairs) for name in order(pair)]
+def schedule(pairs: int, pairs_per_server: int = 0) -> list[str]:
+    """The sides in the order their rounds run: base new, new base, base new, ... (see :func:`order`)."""
+    return [name for pair in range(pairs) for name in order(pair, pairs_per_server)]
 
 
 @dataclass
@@ -73,10 +77,11 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
     rounds: dict[str, list[RunResult]] = {BASE: [], NEW: []}
     started = time.monotonic()
     interrupted = False
-    with contextlib.ExitStack() as stack:
-        try:
+    per_server = 0 if fresh_processes else pairs_per_server
+    try:
+        with contextlib.ExitStack() as stack:  # inside the try: a Ctrl-C while the servers stop keeps the pairs too
             if not fresh_processes:
-                say("starting each side's python and torch (once: each round is a fork of it)")
+                say("starting each side's python and torch (each round is a fork of it)")
             runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes))
                        for name, side in ((BASE, base), (NEW, new))}
             for runner in runners.values():  # both imported before any round is timed
@@ -85,13 +90,13 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
                 later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
                 if pair and later is None:
                     break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
-                if pair and pairs_per_server and pair % pairs_per_server == 0 and not fresh_processes:
-                    say(f"starting each side's round server anew (every {pairs_per_server} pairs)")
+                if pair and per_server and pair % per_server == 0:
+                    say(f"starting each side's round server anew (every {per_server} pairs)")
                     for runner in runners.values():  # both at once, both ready before the next round
                         runner.restart()
                     for runner in runners.values():
                         runner.wait_ready()
-                for name in order(pair):
+                for name in order(pair, per_server):
                     runner = runners[name]
                     arguments = (options.arguments(runner.side, metrics=later[0], only=later[1]) if later
                                  else options.arguments(runner.side))
@@ -100,16 +105,16 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
                     stem = folder / f"{name}-{pair + 1}"
                     rounds[name].append(runner.run_round(suite, arguments, stem.with_suffix(".json"),
                                                          stem.with_suffix(".log")))
-        except KeyboardInterrupt:
-            if not keep_on_interrupt or not (rounds[BASE] and rounds[NEW]):
-                raise
-            interrupted = True
+    except KeyboardInterrupt:
+        if not keep_on_interrupt or not (rounds[BASE] and rounds[NEW]):
+            raise
+        interrupted = True
     measured = min(len(rounds[BASE]), len(rounds[NEW]))  # a pair cut in half is dropped
-    pairing: dict[str, Any] = {"id": uuid.uuid4().hex, "pairs": measured, "order": schedule(measured)}
+    pairing: dict[str, Any] = {"id": uuid.uuid4().hex, "pairs": measured, "order": schedule(measured, per_server)}
     if interrupted:
         pairing["interrupted"] = {"planned": pairs}
     how = ("a fresh process" if fresh_processes else "a fork of its round server"
-           + (f" (a new server every {pairs_per_server} pairs)" if pairs_per_server and measured > pairs_per_server else ""))
+           + (f" (a new server every {per_server} pairs)" if per_server and measured > per_server else ""))
     return Measured(pool(rounds[BASE][:measured], base, {**pairing, "side": BASE}, new, how),
                     pool(rounds[NEW][:measured], new, {**pairing, "side": NEW}, base, how), measured,
                     interrupted)
@@ -167,7 +172,7 @@ def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side
         f"{'new' if pairing['side'] == BASE else 'base'} side's ({' '.join(pairing['order'])}); "
         + (f"the timed fields ({', '.join(timed)}) pool every round's samples; other fields are the first round's"
            if timed and len(runs) > 1 else "one round: counts are measured once")
-        + (f"; interrupted (Ctrl-C) after {len(runs)} of {pairing['interrupted']['planned']} pair(s)"
+        + (f"; interrupted after {len(runs)} of {pairing['interrupted']['planned']} pair(s)"
            if pairing.get("interrupted") else "")
     )]
     return replace(first, records=records, environment=environment, notes=notes, complete=all(run.complete for run in runs),

@@ -86,7 +86,8 @@ def _stop(signum: int, frame: Any) -> None:
 def _preload() -> str | None:
     """Import what rounds import, so that each fork starts with it: torch and the parts of it
     that it loads on first use, every module of the side's benchbench and the plugins it
-    autoloads. A module that fails to import here is left to the round, which
+    autoloads. torch and benchbench must import (a server that cannot is reported with its
+    last words); any other module that fails to import here is left to the round, which
     reports it in its own words. Returns a warning when the imports started threads beyond
     torch's own (see :func:`_threads_started`)."""
     import importlib

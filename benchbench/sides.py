@@ -284,7 +284,6 @@ class RoundServer(Rounds):
         self.side = side
         self.folder = folder
         self.servers = 0
-        self.log = folder / f"{side.name}-server.log"
         self._start()
 
     def restart(self) -> None:
@@ -298,9 +297,8 @@ class RoundServer(Rounds):
         from benchbench import roundserver
 
         self.servers += 1
-        with open(self.log, "a", encoding="utf-8") as errors, _signals_deferred() as caught:
-            errors.write(f"--- server {self.servers}\n")
-            errors.flush()
+        self.log = self.folder / f"{self.side.name}-server-{self.servers}.log"  # its last words are its own
+        with open(self.log, "w", encoding="utf-8") as errors, _signals_deferred() as caught:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _run_file(roundserver.__file__)],
                 cwd=self.side.workdir, env=self.side.environment(self.folder / f"{self.side.name}-imports"),

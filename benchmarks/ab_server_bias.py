@@ -31,6 +31,9 @@ from pathlib import Path
 
 from benchbench.commands.ab import DEFAULT_PAIRS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from regression_detection import run_ab
+
 PLUGIN = '''"""A layer whose step is mostly Python: torch's dispatch around a tiny matrix product."""
 from torch import nn
 
@@ -54,9 +57,9 @@ benchmarks:
 """
 
 
-def repository() -> Path:
-    """A git repository of the layer, one commit; its working tree is the same code (A/A)."""
-    folder = Path(tempfile.mkdtemp(prefix="ab-server-bias-"))
+def repository(folder: Path) -> Path:
+    """A git repository of the layer in ``folder``, one commit; its working tree is the same code (A/A)."""
+    folder.mkdir()
     (folder / "tiny.py").write_text(PLUGIN)
     (folder / "suite.yaml").write_text(SUITE)
     for command in (["init", "-q"], ["add", "-A"],
@@ -65,14 +68,12 @@ def repository() -> Path:
     return folder
 
 
-def compare(folder: Path, pairs: int, per_server: int) -> dict:
-    """One A/A ``benchbench ab``; its latency row."""
+def compare(folder: Path, out: Path, pairs: int, per_server: int) -> dict:
+    """One A/A ``benchbench ab`` in the repository ``folder`` (run files to ``out``, outside it); its latency row."""
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "benchbench", "ab", "suite.yaml", "--base", "HEAD", "-p", "tiny.py", "--rounds", str(pairs),
-         "--pairs-per-server", str(per_server), "--format", "json", "-q", "--out", str(folder / "runs")],
-        cwd=folder, env={**os.environ, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}, capture_output=True, text=True,
-        check=False)
+    done = run_ab([sys.executable, "-m", "benchbench", "ab", "suite.yaml", "--base", "HEAD", "-p", "tiny.py", "--rounds",
+                   str(pairs), "--pairs-per-server", str(per_server), "--format", "json", "-q", "--out", str(out)],
+                  folder, {**os.environ, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
     if done.returncode not in (0, 1):
         raise SystemExit(f"benchbench ab exited {done.returncode}: {done.stderr.strip()}")
     row = next(r for r in json.loads(done.stdout)["rows"] if r["field"] == "latency_ms")
@@ -88,21 +89,27 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help=f"pairs per compare (default {DEFAULT_PAIRS})")
     args = parser.parse_args()
     values = [int(v) for v in args.pairs_per_server.split(",")]
-    folder = repository()
+    if args.pairs < 7:
+        parser.error("--pairs: at least 7 (fewer cannot reach p < 0.01, and ab judges them 'too few samples')")
+    scratch = Path(tempfile.mkdtemp(prefix="ab-server-bias-"))
+    folder = repository(scratch / "repository")
     seen: dict[int, list[dict]] = {v: [] for v in values}
     try:
         for _ in range(args.repeats):
             for value in values:  # interleaved, so that an hour's mood hits every value alike
-                record = compare(folder, args.pairs, value)
+                record = compare(folder, scratch / "runs", args.pairs, value)
                 seen[value].append(record)
                 print(json.dumps(record), flush=True)
     except KeyboardInterrupt:
         print("interrupted: the compares so far", file=sys.stderr)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     print(f"\nA/A of a 10 us Linear(16, 16), {args.pairs} pairs per compare")
     print(f"{'pairs per server':>16} {'compares':>8} {'mean ratio':>10} {'sd':>7} {'p < 0.01':>8} {'s each':>6}  verdicts")
     for value, records in seen.items():
+        if not records:
+            continue
+        records = [r for r in records if r["ratio"] is not None and r["p"] is not None]
         if not records:
             continue
         ratios = [r["ratio"] for r in records]

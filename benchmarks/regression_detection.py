@@ -185,9 +185,7 @@ class ABJob:
         short = next(k for k, v in SHORT.items() if v == condition)
         env = {**os.environ, "BENCHBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
         env.pop(WORK_ENV, None)
-        done = subprocess.run(self.command(short), cwd=self.folder, env=env, capture_output=True, text=True, check=False)
-        if done.returncode == 130:  # the Ctrl-C that stops this script reached benchbench ab too
-            raise KeyboardInterrupt
+        done = run_ab(self.command(short), self.folder, env)
         if done.returncode not in (0, 1):
             raise SystemExit(f"benchbench ab exited {done.returncode}: {done.stderr.strip()}")
         row = next(r for r in json.loads(done.stdout)["rows"] if r["field"] == "latency_ms")
@@ -201,6 +199,26 @@ class ABJob:
 
         shutil.rmtree(self.folder, ignore_errors=True)
 
+
+def run_ab(command: list[str], folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a ``benchbench ab`` command to its end. On Ctrl-C or SIGTERM here it is stopped as a
+    user stops it, with SIGTERM (it stops its round servers and removes its worktree), and
+    waited for; ``subprocess.run`` would kill it, leaving both behind. It runs in a session of
+    its own, so that a terminal's Ctrl-C reaches this script only."""
+    process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        out, err = process.communicate()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+SETTINGS = ("conditions", "thresholds", "repeats", "rounds", "pairs", "pairs_per_server", "fresh_processes", "threads",
+            "load", "hogs")
+"""What a ``--log`` file records of how it was measured (``--tabulate`` tables it with them)."""
 
 MODES: dict[str, type[TwoRuns] | type[ABJob]] = {"two-run": TwoRuns, "ab": ABJob}
 
@@ -220,10 +238,11 @@ def measure(args: argparse.Namespace, mode: str, log: TextIO | None) -> list[dic
     """Every condition ``--repeats`` times in one mode: one record per compare, each written to
     ``log`` as it finishes (a killed measurement keeps what it did). Ctrl-C or SIGTERM stops
     it; the records so far are returned, and tabled as they are."""
-    judging = MODES[mode](args)
     records: list[dict] = []
     started = time.perf_counter()
+    judging = None
     try:
+        judging = MODES[mode](args)
         for i in range(args.repeats):
             for condition in args.conditions:
                 judged = judging.compare(condition)
@@ -237,7 +256,8 @@ def measure(args: argparse.Namespace, mode: str, log: TextIO | None) -> list[dic
     except KeyboardInterrupt:
         print(f"{mode}: interrupted; tabling the {len(records)} compare(s) that finished", file=sys.stderr)
     finally:
-        judging.close()
+        if judging is not None:
+            judging.close()
     return records
 
 
@@ -269,7 +289,8 @@ def goals(mode: str, seen: dict[str, dict[str, int]], counts: dict[str, int], lo
 
 
     met: dict[str, bool] = {}
-    seen = {c: v for c, v in seen.items() if counts[c]}  # an interrupted measurement: no goal from no compare
+    if min(counts.values(), default=0) < 20:
+        return {}  # the goals are of 20 compares: fewer (--repeats, an interrupted measurement) judge none
     if "A/A (unchanged)" in seen:
         met["A/A false alarms <= 1 in 20"] = flagged("A/A (unchanged)") <= 1 / 20
     if "10% faster" in seen:
@@ -307,7 +328,8 @@ def table(mode: str, result: dict, threshold: float, args: argparse.Namespace) -
         text = ", ".join(f"{v} {c}" for v, c in sorted(seen.items(), key=lambda kv: -kv[1]))
         lines.append(f"{condition:18} {seen.get('regressed', 0):>4} of {counts[condition]:<3} {median or float('nan'):>12.3f}x  {text}")
     met = judged["goals"]
-    lines.append("goals: " + ("; ".join(f"{goal}: {'met' if ok else 'MISSED'}" for goal, ok in met.items()) or "none measured"))
+    lines.append("goals: " + ("; ".join(f"{goal}: {'met' if ok else 'MISSED'}" for goal, ok in met.items())
+                              or ("not judged: fewer than 20 compares" if n < 20 else "none measured")))
     return lines
 
 
@@ -330,9 +352,10 @@ def main() -> int:
     parser.add_argument("--load", choices=("none", "steady", "bursty"), default="none")
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 1, help="CPU-bound processes for --load")
     parser.add_argument("--json", metavar="FILE", help="also write the counts here")
-    parser.add_argument("--log", metavar="FILE", help="append each compare's verdicts here as a JSON line as it finishes")
-    parser.add_argument("--tabulate", metavar="LOG", help="measure nothing: table the compares of a --log file "
-                        "(give the --conditions and --threshold it was measured with)")
+    parser.add_argument("--log", metavar="FILE", help="write the settings and then each compare's verdicts here, a "
+                        "JSON line each, as they come (the file is replaced)")
+    parser.add_argument("--tabulate", metavar="LOG", help="measure nothing: table the compares of a --log file, with "
+                        "the settings it was measured with")
     parser.add_argument("--conditions", default=",".join(SHORT), help=f"which conditions, of {','.join(SHORT)}")
     args = parser.parse_args()
     unknown = [c for c in args.conditions.split(",") if c not in SHORT]
@@ -345,7 +368,10 @@ def main() -> int:
         parser.error(f"--threshold: expected numbers such as 0.05 or 0.05,0.02, got {args.threshold!r}")
     modes = ["two-run", "ab"] if args.mode == "both" else [args.mode]
     if args.tabulate:
-        records = [json.loads(line) for line in Path(args.tabulate).read_text().splitlines() if line.strip()]
+        lines = [json.loads(line) for line in Path(args.tabulate).read_text().splitlines() if line.strip()]
+        for line in lines:  # what the log was measured with, not this command line's defaults
+            vars(args).update(line.get("settings", {}))
+        records = [r for r in lines if "mode" in r and r["condition"] in args.conditions]
         modes = [m for m in modes if any(r["mode"] == m for r in records)]
     else:
         records = run_modes(args, modes)
@@ -366,7 +392,9 @@ def main() -> int:
 def run_modes(args: argparse.Namespace, modes: list[str]) -> list[dict]:
     """Each mode's records, one mode after the other under the same load (``--log``: as they come)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill tables what finished, as Ctrl-C does
-    log = open(args.log, "a", encoding="utf-8") if args.log else None  # noqa: SIM115 - open for the whole run
+    log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115 - open for the whole run
+    if log:
+        print(json.dumps({"settings": {k: getattr(args, k) for k in SETTINGS}}), file=log, flush=True)
     records: list[dict] = []
     load = Load(args.load, args.hogs)
     try:

@@ -7,19 +7,22 @@ to end on a tiny git repository whose commits change a count (deterministic) or 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from benchbench import stats
 from benchbench.compare import PAIRING_KEY, compare_runs, render
-from benchbench.interleave import pool, schedule
+from benchbench.interleave import measure_pairs, pool, schedule
 from benchbench.results import RunResult
 from tests.toyrepo import ToyRepo
 
@@ -124,6 +127,87 @@ def test_compare_judges_the_two_files_of_one_ab_pair_by_pair(tmp_path: Path) -> 
 
 def test_schedule_alternates_which_side_goes_first() -> None:
     assert schedule(4) == ["base", "new", "new", "base", "base", "new", "new", "base"]
+    # with servers started anew every 2 pairs, the first round after each restart alternates too
+    assert schedule(6, 2)[::4] == ["base", "new", "base"] and schedule(6, 5) == schedule(6)
+
+
+class FakeSide:
+    """A side whose rounds are recorded in ``events`` (no process): what measure_pairs asks of a side."""
+
+    def __init__(self, name: str, events: list[tuple[str, ...]], interrupt: tuple[str, int] | None = None) -> None:
+        self.name, self.events, self.interrupt = name, events, interrupt
+        self.ref, self.commit, self.dirty = name, "c" * 40, False
+
+    def rounds(self, folder: Path, *, fresh_processes: bool = False) -> Any:
+        side = self
+
+        class Rounds:
+            def __init__(self) -> None:
+                self.side = side
+
+            def restart(self) -> None:
+                side.events.append(("restart", side.name))
+                if side.interrupt == ("restart", sum(e[0] == "restart" for e in side.events)):
+                    raise KeyboardInterrupt
+
+            def wait_ready(self) -> None:
+                side.events.append(("ready", side.name))
+
+            def run_round(self, suite: str, arguments: list[str], out: Path, log: Path) -> RunResult:
+                if side.interrupt == ("round", sum(e[0] == "round" for e in side.events) + 1):
+                    raise KeyboardInterrupt
+                side.events.append(("round", side.name))
+                return side_run([1.0], None)
+
+        @contextlib.contextmanager
+        def block() -> Iterator[Rounds]:
+            yield Rounds()
+            if side.interrupt == ("close", 0):
+                raise KeyboardInterrupt
+
+        return block()
+
+
+class NoOptions:
+    def arguments(self, side: Any, metrics: str | None = None, only: list[str] | None = None) -> list[str]:
+        return []
+
+
+def pairs_measured(pairs: int, per_server: int, *, fresh: bool = False, interrupt: tuple[str, int] | None = None,
+                   tmp_path: Path) -> tuple[Any, list[tuple[str, ...]]]:
+    events: list[tuple[str, ...]] = []
+    measured = measure_pairs(FakeSide("base", events, interrupt), FakeSide("new", events, interrupt), "s.yaml",
+                             NoOptions(), pairs, tmp_path, fresh_processes=fresh, pairs_per_server=per_server,
+                             keep_on_interrupt=True)
+    return measured, events
+
+
+def test_round_servers_restart_together_every_n_pairs_and_never_for_fresh_processes(tmp_path: Path) -> None:
+    measured, events = pairs_measured(10, 4, tmp_path=tmp_path)
+    rounds_before_restart = [sum(e[0] == "round" for e in events[:i]) for i, e in enumerate(events) if e == ("restart", "base")]
+    assert rounds_before_restart == [8, 16]  # before pairs 5 and 9, never before the first
+    for i, event in enumerate(events):
+        if event == ("restart", "base"):  # both restarted, then both ready, before the next round
+            assert set(events[i:i + 4]) == {("restart", "base"), ("restart", "new"), ("ready", "base"), ("ready", "new")}
+    assert [e[1] for e in events if e[0] == "round"] == schedule(10, 4) and measured.pairs == 10
+    assert "(a new server every 4 pairs)" in measured.base.notes[-1]
+    for per_server, fresh in ((0, False), (5, True), (10, False)):
+        measured, events = pairs_measured(10, per_server, fresh=fresh, tmp_path=tmp_path)
+        assert not any(e[0] == "restart" for e in events) and measured.pairs == 10
+        assert "a new server" not in measured.base.notes[-1]
+
+
+@pytest.mark.parametrize(("interrupt", "kept"), [(("round", 6), 2), (("round", 1), None), (("restart", 1), 4),
+                                                  (("close", 0), 5)], ids=["mid-pair", "first-round", "restart", "closing"])
+def test_an_interrupt_keeps_the_whole_pairs_measured(tmp_path: Path, interrupt: tuple[str, int], kept: int | None) -> None:
+    if kept is None:  # nothing to keep: the interrupt goes on
+        with pytest.raises(KeyboardInterrupt):
+            pairs_measured(5, 4, interrupt=interrupt, tmp_path=tmp_path)
+        return
+    measured, _ = pairs_measured(5, 4, interrupt=interrupt, tmp_path=tmp_path)
+    assert measured.pairs == kept and measured.interrupted
+    assert measured.base.environment[PAIRING_KEY]["interrupted"] == {"planned": 5}
+    assert measured.base.records[0]["rounds"] == measured.new.records[0]["rounds"] == kept
 
 
 def test_pooled_side_keeps_its_rounds_in_order_and_fails_with_a_failed_round(tmp_path: Path) -> None:
@@ -263,7 +347,7 @@ def test_each_round_is_a_process_of_its_own_forked_from_one_server_per_side(repo
     repo.commit("a plugin that notes each round's process")
     pids = repo.path.parent / "pids.txt"
     done = ab(repo, "--base", "HEAD", "-p", "pids.py", "--metrics", "params,latency", "--rounds", "3", "--alpha", "0.2",
-              *(["--fresh-processes"] if fresh else []), PIDS_FILE=str(pids))
+              "--threshold", "latency=1000%", *(["--fresh-processes"] if fresh else []), PIDS_FILE=str(pids))
     assert done.returncode == 0, done.stderr
     rounds = [line.split() for line in pids.read_text().splitlines()]
     assert len(rounds) == 6 and len({pid for pid, _, _ in rounds}) == 6  # every round a process of its own
@@ -289,10 +373,10 @@ def test_each_side_starts_a_new_round_server_every_n_pairs(repo: ToyRepo) -> Non
     repo.commit("a plugin that notes each round's process")
     pids = repo.path.parent / "pids.txt"
     done = ab(repo, "--base", "HEAD", "-p", "pids.py", "--metrics", "params,latency", "--rounds", "4", "--alpha", "0.2",
-              "--pairs-per-server", "2", PIDS_FILE=str(pids))
+              "--threshold", "latency=1000%", "--pairs-per-server", "2", PIDS_FILE=str(pids))
     assert done.returncode == 0, done.stderr
     parents = [line.split()[1] for line in pids.read_text().splitlines()]
-    sides = schedule(4)  # base new, new base, base new, new base
+    sides = schedule(4, 2)  # base new, new base; then new base, base new (the first round after a restart alternates)
     first = {side: {p for p, s in zip(parents[:4], sides[:4], strict=True) if s == side} for side in ("base", "new")}
     later = {side: {p for p, s in zip(parents[4:], sides[4:], strict=True) if s == side} for side in ("base", "new")}
     assert all(len(found) == 1 for found in (*first.values(), *later.values()))  # one server per side per 2 pairs
@@ -410,8 +494,9 @@ def test_sigterm_stops_the_sides_and_removes_the_worktree(repo: ToyRepo) -> None
 
 def test_an_interrupted_ab_keeps_the_pairs_that_finished(repo: ToyRepo) -> None:
     repo.set("SLEEP_S", 0.002)
+    summary = repo.path.parent / "summary.md"
     process = repo.popen("ab", "suite.yaml", "--base", "HEAD", "-p", "toyblocks", "--metrics", "latency", "--rounds", "50",
-                         "--base-json", "base.json", "--new-json", "new.json")
+                         "--base-json", "base.json", "--new-json", "new.json", GITHUB_STEP_SUMMARY=str(summary))
     assert process.stderr is not None
     said = []
     for line in process.stderr:  # progress: a line per round
@@ -423,9 +508,10 @@ def test_an_interrupted_ab_keeps_the_pairs_that_finished(repo: ToyRepo) -> None:
     err = "".join(said) + err
     assert process.returncode == 130, err
     assert "interrupted after 3 of 50 pair(s)" in err and "latency_ms" in out  # the verdict of what finished
+    assert "| toy" in summary.read_text() and "interrupted after 3 of 50 pair(s)" in summary.read_text()
     for run in run_files(repo):
         assert run["environment"][PAIRING_KEY]["pairs"] == 3 and run["environment"][PAIRING_KEY]["interrupted"] == {"planned": 50}
-        assert run["records"][0]["rounds"] == 3 and "interrupted (Ctrl-C) after 3 of 50 pair(s)" in run["notes"][-1]
+        assert run["records"][0]["rounds"] == 3 and "; interrupted after 3 of 50 pair(s)" in run["notes"][-1]
     assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
 
 

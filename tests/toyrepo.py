@@ -109,6 +109,6 @@ class ToyRepo:
         return subprocess.run([sys.executable, "-m", "benchbench", *args], check=False, cwd=cwd or self.path,
                               env=self.environment(**extra), capture_output=True, text=True, timeout=600)
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "benchbench", *args], cwd=self.path, env=self.environment(),
+    def popen(self, *args: str, **extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "benchbench", *args], cwd=self.path, env=self.environment(**extra),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

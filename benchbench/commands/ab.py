@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbench import checks
-from benchbench.commands.common import add_plugin_arguments, check_format
+from benchbench.commands.common import add_plugin_arguments, check_format, step_summary
 from benchbench.commands.compare import _alpha as alpha_level
 from benchbench.commands.compare import report
 from benchbench.errors import ExitCode
@@ -59,7 +59,7 @@ slower in all the forks of one server than of another: on the 2-core machine, A/
 of a 10 us ``Linear(16, 16)`` with one server per side for the whole job varied by 1.6%
 (standard deviation of the ratio over 8 compares of 40 pairs), 4 of 8 with p < 0.01 (one
 at 1.042x); with a new server every 5 pairs by 0.7%, none below 0.01, for a quarter more
-time (98 s against 121 s a compare; ``benchmarks/ab_server_bias.py``)."""
+time (121 s a compare against 98 s; ``benchmarks/ab_server_bias.py``)."""
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -90,7 +90,8 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> argpars
 
 
 def add_pairs_arguments(parser: argparse.ArgumentParser, rounds_help: str) -> None:
-    """``--rounds`` (pairs) and ``--fresh-processes``, how the two sides are measured in turns (``ab`` and ``bisect``)."""
+    """``--rounds`` (pairs), ``--fresh-processes`` and ``--pairs-per-server``: how the two sides are
+    measured in turns (``ab`` and ``bisect``)."""
     parser.add_argument("--rounds", type=checks.argparse_type(checks.pairs, int), default=DEFAULT_PAIRS, metavar="N",
                         help=rounds_help)
     parser.add_argument("--fresh-processes", action="store_true",
@@ -154,7 +155,8 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     thresholds = Thresholds.parse(args.threshold)
     options = run_options(args, extra)
     outputs = _check_outputs(args)
-    warn_few_pairs(args.rounds, args.alpha)
+    alpha = stats.DEFAULT_ALPHA if args.alpha is None else args.alpha
+    warn_few_pairs(args.rounds, alpha)
     say = progress(args.quiet)
     repository = Repository.find()
     base_commit = repository.resolve(args.base, "--base")
@@ -175,27 +177,28 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
                                  keep_on_interrupt=True)
     paths = _write(measured.base, measured.new, outputs, args.out)
     comparison = compare_runs(measured.base, measured.new, thresholds=thresholds, strict=args.strict,
-                              alpha=stats.DEFAULT_ALPHA if args.alpha is None else args.alpha,
+                              alpha=alpha,
                               allow_other_suite=True)  # two versions of one suite file: a renamed suite is still it
     said = [f"benchbench: run files: base {paths[0]}, new {paths[1]}"]
-    if measured.interrupted:
-        said.append(f"benchbench: interrupted after {measured.pairs} of {args.rounds} pair(s): the verdicts above "
-                    "rest on them, and the run files hold them")
-    code = report(comparison, args.format, said)
-    return ExitCode.INTERRUPTED if measured.interrupted else code
+    if not measured.interrupted:
+        return report(comparison, args.format, said)
+    stopped = f"interrupted after {measured.pairs} of {args.rounds} pair(s)"
+    said.append(f"benchbench: {stopped}: the verdicts above rest on them, and the run files hold them")
+    report(comparison, args.format, said)
+    step_summary(f"**benchbench ab {stopped}**: the table above rests on them.")
+    return ExitCode.INTERRUPTED
 
 
-def warn_few_pairs(pairs: int, alpha: float | None) -> None:
+def warn_few_pairs(pairs: int, alpha: float) -> None:
     """Say before any work that ``pairs`` pairs cannot show a timing change at ``alpha``
     (a suite of counts only needs one pair, so this is a warning, not an error)."""
     from benchbench import stats
 
-    needed = stats.min_pairs(stats.DEFAULT_ALPHA if alpha is None else alpha)
+    needed = stats.min_pairs(alpha)
     if pairs < needed:
         print(f"benchbench: warning: --rounds {pairs}: fewer than {needed} pairs cannot show a timing change at alpha "
-              f"{stats.DEFAULT_ALPHA if alpha is None else alpha:g}; timings will be judged 'too few samples' "
-              f"(counts are measured as usual); use --rounds {needed} or more (default {DEFAULT_PAIRS})",
-              file=sys.stderr)
+              f"{alpha:g}; timings will be judged 'too few samples' (counts are measured as usual); use --rounds "
+              f"{needed} or more (default {DEFAULT_PAIRS})", file=sys.stderr)
 
 
 def _check_outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
