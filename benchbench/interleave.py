@@ -175,7 +175,8 @@ def pool(runs: list[RunResult], side: Side, pairing: dict[str, Any], other: Side
         + (f"; interrupted after {len(runs)} of {pairing['interrupted']['planned']} pair(s)"
            if pairing.get("interrupted") else "")
     )]
-    return replace(first, records=records, environment=environment, notes=notes, complete=all(run.complete for run in runs),
+    complete = all(run.complete for run in runs) and not pairing.get("interrupted")  # compare must not pass it
+    return replace(first, records=records, environment=environment, notes=notes, complete=complete,
                    options={**first.options, "rounds": len(runs)})
 
 

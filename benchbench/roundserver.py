@@ -107,7 +107,7 @@ def _preload() -> str | None:
 
         names += [entry.module for entry in entry_points(group="benchbench")]
     for name in names:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, SystemExit):  # a plugin that exits at import: the round says so
             importlib.import_module(name)
     return _threads_started(threads, _native_threads())
 

@@ -512,6 +512,11 @@ def test_an_interrupted_ab_keeps_the_pairs_that_finished(repo: ToyRepo) -> None:
     for run in run_files(repo):
         assert run["environment"][PAIRING_KEY]["pairs"] == 3 and run["environment"][PAIRING_KEY]["interrupted"] == {"planned": 50}
         assert run["records"][0]["rounds"] == 3 and "; interrupted after 3 of 50 pair(s)" in run["notes"][-1]
+        assert run["complete"] is False  # so that a later compare on them does not pass
+    done = repo.benchbench("compare", "base.json", "new.json")
+    assert done.returncode == 1 and "interrupted after 3 of 50 pair(s) is INCOMPLETE" in done.stdout + done.stderr
+    done = repo.benchbench("run", "--resume", "new.json")
+    assert done.returncode == 2 and "one side of a benchbench ab job" in done.stderr
     assert repo.worktrees() == [f"worktree {repo.path}"] and repo.leftovers() == []
 
 

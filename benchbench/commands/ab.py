@@ -161,21 +161,29 @@ def main(args: argparse.Namespace, extra: list[str]) -> ExitCode:
     repository = Repository.find()
     base_commit = repository.resolve(args.base, "--base")
     new_commit = repository.resolve(args.new if args.new else "HEAD", "--new")
-    with contextlib.ExitStack() as stack:
-        folder = stack.enter_context(Scratch("benchbench-ab-"))
-        base = Side("base", repository, stack.enter_context(repository.worktree(base_commit)), base_commit, ref=args.base)
-        if args.new is None:
-            new = Side("new", repository, repository.root, new_commit, dirty=repository.dirty())
-        else:
-            new = Side("new", repository, stack.enter_context(repository.worktree(new_commit)), new_commit, ref=args.new)
-        for side in (base, new):
-            side.check_exists(args.suite, "the suite")
-        say(f"ab: base {base.describe()}; new {new.describe()}; up to {args.rounds} pair(s) of rounds, each round a "
-            "process of its side")
-        measured = measure_pairs(base, new, args.suite, options, args.rounds, folder, say,
-                                 fresh_processes=args.fresh_processes, pairs_per_server=args.pairs_per_server,
-                                 keep_on_interrupt=True)
-    paths = _write(measured.base, measured.new, outputs, args.out)
+    paths = None
+    try:
+        with contextlib.ExitStack() as stack:
+            folder = stack.enter_context(Scratch("benchbench-ab-"))
+            base = Side("base", repository, stack.enter_context(repository.worktree(base_commit)), base_commit,
+                        ref=args.base)
+            if args.new is None:
+                new = Side("new", repository, repository.root, new_commit, dirty=repository.dirty())
+            else:
+                new = Side("new", repository, stack.enter_context(repository.worktree(new_commit)), new_commit,
+                           ref=args.new)
+            for side in (base, new):
+                side.check_exists(args.suite, "the suite")
+            say(f"ab: base {base.describe()}; new {new.describe()}; up to {args.rounds} pair(s) of rounds, each round "
+                "a process of its side")
+            measured = measure_pairs(base, new, args.suite, options, args.rounds, folder, say,
+                                     fresh_processes=args.fresh_processes, pairs_per_server=args.pairs_per_server,
+                                     keep_on_interrupt=True)
+            paths = _write(measured.base, measured.new, outputs, args.out)  # before the worktrees go
+    except KeyboardInterrupt:
+        if paths is None:
+            raise
+        measured.interrupted = True  # a second Ctrl-C while the worktrees went: what was written stands
     comparison = compare_runs(measured.base, measured.new, thresholds=thresholds, strict=args.strict,
                               alpha=alpha,
                               allow_other_suite=True)  # two versions of one suite file: a renamed suite is still it

@@ -158,12 +158,16 @@ def _resume_command(args: argparse.Namespace, path: Path) -> str:
 
 def _read_inputs(args: argparse.Namespace) -> tuple[SuiteDocument, str, RunResult | None]:
     """The suite (from its file, or the copy a resumed run file keeps) and the run to resume, if any."""
+    from benchbench.compare import PAIRING_KEY
     from benchbench.results import RunResult
     from benchbench.suitefile import parse_suite_text, read_suite_file
 
     resume = RunResult.read_json(args.resume) if args.resume else None
     if resume is not None and resume.complete:
         raise UsageError(f"--resume {args.resume}: that run is complete; nothing is missing")
+    if resume is not None and resume.environment.get(PAIRING_KEY):
+        raise UsageError(f"--resume {args.resume}: that file is one side of a benchbench ab job, whose pairs --resume "
+                         "cannot continue; run benchbench ab again")
     if args.suite is not None:
         source = read_suite_file(args.suite)
     elif resume is not None:
