@@ -95,14 +95,19 @@ def _fits_float(number: int) -> bool:
     return True
 
 
+def _whole(value: Any, low: int, high: float = float("inf")) -> bool:
+    """Whether ``value`` is a whole number (an int, not a bool) from ``low`` to ``high``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def positive_int(value: Any) -> tuple[Any, str | None]:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not _whole(value, 1):
         return value, f"must be a positive whole number, got {shown(value)}"
     return value, None
 
 
 def non_negative_int(value: Any) -> tuple[Any, str | None]:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not _whole(value, 0):
         return value, f"must be a whole number, 0 or more, got {shown(value)}"
     return value, None
 
@@ -116,7 +121,7 @@ number is a typo (``rounds: 1000000000`` would run for decades)."""
 
 def rounds(value: Any) -> tuple[Any, str | None]:
     """``rounds:`` in a suite, ``--rounds`` and ``run_suite(rounds=...)``: one rule for all three."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROUNDS:
+    if not _whole(value, 1, MAX_ROUNDS):
         return value, (f"must be a whole number from 1 to {MAX_ROUNDS}, got {shown(value)} (each round reruns every "
                        f"timed benchmark: {MAX_ROUNDS} rounds already take over 20 minutes a benchmark with the "
                        "latency defaults; suites/ci.yaml uses 5)")
@@ -125,7 +130,7 @@ def rounds(value: Any) -> tuple[Any, str | None]:
 
 def pairs(value: Any) -> tuple[Any, str | None]:
     """``--rounds`` of ``benchbench ab`` and ``bisect``: pairs of rounds, one of each side."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROUNDS:
+    if not _whole(value, 1, MAX_ROUNDS):
         return value, (f"must be a whole number of pairs from 1 to {MAX_ROUNDS}, got {shown(value)} (each pair runs "
                        "every timed benchmark once on each side)")
     return value, None
@@ -162,7 +167,7 @@ def boolean(value: Any) -> tuple[Any, str | None]:
 
 def int_between(low: int, high: int) -> Callable[[Any], tuple[Any, str | None]]:
     def check(value: Any) -> tuple[Any, str | None]:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if not _whole(value, low, high):
             return value, f"must be a whole number from {low} to {high}, got {shown(value)}"
         return value, None
 

@@ -320,9 +320,10 @@ def _notes(judge: _Judge, rows: list[Row], base_records: dict[str, Record], new_
         notes.append(f"rounds per side (base vs new): {counts}; with fewer than {stats.MIN_ROUNDS} the samples share few "
                      "moments of the machine, and a timing change is at most 'uncertain' (suites/ci.yaml uses rounds: 5)")
     if not new.complete:
-        stopped = (new.environment.get(PAIRING_KEY) or {}).get("interrupted")
-        notes.append(f"the new side of a benchbench ab interrupted after {new.environment[PAIRING_KEY]['pairs']} of "
-                     f"{stopped['planned']} pair(s) is INCOMPLETE: compare fails on it; run benchbench ab again" if stopped
+        pairing = new.environment.get(PAIRING_KEY) or {}
+        notes.append(f"the new side of a benchbench ab interrupted after {pairing['pairs']} of "
+                     f"{pairing['interrupted']['planned']} pair(s) is INCOMPLETE: compare fails on it; run benchbench ab "
+                     "again" if pairing.get("interrupted")
                      else "the new run is INCOMPLETE (interrupted or killed): compare fails until it is finished "
                      "(benchbench run --resume)")
     missing_benchmarks = [r.benchmark for r in rows if r.verdict.verdict == MISSING and r.field == "-"]

@@ -84,18 +84,16 @@ def measure_pairs(base: Side, new: Side, suite: str, options: RunOptions, pairs:
                 say("starting each side's python and torch (each round is a fork of it)")
             runners = {name: stack.enter_context(side.rounds(folder, fresh_processes=fresh_processes))
                        for name, side in ((BASE, base), (NEW, new))}
-            for runner in runners.values():  # both imported before any round is timed
-                runner.wait_ready()
             for pair in range(pairs):
                 later = _later_rounds(rounds[BASE], rounds[NEW]) if pair else None
                 if pair and later is None:
                     break  # nothing timed (a suite of counts), or every timed benchmark failed on a side
                 if pair and per_server and pair % per_server == 0:
                     say(f"starting each side's round server anew (every {per_server} pairs)")
-                    for runner in runners.values():  # both at once, both ready before the next round
+                    for runner in runners.values():  # both at once
                         runner.restart()
-                    for runner in runners.values():
-                        runner.wait_ready()
+                for runner in runners.values():  # both started servers imported before any round is timed
+                    runner.wait_ready()
                 for name in order(pair, per_server):
                     runner = runners[name]
                     arguments = (options.arguments(runner.side, metrics=later[0], only=later[1]) if later

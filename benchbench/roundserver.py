@@ -112,25 +112,20 @@ def _preload() -> str | None:
     return _threads_started(threads, _native_threads())
 
 
-def _native_threads() -> int | None:
-    """The threads of this process, python's and native ones (Linux: /proc), or None where unknown."""
+def _native_threads() -> int:
+    """The threads of this process, native ones too (Linux: /proc); elsewhere python's."""
     try:
         return len(os.listdir("/proc/self/task"))
     except OSError:
-        return None
+        return threading.active_count()
 
 
-def _threads_started(before: int | None, after: int | None) -> str | None:
+def _threads_started(before: int, after: int) -> str | None:
     """A warning when the imports after torch's started threads: a plugin that runs torch code at
     import (``torch.set_num_threads``, a first operation) starts its thread pool, and a fork
     copies only the thread that forked, leaving the pool's state behind. In one experiment on
     the 2-core machine, forks of a parent that had called ``torch.set_num_threads`` ran the
     same layer 15-50% slower than fresh processes."""
-    if before is None or after is None:
-        if threading.active_count() > 1:
-            after, before = threading.active_count(), 1
-        else:
-            return None
     if after <= before:
         return None
     return (f"{after - before} thread(s) started while importing the side's benchbench and plugins (a plugin that "

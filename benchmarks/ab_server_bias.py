@@ -106,10 +106,8 @@ def main() -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"\nA/A of a 10 us Linear(16, 16), {args.pairs} pairs per compare")
     print(f"{'pairs per server':>16} {'compares':>8} {'mean ratio':>10} {'sd':>7} {'p < 0.01':>8} {'s each':>6}  verdicts")
-    for value, records in seen.items():
-        if not records:
-            continue
-        records = [r for r in records if r["ratio"] is not None and r["p"] is not None]
+    for value, made in seen.items():
+        records = [r for r in made if r["ratio"] is not None and r["p"] is not None]  # a compare ab could judge
         if not records:
             continue
         ratios = [r["ratio"] for r in records]
