@@ -368,8 +368,13 @@ def main() -> int:
     except ValueError:
         parser.error(f"--threshold: expected numbers such as 0.05 or 0.05,0.02, got {args.threshold!r}")
     modes = ["two-run", "ab"] if args.mode == "both" else [args.mode]
+    if args.log and not args.tabulate and not _replaceable_log(Path(args.log)):
+        parser.error(f"--log {args.log}: the file exists and is not a log of this script; name a new file")
     if args.tabulate:
-        lines = [json.loads(line) for line in Path(args.tabulate).read_text().splitlines() if line.strip()]
+        try:
+            lines = [json.loads(line) for line in Path(args.tabulate).read_text().splitlines() if line.strip()]
+        except (OSError, ValueError) as exc:
+            parser.error(f"--tabulate {args.tabulate}: not a --log file of this script ({exc})")
         for line in lines:  # what the log was measured with, not this command line's defaults
             vars(args).update(line.get("settings", {}))
         records = [r for r in lines if "mode" in r and r["condition"] in args.conditions]
@@ -387,6 +392,18 @@ def main() -> int:
     if interrupted and not args.tabulate:
         return 130
     return 0 if all(met) else 1
+
+
+def _replaceable_log(path: Path) -> bool:
+    """Whether ``--log`` may write ``path``: a new or empty file, or an earlier log (its first
+    line holds the settings); never a file of the user's."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return True
+    try:
+        with path.open(encoding="utf-8") as log:
+            return "settings" in json.loads(log.readline())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def run_modes(args: argparse.Namespace, modes: list[str]) -> list[dict]:
